@@ -1,0 +1,186 @@
+"""Typed configuration: one dataclass per concern, turned into a CLI and saved with every run.
+
+Each field's ``metadata["help"]`` becomes its ``--help`` text; ``--config FILE`` (JSON or YAML)
+sets defaults that explicit command-line options override. ``resolved`` configs are written next
+to every run and export so a result can always be traced back to the settings that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from sentiment_tf.errors import UserError
+
+DEFAULT_DATA = "data/reviews.csv"
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return dataclasses.field(metadata={"help": text}, **kw)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the data comes from and how it is cleaned and split."""
+
+    data: str = _help(f"Training data: CSV, TSV, JSON lines or Excel (default: bundled {DEFAULT_DATA}).",
+                      default=DEFAULT_DATA)
+    text_col: str = _help("Column holding the text.", default="text")
+    label_col: str = _help("Column holding the label (string or integer).", default="label")
+    val_data: str | None = _help("Optional validation file (same columns); otherwise split from --data.",
+                                 default=None)
+    test_data: str | None = _help("Optional test file (same columns); otherwise split from --data.",
+                                  default=None)
+    val_size: float = _help("Validation fraction when splitting --data.", default=0.1)
+    test_size: float = _help("Test fraction when splitting --data.", default=0.1)
+    lowercase: bool = _help("Lower-case Latin letters during cleaning.", default=True)
+    seed: int = _help("Seed for the split, shuffling and weight initialisation.", default=42)
+
+    def __post_init__(self) -> None:
+        for name in ("val_size", "test_size"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise UserError(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {value}")
+
+
+@dataclasses.dataclass
+class TokenizerConfig:
+    """How text becomes tokens (recorded in every export and checked on load)."""
+
+    tokenizer: Literal["word", "char"] = _help(
+        "'word': jieba precise mode; 'char': one token per CJK character, Latin/digit runs kept whole.",
+        default="word")
+    hmm: bool = _help("jieba HMM for words missing from the dictionary.", default=True)
+    user_dict: str | None = _help("jieba user dictionary (one 'word [freq] [tag]' per line).", default=None)
+    stopwords: str | None = _help("File of stopwords to drop, one per line.", default=None)
+    max_tokens: int = _help("Keep the first N tokens of each text.", default=200)
+    min_freq: int = _help("Drop tokens seen fewer times than this in the training split.", default=2)
+    max_vocab: int = _help("Keep at most this many tokens (most frequent first).", default=50000)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Network architecture."""
+
+    model: Literal["lstm"] = _help("Model family.", default="lstm")
+    rnn: Literal["lstm", "gru"] = _help("Recurrent cell.", default="lstm")
+    bidirectional: bool = _help("Run the RNN both ways.", default=True)
+    embedding_dim: int = _help("Embedding size.", default=128)
+    rnn_units: int = _help("RNN units per direction.", default=64)
+    dropout: float = _help("Dropout before the output layer (and on embeddings).", default=0.3)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation, callbacks and outputs."""
+
+    epochs: int = _help("Maximum epochs (early stopping usually ends sooner).", default=8)
+    batch_size: int = _help("Batch size.", default=64)
+    learning_rate: float = _help("Adam learning rate.", default=2e-3)
+    patience: int = _help("Early-stopping patience in epochs (on validation loss).", default=2)
+    class_weight: Literal["none", "balanced"] = _help(
+        "'balanced' weights classes inversely to their frequency.", default="none")
+    bucketing: bool = _help("Batch texts of similar length together instead of padding all to the "
+                            "longest (same result, much faster).", default=True)
+    mixed_precision: bool = _help("float16 compute on GPU (ignored on CPU).", default=False)
+    output: str = _help("Export base directory (TF Serving layout: OUTPUT/<version>/).",
+                        default="saved_models/lstm")
+    run_dir: str | None = _help("Directory for reports, checkpoints and logs (default: runs/<model>-<time>).",
+                                default=None)
+    resume: str | None = _help("Resume an interrupted run from its run directory.", default=None)
+    verbose: bool = _help("Debug logging.", default=False)
+
+
+CONFIG_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """Returns (type, optional) for ``X | None`` annotations."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Adds one ``--kebab-case`` option per dataclass field, typed, with the field's help text."""
+    group = parser.add_argument_group(cls.__name__, cls.__doc__)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        tp, _ = _base_type(hints[field.name])
+        flag = "--" + field.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"help": field.metadata.get("help", ""), "dest": field.name,
+                                  "default": argparse.SUPPRESS}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is Literal:
+            kwargs["choices"] = list(typing.get_args(tp))
+        else:
+            kwargs["type"] = tp
+            kwargs["metavar"] = field.name.upper()
+        default = field.default
+        kwargs["help"] += f" [default: {default}]"
+        group.add_argument(flag, **kwargs)
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Reads a JSON or YAML config file into a flat ``{field: value}`` dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {path}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml  # installed with transformers
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as err:  # noqa: BLE001 - any parse error is the user's file
+        raise UserError(f"cannot parse config file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of option names to values")
+    # Saved run configs are nested by section; accept both shapes.
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key in {c.__name__ for c in CONFIG_CLASSES} | {"data_config"}:
+            flat.update(value)
+        else:
+            flat[key] = value
+    return {k.replace("-", "_"): v for k, v in flat.items()}
+
+
+def build_configs(values: dict[str, Any], classes: tuple[type, ...] = CONFIG_CLASSES) -> list[Any]:
+    """Instantiates each dataclass from a flat dict; unknown keys are an error."""
+    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}; see --help for the valid ones")
+    out = []
+    for cls in classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        out.append(cls(**{k: v for k, v in values.items() if k in names}))
+    return out
+
+
+def parse_configs(parser: argparse.ArgumentParser, argv: list[str] | None,
+                  classes: tuple[type, ...] = CONFIG_CLASSES) -> tuple[list[Any], argparse.Namespace]:
+    """Parses ``argv`` (plus an optional ``--config`` file) into the config dataclasses."""
+    ns = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    if getattr(ns, "config", None):
+        values.update(load_config_file(ns.config))
+    fields = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    values.update({k: v for k, v in vars(ns).items() if k in fields})
+    return build_configs(values, classes), ns
+
+
+def to_dict(*configs: Any) -> dict[str, dict[str, Any]]:
+    """Nested ``{ClassName: fields}`` dict for saving next to a run or export."""
+    return {type(c).__name__: dataclasses.asdict(c) for c in configs}

@@ -1,0 +1,266 @@
+"""Loading labelled text with pandas, cleaning, de-duplication and leakage-free splitting.
+
+Order matters: texts are cleaned and de-duplicated *before* splitting, texts that occur with
+more than one label are dropped, and user-supplied validation/test texts are removed from the
+training data, so no text is ever on both sides of an evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from sentiment_tf.config import DEFAULT_DATA, DataConfig
+from sentiment_tf.errors import UserError
+from sentiment_tf.text import clean_text
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEXT, LABEL, Y = "text", "label", "y"  # column names of every frame this module returns
+
+_CSV = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_JSON = {".jsonl", ".ndjson", ".json"}
+_EXCEL = {".xlsx", ".xlsm", ".xls"}
+
+
+def resolve_data_path(path: str) -> Path:
+    """The path as given, or — for the bundled default — the copy beside this package."""
+    p = Path(path)
+    if not p.exists() and path == DEFAULT_DATA and (REPO_ROOT / DEFAULT_DATA).exists():
+        return REPO_ROOT / DEFAULT_DATA
+    return p
+
+
+def decode_bytes(raw: bytes, path: str | Path) -> tuple[str, str]:
+    """Decodes a text file as UTF-8, UTF-8 with BOM, UTF-16 (by BOM) or GB18030, in that order."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        candidates = ["utf-8-sig"]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", "gb18030"]  # GB18030 is a superset of GBK and GB2312
+    for enc in candidates:
+        try:
+            return raw.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    raise UserError(f"cannot decode {path} as UTF-8, UTF-8 with BOM or GB18030/GBK; "
+                    "re-save it as UTF-8")
+
+
+def read_table(path: str | Path, text_col: str, label_col: str | None) -> pd.DataFrame:
+    """Reads CSV/TSV/JSON lines/Excel into a frame of strings with columns ``text`` (and ``label``).
+
+    Missing values are NaN; the file's own column names are checked and listed on a mismatch.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"data file not found: {path}")
+    if p.is_dir():
+        raise UserError(f"{path} is a directory; pass a CSV, TSV, JSON lines or Excel file")
+    ext = p.suffix.lower()
+    try:
+        if ext in _EXCEL:
+            frame = pd.read_excel(p, dtype=str)
+        else:
+            text, enc = decode_bytes(p.read_bytes(), p)
+            log.debug("decoded %s as %s", p, enc)
+            if ext in _JSON:
+                lines = ext != ".json" or not text.lstrip().startswith("[")
+                frame = pd.read_json(io.StringIO(text), lines=lines, dtype=False)
+            else:
+                sep = _CSV.get(ext, None)
+                # Only truly empty cells are missing: "NA" or "null" can be real review text.
+                frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                    na_values=[""], engine="python" if sep is None else "c")
+    except UserError:
+        raise
+    except ImportError as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    except (ValueError, pd.errors.ParserError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot parse {path} as {ext.lstrip('.') or 'CSV'}: {first}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    wanted = [c for c in (text_col, label_col) if c is not None]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        cols = ", ".join(frame.columns) if len(frame.columns) else "(none)"
+        raise UserError(f"column {missing[0]!r} not found in {path}; its columns are: {cols} "
+                        f"(choose with --text-col/--label-col)")
+    out = pd.DataFrame({TEXT: frame[text_col]})
+    if label_col is not None:
+        out[LABEL] = frame[label_col]
+    # JSON and Excel may hold numbers; compare and store everything as strings.
+    for col in out.columns:
+        out[col] = out[col].map(_as_str)
+    if out.empty:
+        raise UserError(f"{path} has no data rows")
+    return out
+
+
+def _as_str(value: object) -> object:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return float("nan")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # labels 1.0/0.0 from a column that had gaps
+    return str(value).strip()
+
+
+@dataclasses.dataclass
+class LabelMap:
+    """Label names in id order; integer-like names sort numerically, others as strings."""
+
+    names: list[str]
+
+    @classmethod
+    def from_labels(cls, labels: pd.Series) -> "LabelMap":
+        unique = set(labels)
+        if all(_is_int(x) for x in unique):
+            return cls(sorted(unique, key=int))
+        return cls(sorted(unique))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def encode(self, labels: pd.Series) -> pd.Series:
+        return labels.map(self.label2id)
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def clean_frame(frame: pd.DataFrame, lowercase: bool = True, source: str = "data") -> tuple[pd.DataFrame, dict]:
+    """Cleans texts, drops empties, exact duplicates and texts seen with conflicting labels.
+
+    Returns the cleaned frame and a dict of counts for the run's report.
+    """
+    stats = {"rows_read": len(frame)}
+    frame = frame.copy()
+    missing_label = frame[LABEL].isna() | (frame[LABEL] == "") if LABEL in frame else pd.Series(False, index=frame.index)
+    frame[TEXT] = frame[TEXT].map(lambda t: clean_text(t, lowercase) if isinstance(t, str) else "")
+    empty_text = frame[TEXT] == ""
+    stats["missing_label"] = int((missing_label & ~empty_text).sum())
+    stats["empty_text"] = int(empty_text.sum())
+    frame = frame[~missing_label & ~empty_text]
+    n = len(frame)
+    frame = frame.drop_duplicates(subset=[TEXT, LABEL] if LABEL in frame else [TEXT])
+    stats["duplicates"] = n - len(frame)
+    stats["conflicting_texts"] = 0
+    if LABEL in frame:
+        n_labels = frame.groupby(TEXT)[LABEL].transform("nunique")
+        conflicts = frame[n_labels > 1]
+        if len(conflicts):
+            examples = conflicts[TEXT].drop_duplicates().head(3).tolist()
+            stats["conflicting_texts"] = int(conflicts[TEXT].nunique())
+            log.warning("%s: dropped %d texts that appear with more than one label, e.g. %s",
+                        source, stats["conflicting_texts"], "; ".join(e[:30] for e in examples))
+        frame = frame[n_labels <= 1]
+    stats["rows_kept"] = len(frame)
+    log.info("%s: %d rows read, %d without label, %d empty after cleaning, %d duplicates, "
+             "%d conflicting texts dropped -> %d rows", source, stats["rows_read"],
+             stats["missing_label"], stats["empty_text"], stats["duplicates"],
+             stats["conflicting_texts"], stats["rows_kept"])
+    if frame.empty:
+        raise UserError(f"no usable rows left in {source} after cleaning (empty texts, missing labels "
+                        "and conflicting duplicates are dropped)")
+    return frame.reset_index(drop=True), stats
+
+
+@dataclasses.dataclass
+class Splits:
+    """Train/validation/test frames with columns ``text``, ``label`` (name) and ``y`` (id)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    labels: LabelMap
+    stats: dict
+
+
+def _load_clean(path: str, cfg: DataConfig, role: str) -> tuple[pd.DataFrame, dict]:
+    frame = read_table(resolve_data_path(path), cfg.text_col, cfg.label_col)
+    return clean_frame(frame, cfg.lowercase, source=f"{role} ({path})")
+
+
+def _drop_overlap(frame: pd.DataFrame, other: pd.DataFrame, name: str, other_name: str) -> pd.DataFrame:
+    overlap = frame[TEXT].isin(set(other[TEXT]))
+    if overlap.any():
+        log.warning("removed %d texts from %s that also occur in %s", int(overlap.sum()), name, other_name)
+    return frame[~overlap].reset_index(drop=True)
+
+
+def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, role: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    counts = frame[LABEL].value_counts()
+    need = max(2, int(round(1 / fraction)) if fraction > 0 else 2)
+    rare = counts[counts < 2]
+    if len(rare):
+        raise UserError(f"label {rare.index[0]!r} has only {int(rare.iloc[0])} example(s); a stratified "
+                        f"{role} split needs at least 2 per label — add examples or pass --{role}-data")
+    try:
+        return train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame[LABEL])
+    except ValueError as err:
+        raise UserError(f"cannot split off a {role} set with {fraction:.0%} of {len(frame)} rows and "
+                        f"{len(counts)} labels ({err}); each label needs about {need}+ examples, or "
+                        f"pass --{role}-data") from None
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Loads, cleans and splits the data described by ``cfg``.
+
+    Example:
+        >>> splits = load_splits(DataConfig(data="data/reviews.csv"))
+        >>> splits.labels.names
+        ['正面', '负面']
+    """
+    train, stats = _load_clean(cfg.data, cfg, "train")
+    all_stats = {"train_file": stats}
+    test = val = None
+    if cfg.test_data:
+        test, all_stats["test_file"] = _load_clean(cfg.test_data, cfg, "test")
+        train = _drop_overlap(train, test, "train", "test")
+    if cfg.val_data:
+        val, all_stats["val_file"] = _load_clean(cfg.val_data, cfg, "val")
+        if test is not None:
+            val = _drop_overlap(val, test, "validation", "test")
+        train = _drop_overlap(train, val, "train", "validation")
+
+    if train[LABEL].nunique() < 2:
+        only = train[LABEL].iloc[0] if len(train) else "-"
+        raise UserError(f"the training data has a single label ({only!r}); a classifier needs at least "
+                        f"two — check --label-col ({cfg.label_col!r})")
+    if test is None:
+        train, test = _stratified_split(train, cfg.test_size, cfg.seed, "test")
+    if val is None:
+        # Validation is a fraction of the whole, so take it relative to what is left.
+        train, val = _stratified_split(train, cfg.val_size / (1 - (cfg.test_size if not cfg.test_data else 0)),
+                                       cfg.seed, "val")
+
+    labels = LabelMap.from_labels(train[LABEL])
+    for role, frame in (("validation", val), ("test", test)):
+        unseen = sorted(set(frame[LABEL]) - set(labels.names))
+        if unseen:
+            raise UserError(f"{role} label(s) {', '.join(map(repr, unseen[:5]))} never occur in the training "
+                            f"data (training labels: {', '.join(labels.names)}); fix the labels or add "
+                            "training examples")
+    out = []
+    for frame in (train, val, test):
+        frame = frame.reset_index(drop=True).copy()
+        frame[Y] = labels.encode(frame[LABEL]).astype("int64")
+        out.append(frame)
+    sizes = {"train": len(out[0]), "val": len(out[1]), "test": len(out[2])}
+    all_stats["split_sizes"] = sizes
+    all_stats["label_counts"] = {name: int(c) for name, c in out[0][LABEL].value_counts().items()}
+    log.info("split: %s; labels: %s", sizes, labels.names)
+    return Splits(*out, labels=labels, stats=all_stats)

@@ -1,0 +1,132 @@
+"""Versioned, atomic SavedModel exports in TF Serving layout, and loading them back safely.
+
+Layout of ``<base>/<version>/`` (TF Serving picks the highest integer directory)::
+
+    saved_model.pb, variables/           the SavedModel (signature ``serving_default``)
+    assets.extra/sentiment_tf.json       labels, tokenizer settings, signature description
+    assets.extra/vocab.txt               token per line, line n = id n (0 = padding, 1 = [UNK])
+    assets.extra/config.json             the resolved training config
+    assets.extra/user_dict.txt, stopwords.txt   when the tokenizer used them
+
+A version is written into a hidden sibling directory, verified by loading it and comparing its
+outputs with the in-memory model, and only then renamed to the next free integer. Existing
+versions are never touched; a failure at any point leaves no numeric directory behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sentiment_tf import __version__, atomic
+from sentiment_tf.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "sentiment_tf"
+FORMAT_VERSION = 1
+META_DIR = "assets.extra"
+META_FILE = "sentiment_tf.json"
+
+
+def metadata_path(version_dir: str | Path) -> Path:
+    return Path(version_dir) / META_DIR / META_FILE
+
+
+def _versions(base: Path) -> list[int]:
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def check_base_dir(base: str | Path) -> Path:
+    """Refuses an export base that holds anything but our versions (checked before training)."""
+    base = Path(base)
+    if base.exists() and not base.is_dir():
+        raise UserError(f"--output {base} is a file; pass a directory for versioned exports")
+    if not base.exists():
+        return base
+    for entry in base.iterdir():
+        if entry.name.startswith("."):
+            continue  # our in-progress temporaries and hidden files
+        if entry.name.isdigit() and entry.is_dir() and metadata_path(entry).is_file():
+            continue
+        raise UserError(f"--output {base} holds {entry.name!r}, which is not a sentiment_tf export version; "
+                        "choose an empty or new directory")
+    return base
+
+
+def write_version(base: str | Path, write_model: Callable[[Path], None], metadata: dict[str, Any],
+                  extra_files: dict[str, str | Path | bytes], verify: Callable[[Path], None]) -> Path:
+    """Writes a new export version atomically and returns its directory.
+
+    Args:
+        base: the model's base directory (``saved_models/lstm``).
+        write_model: writes the SavedModel into the directory it is given.
+        metadata: family-specific fields for ``sentiment_tf.json``.
+        extra_files: ``{name: source path or bytes}`` copied into ``assets.extra/``.
+        verify: loads the written directory and raises if it disagrees with the model in memory.
+    """
+    base = check_base_dir(base)
+    with atomic.temp_dir_beside(base, prefix=".export-") as tmp:
+        write_model(tmp)
+        extra = tmp / META_DIR
+        extra.mkdir(exist_ok=True)
+        for name, src in extra_files.items():
+            if isinstance(src, bytes):
+                (extra / name).write_bytes(src)
+            else:
+                shutil.copyfile(src, extra / name)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sentiment_tf_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
+        atomic.write_json(extra / META_FILE, meta)
+        verify(tmp)
+        version = (_versions(base) or [0])[-1] + 1
+        while True:
+            target = base / str(version)
+            try:
+                if target.exists():  # rename() would replace an empty directory
+                    raise FileExistsError(target)
+                os.rename(tmp, target)
+                break
+            except OSError as err:
+                if isinstance(err, FileExistsError) or err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    version += 1  # another export took this number meanwhile
+                    continue
+                raise
+    log.info("exported %s", target)
+    return target
+
+
+def resolve_version_dir(path: str | Path) -> Path:
+    """A version directory, or the newest version inside a base directory; refuses anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"model directory not found: {path}")
+    if metadata_path(p).is_file():
+        return p
+    if p.is_dir():
+        versions = [v for v in _versions(p) if metadata_path(p / str(v)).is_file()]
+        if versions:
+            return p / str(versions[-1])
+    raise UserError(f"{path} is not a sentiment_tf model (no {META_DIR}/{META_FILE} in it or in a numbered "
+                    "version directory); pass a directory written by `python -m sentiment_tf.train`")
+
+
+def read_metadata(version_dir: str | Path) -> dict[str, Any]:
+    path = metadata_path(version_dir)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{version_dir} is not a sentiment_tf model (format={meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise UserError(f"{version_dir} was written by a newer sentiment_tf (format "
+                        f"{meta['format_version']}); upgrade sentiment_tf to load it")
+    return meta

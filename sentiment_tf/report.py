@@ -1,0 +1,129 @@
+"""Evaluation reports: sklearn ``classification_report``, JSON summary, confusion matrix and curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from sentiment_tf import atomic
+
+log = logging.getLogger(__name__)
+
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+              "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Test-set results: the printable report plus the numbers behind it."""
+
+    text: str
+    accuracy: float
+    weighted_f1: float
+    macro_f1: float
+    per_label: dict[str, Any]
+    confusion: list[list[int]]
+    labels: list[str]
+    support: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "weighted_f1": self.weighted_f1, "macro_f1": self.macro_f1,
+                "support": self.support, "labels": self.labels, "per_label": self.per_label,
+                "confusion_matrix": self.confusion}
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> Evaluation:
+    """Scores predicted probabilities against integer labels (ids index ``labels``)."""
+    y_pred = np.asarray(probs).argmax(axis=-1)
+    ids = list(range(len(labels)))
+    text = classification_report(y_true, y_pred, labels=ids, target_names=labels, digits=4, zero_division=0)
+    as_dict = classification_report(y_true, y_pred, labels=ids, target_names=labels, digits=4,
+                                    zero_division=0, output_dict=True)
+    return Evaluation(
+        text=text,
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        weighted_f1=float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        per_label={name: as_dict[name] for name in labels},
+        confusion=confusion_matrix(y_true, y_pred, labels=ids).tolist(),
+        labels=list(labels),
+        support=int(len(y_true)),
+    )
+
+
+def _cjk_font() -> str | None:
+    from matplotlib import font_manager
+
+    available = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in available), None)
+
+
+def _tick_names(labels: list[str]) -> list[str]:
+    """Label names if a CJK-capable font exists, else ``label 0``… (the mapping is in report.txt)."""
+    if all(name.isascii() for name in labels):
+        return labels
+    font = _cjk_font()
+    if font:
+        import matplotlib
+
+        matplotlib.rcParams["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
+        return labels
+    log.info("no CJK font found for plots; axis labels use label ids (see report.txt)")
+    return [f"label {i}" for i in range(len(labels))]
+
+
+def plot_confusion(ev: Evaluation, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    names = _tick_names(ev.labels)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # missing-glyph warnings when no CJK font exists
+        ConfusionMatrixDisplay(np.array(ev.confusion), display_labels=names).plot(ax=ax, cmap="Blues",
+                                                                               colorbar=False)
+        ax.set_title(f"Test confusion matrix (accuracy {ev.accuracy:.4f})")
+        atomic.savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("loss", "accuracy") if m in history]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        epochs = range(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], marker="o", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    atomic.savefig(fig, path)
+    plt.close(fig)
+
+
+def write_reports(run_dir: str | Path, ev: Evaluation, history: dict[str, list[float]] | None,
+                  extra: dict[str, Any] | None = None) -> None:
+    """report.txt, report.json, confusion_matrix.png and training_curves.png in ``run_dir``."""
+    run_dir = Path(run_dir)
+    mapping = "\n".join(f"  {i}: {name}" for i, name in enumerate(ev.labels))
+    atomic.write_text(run_dir / "report.txt", f"{ev.text}\nlabel ids:\n{mapping}\n")
+    atomic.write_json(run_dir / "report.json", {**ev.to_json(), **(extra or {}),
+                                               "history": history or {}})
+    plot_confusion(ev, run_dir / "confusion_matrix.png")
+    if history:
+        plot_history(history, run_dir / "training_curves.png")
