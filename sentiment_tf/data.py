@@ -240,6 +240,10 @@ def load_splits(cfg: DataConfig) -> Splits:
         only = train[LABEL].iloc[0] if len(train) else "-"
         raise UserError(f"the training data has a single label ({only!r}); a classifier needs at least "
                         f"two — check --label-col ({cfg.label_col!r})")
+    n_labels = train[LABEL].nunique()
+    if len(train) >= 10 and n_labels > len(train) / 2:
+        raise UserError(f"--label-col {cfg.label_col!r} has {n_labels} distinct values in {len(train)} rows; "
+                        "it does not look like a label column — check --label-col/--text-col")
     if test is None:
         train, test = _stratified_split(train, cfg.test_size, cfg.seed, "test")
     if val is None:

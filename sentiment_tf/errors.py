@@ -37,5 +37,3 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # jieba logs its dictionary loading at DEBUG on its own handler; keep the CLI quiet.
-    logging.getLogger("jieba").setLevel(logging.WARNING)

@@ -113,6 +113,7 @@ class Tokenizer:
         if mode == "word":
             import jieba
 
+            jieba.setLogLevel(logging.WARNING)  # it logs dictionary loading at DEBUG on its own handler
             # A private Tokenizer so user dictionaries never leak into jieba's global state.
             self._jieba = jieba.Tokenizer()
             if user_dict:

@@ -6,7 +6,12 @@ by the training pipeline and the exported serving function, so both map tokens i
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +19,13 @@ import keras
 
 from sentiment_tf.config import ModelConfig
 from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
+
+if TYPE_CHECKING:
+    from sentiment_tf.config import TokenizerConfig, TrainConfig
+    from sentiment_tf.data import Splits
+    from sentiment_tf.text import Tokenizer
+
+log = logging.getLogger(__name__)
 
 # Length buckets: reviews are short (median ≈ 28 jieba tokens), so padding each batch only to its
 # bucket's longest text instead of a global maximum saves most of the recurrent computation.
@@ -121,3 +133,94 @@ def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, lab
     archive.add_endpoint(name="serving_default", fn=serve,
                          input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)])
     archive.write_out(str(path), verbose=False)
+
+
+def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers.StringLookup,
+                  max_tokens: int, batch_size: int = 256) -> np.ndarray:
+    """Probabilities in input order (bucketing would reorder, so batches are padded per batch)."""
+    ds = make_dataset(segmented, None, lookup, max_tokens, batch_size, bucketing=False)
+    return model.predict(ds, verbose=0)
+
+
+def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
+           labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
+           check_texts: list[str]) -> Path:
+    """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
+
+    ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
+    """
+    from sentiment_tf import export as export_lib
+
+    check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
+    expected = predict_proba(model, check_texts, lookup, max_tokens)
+
+    def verify(path: Path) -> None:
+        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
+        got = loaded(**{SERVING_INPUT: tf.constant(check_texts)})["probabilities"].numpy()
+        err = float(np.abs(got - expected).max())
+        if err > 1e-5:
+            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+
+    files: dict[str, str | Path | bytes] = {
+        "vocab.txt": "\n".join([PAD_TOKEN, UNK_TOKEN, *vocabulary]).encode("utf-8") + b"\n",
+        "config.json": json.dumps(config, ensure_ascii=False, indent=2, default=str).encode("utf-8"),
+    }
+    tokenizer_files = {}
+    if tokenizer.user_dict:
+        files["user_dict.txt"] = tokenizer.user_dict
+        tokenizer_files["user_dict"] = "user_dict.txt"
+    if tokenizer.stopwords_path:
+        files["stopwords.txt"] = tokenizer.stopwords_path
+        tokenizer_files["stopwords"] = "stopwords.txt"
+    metadata = {
+        "family": "lstm",
+        "labels": list(labels),
+        "label2id": {name: i for i, name in enumerate(labels)},
+        "input_format": "segmented",
+        "tokenizer": dataclasses.asdict(tokenizer.settings),
+        "tokenizer_files": tokenizer_files,
+        "max_tokens": max_tokens,
+        "vocabulary_size": len(vocabulary) + 2,
+        "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
+                      "input_description": "jieba-segmented text, tokens joined by single spaces",
+                      "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
+                                  "label": "string [n]"}},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "metrics": metrics,
+    }
+    return export_lib.write_version(
+        base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path),
+        metadata, files, verify)
+
+
+def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], tok_cfg: "TokenizerConfig",
+        model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42
+        ) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
+    """Builds and trains the classifier with ``model.fit``; returns (model, lookup, history)."""
+    from sentiment_tf import training
+
+    keras.utils.set_random_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if train_cfg.mixed_precision and gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    lookup = make_lookup(vocabulary)
+    num_classes = len(splits.labels.names)
+    train_ds = make_dataset(segmented["train"], splits.train["y"].to_numpy(), lookup, tok_cfg.max_tokens,
+                            train_cfg.batch_size, shuffle=True, bucketing=train_cfg.bucketing,
+                            seed=seed)
+    val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
+                          max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
+    with training.distribution_strategy(tf).scope():
+        model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
+        model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    class_weight = None
+    if train_cfg.class_weight == "balanced":
+        class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
+        log.info("class weights: %s", class_weight)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, class_weight=class_weight,
+                        shuffle=False,  # the dataset shuffles itself (before bucketing)
+                        callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience),
+                        verbose=2 if not sys.stdout.isatty() else "auto")
+    return model, lookup, training.history_dict(history)
+

