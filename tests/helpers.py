@@ -1,0 +1,45 @@
+"""Test helpers shared by the export, predict and train tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import REPO
+
+_LOAD_AND_RUN = """
+import json, sys
+import numpy as np, tensorflow as tf
+sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+texts = json.load(open(sys.argv[2], encoding="utf-8"))
+out = sig(text=tf.constant(texts))
+np.save(sys.argv[3], out["probabilities"].numpy())
+print(json.dumps([s.decode() for s in out["label"].numpy()], ensure_ascii=False))
+"""
+
+
+def serve_in_fresh_process(export_dir: Path, segmented: list[str], tmp: Path) -> tuple[np.ndarray, list[str]]:
+    """Loads an export in a new Python process (nothing shared with the trainer) and runs it."""
+    texts, probs = tmp / "texts.json", tmp / "probs.npy"
+    texts.write_text(json.dumps(segmented, ensure_ascii=False), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", _LOAD_AND_RUN, str(export_dir), str(texts), str(probs)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+                               "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(probs), json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_export_matches(model, lookup, export_dir: Path, segmented: list[str], labels: list[str],
+                          max_tokens: int, tmp: Path, atol: float = 1e-5) -> None:
+    """The SavedModel, loaded in a fresh process, gives the Keras model's probabilities and labels."""
+    from sentiment_tf.models import lstm
+
+    expected = lstm.predict_proba(model, segmented, lookup, max_tokens)
+    got, names = serve_in_fresh_process(export_dir, segmented, tmp)
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
+    assert names == [labels[i] for i in expected.argmax(-1)]

@@ -1,0 +1,135 @@
+"""SavedModel export: parity with Keras in a fresh process, atomicity, versions, metadata checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentiment_tf import export as export_lib
+from sentiment_tf.config import ModelConfig
+from sentiment_tf.errors import UserError
+from sentiment_tf.predict import Predictor
+from sentiment_tf.text import Tokenizer, build_vocabulary
+from tests.helpers import assert_export_matches
+
+LABELS = ["中性", "正面", "负面"]
+TEXTS = ["这家酒店很干净，服务也好", "房间太小了，还很吵，再也不来了", "今天下午三点开会", "早餐丰富位置方便",
+         "空调坏了也没人修", "一般般吧", "物流很快包装完好", "质量太差了"] * 4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny word-level model with a user dictionary, fitted for a few steps (non-trivial weights)."""
+    import keras
+
+    from sentiment_tf.models import lstm
+
+    keras.utils.set_random_seed(0)
+    tmp = tmp_path_factory.mktemp("model")
+    udict = tmp / "user_dict.txt"
+    udict.write_text("再也不来 10 v\n", encoding="utf-8")
+    tokenizer = Tokenizer("word", user_dict=udict)
+    segmented = tokenizer.segment(TEXTS)
+    vocab = build_vocabulary(segmented, min_freq=1)
+    lookup = lstm.make_lookup(vocab)
+    model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4), len(vocab) + 2, len(LABELS))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    y = np.arange(len(TEXTS)) % 3
+    model.fit(lstm.make_dataset(segmented, y, lookup, 20, 8, shuffle=True), epochs=3, verbose=0)
+    return model, lookup, vocab, tokenizer
+
+
+def _export(trained, base: Path) -> Path:
+    from sentiment_tf.models import lstm
+
+    model, lookup, vocab, tokenizer = trained
+    return lstm.export(model, lookup, vocab, tokenizer, LABELS, 20, base, config={"test": True},
+                       metrics={}, check_texts=tokenizer.segment(TEXTS[:8]))
+
+
+def test_export_matches_keras_in_fresh_process(trained, tmp_path: Path) -> None:
+    model, lookup, _, tokenizer = trained
+    version = _export(trained, tmp_path / "lstm")
+    assert version == tmp_path / "lstm" / "1"
+    # Unknown words, an empty text and a text longer than max_tokens (truncated) included.
+    extra = ["全新 未知 词语", "", " ".join(["很好"] * 60)]
+    assert_export_matches(model, lookup, version, tokenizer.segment(TEXTS) + extra, LABELS, 20, tmp_path)
+
+
+def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:
+    _, _, vocab, tokenizer = trained
+    version = _export(trained, tmp_path / "lstm")
+    meta = export_lib.read_metadata(version)
+    assert meta["labels"] == LABELS and meta["label2id"] == {"中性": 0, "正面": 1, "负面": 2}
+    assert meta["tokenizer"]["jieba_version"] and meta["tokenizer"]["user_dict_sha256"]
+    assert meta["input_format"] == "segmented"
+    lines = (version / "assets.extra" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    assert lines[:2] == ["", "[UNK]"] and lines[2:2 + len(vocab)] == vocab
+    # The user dictionary travels with the model and segmentation is reproduced from it.
+    predictor = Predictor.load(tmp_path / "lstm")
+    assert "再也不来" in predictor.prepare(["房间太小了，再也不来了"])[0].split()
+    assert predictor.prepare(TEXTS[:3]) == tokenizer.segment(TEXTS[:3])
+
+
+def test_versions_only_go_up_and_are_never_overwritten(trained, tmp_path: Path) -> None:
+    base = tmp_path / "lstm"
+    first = _export(trained, base)
+    stamp = (first / "saved_model.pb").stat().st_mtime_ns
+    second = _export(trained, base)
+    assert (first.name, second.name) == ("1", "2")
+    assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
+    assert Predictor.load(base).version_dir == second  # base dir → newest version
+
+
+@pytest.mark.parametrize("stage", ["write", "verify"])
+def test_failed_export_leaves_no_version(trained, tmp_path: Path, stage: str) -> None:
+    base = tmp_path / "lstm"
+    _export(trained, base)
+
+    def write(path: Path) -> None:
+        (path / "saved_model.pb").write_bytes(b"partial")
+        if stage == "write":
+            raise OSError("disk full")
+
+    def verify(path: Path) -> None:
+        raise RuntimeError("exported model disagrees")
+
+    with pytest.raises((OSError, RuntimeError)):
+        export_lib.write_version(base, write, {"family": "lstm"}, {}, verify)
+    assert sorted(os.listdir(base)) == ["1"]  # no version 2, no temporary directory left behind
+
+
+def test_foreign_directories_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not a sentiment_tf export version"):
+        export_lib.check_base_dir(tmp_path / "other")
+    with pytest.raises(UserError, match="is not a sentiment_tf model"):
+        Predictor.load(tmp_path / "other")
+    with pytest.raises(UserError, match="model directory not found"):
+        Predictor.load(tmp_path / "missing")
+
+
+def test_tokenizer_mismatch_is_refused_on_load(trained, tmp_path: Path) -> None:
+    version = _export(trained, tmp_path / "lstm")
+    meta_path = export_lib.metadata_path(version)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["tokenizer"]["jieba_version"] = "0.39"
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(UserError, match="jieba_version: model=0.39"):
+        Predictor.load(version)
+    meta["tokenizer"]["jieba_version"] = None
+    meta_path.write_text(json.dumps({**meta, "format": "other"}), encoding="utf-8")
+    with pytest.raises(UserError, match="not a sentiment_tf model"):
+        Predictor.load(version)
+
+
+def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
+    version = _export(trained, tmp_path / "lstm")
+    (version / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")
+    with pytest.raises(UserError, match="user_dict_sha256"):
+        Predictor.load(version)

@@ -1,0 +1,66 @@
+"""End to end as a user runs it: train on a small 3-class CSV, then predict with the export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import TINY_MODEL_ARGS, assert_user_error, cli
+
+
+def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
+    out, run = tmp_path / "models", tmp_path / "run1"
+    args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--model", "lstm",
+            "--output", str(out), *TINY_MODEL_ARGS]
+    proc = cli("train", *args, "--run-dir", str(run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The sklearn report, with label names, is printed.
+    for name in ("正面", "负面", "中性", "weighted avg", "precision"):
+        assert name in proc.stdout
+    for name in ("report.txt", "report.json", "config.json", "data_stats.json", "confusion_matrix.png",
+                 "training_curves.png", "checkpoints/best.keras"):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert report["labels"] == ["中性", "正面", "负面"] and report["support"] == 36
+    assert 0.0 <= report["accuracy"] <= 1.0 and report["export"] == str(out / "1")
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["DataConfig"]["text_col"] == "review" and config["ModelConfig"]["embedding_dim"] == 8
+
+    # A second run adds version 2 and leaves version 1 alone.
+    proc = cli("train", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
+
+    # predict: texts on the command line (newest version), then a file to CSV.
+    proc = cli("predict", "--model", str(out), "这家酒店很干净，服务也好", "新华社北京一月一日电", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in {"正面", "负面", "中性"} for line in lines)
+    preds = tmp_path / "preds.csv"
+    proc = cli("predict", "--model", str(out / "1"), "--input", str(tiny_csv), "--text-col", "review",
+               "--output", str(preds), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frame = pd.read_csv(preds)
+    assert list(frame.columns) == ["text", "label", "prob_中性", "prob_正面", "prob_负面"]
+    assert len(frame) == 360
+    assert abs(frame[["prob_中性", "prob_正面", "prob_负面"]].sum(axis=1) - 1).max() < 1e-4
+
+
+def test_predict_cli_errors(tmp_path: Path) -> None:
+    (tmp_path / "not_a_model").mkdir()
+    assert_user_error(cli("predict", "--model", str(tmp_path / "not_a_model"), "好", cwd=tmp_path),
+                      "is not a sentiment_tf model")
+    assert_user_error(cli("predict", "--model", str(tmp_path / "nope"), "好", cwd=tmp_path),
+                      "model directory not found")
+
+
+def test_output_dir_that_is_not_ours_is_refused_before_training(tiny_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "important.txt").write_text("keep me")
+    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               "--output", str(out), cwd=tmp_path)
+    assert_user_error(proc, "not a sentiment_tf export version")
+    assert sorted(p.name for p in out.iterdir()) == ["important.txt"]
