@@ -72,6 +72,9 @@ class ModelConfig:
     bidirectional: bool = _help("Run the RNN both ways.", default=True)
     embedding_dim: int = _help("Embedding size.", default=128)
     rnn_units: int = _help("RNN units per direction.", default=64)
+    pooling: Literal["max", "last"] = _help(
+        "'max': max over all time steps of the RNN outputs (measured +1 point on the bundled data); "
+        "'last': the final state only.", default="max")
     dropout: float = _help("Dropout before the output layer (and on embeddings).", default=0.3)
 
 

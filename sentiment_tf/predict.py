@@ -147,5 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
     run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -75,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Build and fit (Keras 3; imported here so `--help` and input errors stay instant).
     from sentiment_tf.models import lstm
 
-    model, lookup, history = lstm.fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir,
-                                       seed=data_cfg.seed)
+    try:
+        model, lookup, history = lstm.fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir,
+                                           seed=data_cfg.seed)
+    except KeyboardInterrupt:
+        print(f"\ntraining interrupted; continue it with: python -m sentiment_tf.train --resume {run_dir}",
+              file=sys.stderr)
+        raise
 
     # 4. Evaluate on the held-out test split.
     probs = lstm.predict_proba(model, segmented["test"], lookup, tok_cfg.max_tokens)
@@ -97,5 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
     run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

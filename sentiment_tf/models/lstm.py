@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,28 @@ def _dense(x):
     return x.flat_values if isinstance(x, tf.RaggedTensor) else x
 
 
+@keras.saving.register_keras_serializable(package="sentiment_tf")
+class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+    """Max over time of the unmasked steps (Keras' GlobalMaxPooling1D ignores the mask, so padding
+    would take part in the max)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            lowest = keras.ops.cast(-1e4 if inputs.dtype == "float16" else -1e9, inputs.dtype)
+            inputs = keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest)
+        return keras.ops.max(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Model:
     """The classifier on token ids (0 = padding, masked).
 
@@ -99,14 +122,16 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Mo
     x = keras.layers.Embedding(vocab_size, cfg.embedding_dim, mask_zero=True, name="embedding")(ids)
     x = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
     cell = keras.layers.LSTM if cfg.rnn == "lstm" else keras.layers.GRU
-    rnn = cell(cfg.rnn_units, name=cfg.rnn)
+    rnn = cell(cfg.rnn_units, return_sequences=cfg.pooling == "max", name=cfg.rnn)
     if cfg.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name=f"bi{cfg.rnn}")
     x = rnn(x)
+    if cfg.pooling == "max":
+        x = MaskedGlobalMaxPooling1D(name="max_pool")(x)
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     # float32 output even under mixed precision, so softmax and the loss stay numerically stable.
     probs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(ids, probs, name=f"{'bi' if cfg.bidirectional else ''}{cfg.rnn}_classifier")
+    return keras.Model(ids, probs, name=f"{'bi' if cfg.bidirectional else ''}{cfg.rnn}_{cfg.pooling}_classifier")
 
 
 # The serving signature: TF Serving clients send jieba-segmented, space-joined text (segmentation
@@ -194,8 +219,8 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
 
 
 def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], tok_cfg: "TokenizerConfig",
-        model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42
-        ) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
+        model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42,
+        extra_callbacks: list | None = None) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
     """Builds and trains the classifier with ``model.fit``; returns (model, lookup, history)."""
     from sentiment_tf import training
 
@@ -218,9 +243,13 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, class_weight=class_weight,
-                        shuffle=False,  # the dataset shuffles itself (before bucketing)
-                        callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience),
-                        verbose=2 if not sys.stdout.isatty() else "auto")
+    with warnings.catch_warnings():
+        # Bucketed datasets have no known length, so Keras "runs out of data" at each epoch's end.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, class_weight=class_weight,
+                            shuffle=False,  # the dataset shuffles itself (before bucketing)
+                            callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience,
+                                                                  extra_callbacks),
+                            verbose=2 if not sys.stdout.isatty() else "auto")
     return model, lookup, training.history_dict(history)
 
