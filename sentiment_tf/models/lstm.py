@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from sentiment_tf import batching
 from sentiment_tf.config import ModelConfig
 from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
 
@@ -28,11 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Length buckets: reviews are short (median ≈ 28 jieba tokens, mean 46), so batching texts of
-# similar length and padding each batch to the top of its bucket, instead of every text to a global
-# maximum, saves most of the recurrent computation. Fixed bucket tops also mean few distinct batch
-# shapes (few tf.function traces) at the cost of a few padding tokens per text.
-BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512)
 
 
 def make_lookup(vocabulary: list[str]) -> keras.layers.StringLookup:
@@ -70,17 +66,8 @@ def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.
     if shuffle:
         ds = ds.shuffle(len(segmented), seed=seed, reshuffle_each_iteration=True)
     first = (lambda *xs: xs[0]) if len(parts) > 1 else (lambda x: x)
-    if pad_to is not None:
-        shapes = ((pad_to,),) + ((),) * (len(parts) - 1)
-        ds = ds.padded_batch(batch_size, padded_shapes=shapes if len(parts) > 1 else shapes[0])
-    elif bucketing:
-        bounds = [b for b in BUCKET_BOUNDARIES if b < max_tokens] + [max_tokens + 1]
-        ds = ds.bucket_by_sequence_length(
-            element_length_func=lambda *xs: tf.shape(first(*xs))[0],
-            bucket_boundaries=bounds, bucket_batch_sizes=[batch_size] * (len(bounds) + 1),
-            pad_to_bucket_boundary=True)
-    else:
-        ds = ds.padded_batch(batch_size)
+    ds = batching.batch_by_length(ds, lambda *xs: tf.shape(first(*xs))[0], batch_size, max_tokens,
+                                  bucketing=bucketing, pad_to=pad_to)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
