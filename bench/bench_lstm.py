@@ -79,7 +79,8 @@ def main() -> None:
     from sentiment_tf.text import Tokenizer, build_vocabulary
 
     setup_logging()
-    data_cfg, tok_cfg, model_cfg, train_cfg = DataConfig(), TokenizerConfig(), ModelConfig(), TrainConfig()
+    data_cfg, tok_cfg, model_cfg = DataConfig(), TokenizerConfig(), ModelConfig()
+    train_cfg = TrainConfig().resolved_for("lstm")
     if args.epochs:
         train_cfg.epochs = args.epochs
     splits = load_splits(data_cfg)

@@ -67,7 +67,13 @@ class TokenizerConfig:
 class ModelConfig:
     """Network architecture."""
 
-    model: Literal["lstm"] = _help("Model family.", default="lstm")
+    model: Literal["lstm", "bert"] = _help(
+        "Model family: 'lstm' (jieba words, trained from scratch) or 'bert' (fine-tunes --pretrained).",
+        default="lstm")
+    pretrained: str = _help("BERT only: Hugging Face Hub id or local checkpoint directory to fine-tune "
+                            "(TF weights, or PyTorch-layout model.safetensors; torch not needed).",
+                            default="bert-base-chinese")
+    max_length: int = _help("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", default=128)
     rnn: Literal["lstm", "gru"] = _help("Recurrent cell.", default="lstm")
     bidirectional: bool = _help("Run the RNN both ways.", default=True)
     embedding_dim: int = _help("Embedding size.", default=128)
@@ -82,21 +88,43 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, callbacks and outputs."""
 
-    epochs: int = _help("Maximum epochs (early stopping usually ends sooner).", default=8)
-    batch_size: int = _help("Batch size.", default=64)
-    learning_rate: float = _help("Adam learning rate.", default=2e-3)
+    epochs: int | None = _help("Maximum epochs (early stopping usually ends sooner); default 8 for lstm, 3 "
+                               "for bert.", default=None)
+    batch_size: int | None = _help("Batch size; default 64 for lstm, 32 for bert.", default=None)
+    learning_rate: float | None = _help("Peak learning rate; default 2e-3 (Adam) for lstm, 5e-5 (AdamW with "
+                                        "linear warmup and decay) for bert.", default=None)
+    weight_decay: float = _help("BERT only: AdamW weight decay (not on biases and LayerNorm).", default=0.01)
+    warmup_ratio: float = _help("BERT only: fraction of training steps with linear learning-rate warmup.",
+                                default=0.1)
     patience: int = _help("Early-stopping patience in epochs (on validation loss).", default=2)
     class_weight: Literal["none", "balanced"] = _help(
         "'balanced' weights classes inversely to their frequency.", default="none")
     bucketing: bool = _help("Batch texts of similar length together instead of padding all to the "
                             "longest (same result, much faster).", default=True)
     mixed_precision: bool = _help("float16 compute on GPU (ignored on CPU).", default=False)
-    output: str = _help("Export base directory (TF Serving layout: OUTPUT/<version>/).",
-                        default="saved_models/lstm")
+    xla: bool = _help("BERT only: compile the training step with XLA on GPU (ignored on CPU).", default=True)
+    output: str | None = _help("Export base directory (TF Serving layout: OUTPUT/<version>/); default "
+                               "saved_models/<model>.", default=None)
     run_dir: str | None = _help("Directory for reports, checkpoints and logs (default: runs/<model>-<time>).",
                                 default=None)
     resume: str | None = _help("Resume an interrupted run from its run directory.", default=None)
     verbose: bool = _help("Debug logging.", default=False)
+
+    def resolved_for(self, model: str) -> "TrainConfig":
+        """Fills the family-dependent defaults (a saved config therefore holds concrete values)."""
+        defaults = FAMILY_DEFAULTS[model]
+        values = {name: getattr(self, name) if getattr(self, name) is not None else default
+                  for name, default in defaults.items()}
+        values["output"] = self.output or f"saved_models/{model}"
+        return dataclasses.replace(self, **values)
+
+
+# The seed recipes: a small LSTM learns fast with Adam at 2e-3; BERT fine-tuning uses the original
+# paper's recipe (lr 5e-5, batch 32, 3 epochs).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lstm": {"epochs": 8, "batch_size": 64, "learning_rate": 2e-3},
+    "bert": {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5},
+}
 
 
 CONFIG_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)

@@ -78,6 +78,7 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         extra = tmp / META_DIR
         extra.mkdir(exist_ok=True)
         for name, src in extra_files.items():
+            (extra / name).parent.mkdir(parents=True, exist_ok=True)
             if isinstance(src, bytes):
                 (extra / name).write_bytes(src)
             else:

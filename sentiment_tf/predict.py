@@ -19,7 +19,7 @@ import numpy as np
 from sentiment_tf import atomic
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export import META_DIR, read_metadata, resolve_version_dir
-from sentiment_tf.text import Tokenizer, TokenizerSettings, clean_text
+from sentiment_tf.text import Tokenizer, TokenizerSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class Predictor:
         self.metadata = metadata
         self.tokenizer = tokenizer
         self.label_names: list[str] = list(metadata["labels"])
+        if metadata.get("input_format") == "raw":
+            import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
         self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
         self._input_name = metadata["signature"]["input"]
 
@@ -61,10 +63,14 @@ class Predictor:
         return cls(version_dir, meta, tokenizer)
 
     def prepare(self, texts: list[str]) -> list[str]:
-        """What the serving signature expects: segmented text for LSTM exports."""
+        """What the serving signature expects: segmented text for LSTM exports, raw text for BERT exports
+        (their graph cleans and tokenizes; cleaning twice would decode "&amp;#183;" twice)."""
         if self.tokenizer is not None:
             return self.tokenizer.segment(texts)
-        return [clean_text(t, self.metadata.get("tokenizer", {}).get("lowercase", True)) for t in texts]
+        if self.metadata.get("input_format") == "raw":
+            return list(texts)
+        raise UserError(f"{self.version_dir}: unknown input format {self.metadata.get('input_format')!r}; "
+                        "was it exported by a newer sentiment_tf?")
 
     def predict(self, texts: list[str], batch_size: int = 256) -> Predictions:
         import tensorflow as tf

@@ -3,8 +3,10 @@
     python -m sentiment_tf.train                       # bundled reviews, LSTM, saved_models/lstm/<n>/
     python -m sentiment_tf.train --data my.csv --text-col review --label-col sentiment --epochs 5
 
-Steps: load → clean, de-duplicate, split → tokenize (jieba) → vocabulary → build → fit → evaluate →
-export. Reports, the resolved config, checkpoints and TensorBoard logs go to the run directory.
+    python -m sentiment_tf.train --model bert --pretrained bert-base-chinese   # fine-tune BERT
+
+Steps: load → clean, de-duplicate, split → tokenize (jieba, or the checkpoint's WordPiece) → build →
+fit → evaluate → export. Reports, the resolved config, checkpoints and TensorBoard logs go to the run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, Tokeni
                                  to_dict)
 from sentiment_tf.data import load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.text import Tokenizer, build_vocabulary
 
 log = logging.getLogger("sentiment_tf.train")
 
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
         values = load_config_file(str(saved))
         values.update(resume=train_cfg.resume, run_dir=train_cfg.resume)
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
-    return data_cfg, tok_cfg, model_cfg, train_cfg
+    return data_cfg, tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Load, clean, de-duplicate and split (before any tokenization, so nothing leaks).
     splits = load_splits(data_cfg)
     labels = splits.labels.names
-    tokenizer = Tokenizer(mode=tok_cfg.tokenizer, hmm=tok_cfg.hmm, lowercase=data_cfg.lowercase,
-                          user_dict=tok_cfg.user_dict, stopwords=tok_cfg.stopwords)
+    if model_cfg.model == "bert":
+        from sentiment_tf.models import bert
+
+        bert.check_pretrained(model_cfg.pretrained)
 
     run_dir = Path(train_cfg.resume) if train_cfg.resume else training.new_run_dir(model_cfg.model, train_cfg.run_dir)
     configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)
@@ -67,32 +70,31 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(run_dir / "data_stats.json", splits.stats)
     log.info("run directory: %s", run_dir)
 
-    # 2. Tokenize; the vocabulary comes from the training split only.
-    segmented = {name: tokenizer.segment(frame["text"], cleaned=True)
-                 for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    vocabulary = build_vocabulary(segmented["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
-
-    # 3. Build and fit (Keras 3; imported here so `--help` and input errors stay instant).
-    from sentiment_tf.models import lstm
-
+    # 2-3. Tokenize, build and fit (each family imports its own Keras, so only here).
     try:
-        model, lookup, history = lstm.fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir,
-                                           seed=data_cfg.seed)
+        if model_cfg.model == "bert":
+            trained = bert.fit(splits, model_cfg, train_cfg, run_dir, lowercase=data_cfg.lowercase,
+                               seed=data_cfg.seed)
+        else:
+            from sentiment_tf.models import lstm
+
+            trained = lstm.fit_texts(splits, tok_cfg, model_cfg, train_cfg, run_dir, lowercase=data_cfg.lowercase,
+                                     seed=data_cfg.seed)
     except KeyboardInterrupt:
         print(f"\ntraining interrupted; continue it with: python -m sentiment_tf.train --resume {run_dir}",
               file=sys.stderr)
         raise
 
     # 4. Evaluate on the held-out test split.
-    probs = lstm.predict_proba(model, segmented["test"], lookup, tok_cfg.max_tokens)
-    evaluation = report.evaluate(splits.test["y"].to_numpy(), probs, labels)
+    test_texts = splits.test["text"].tolist()
+    evaluation = report.evaluate(splits.test["y"].to_numpy(), trained.predict_proba(test_texts), labels)
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
                "test_size": evaluation.support, "run_dir": str(run_dir)}
-    version_dir = lstm.export(model, lookup, vocabulary, tokenizer, labels, tok_cfg.max_tokens,
-                              train_cfg.output, configs, metrics, segmented["test"])
+    version_dir = trained.export(train_cfg.output, configs, metrics, test_texts)
+    history = trained.history
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"]})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 BACKUP_DIR = "backup"
 BEST_CHECKPOINT = "checkpoints/best.keras"
+BEST_WEIGHTS = "checkpoints/best.weights.h5"
 
 
 def new_run_dir(model: str, run_dir: str | None) -> Path:
@@ -40,14 +41,21 @@ def new_run_dir(model: str, run_dir: str | None) -> Path:
     return path
 
 
-def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extra: list | None = None) -> list:
+def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extra: list | None = None,
+                       weights_only: bool = False) -> list:
     """Early stopping (best weights restored), best checkpoint, TensorBoard, and a per-epoch backup
-    that ``--resume`` continues from after an interruption."""
-    (run_dir / BEST_CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+    that ``--resume`` continues from after an interruption.
+
+    ``weights_only`` checkpoints weights (``best.weights.h5``): Hugging Face's subclassed TF models
+    do not serialise to the ``.keras`` format; their architecture comes from the checkpoint config.
+    """
+    best = run_dir / (BEST_WEIGHTS if weights_only else BEST_CHECKPOINT)
+    best.parent.mkdir(parents=True, exist_ok=True)
     return [
         callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
         callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
-        callbacks.ModelCheckpoint(str(run_dir / BEST_CHECKPOINT), monitor="val_loss", save_best_only=True),
+        callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
+                                  save_weights_only=weights_only),
         callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
         *(extra or []),
     ]

@@ -14,6 +14,10 @@ from tests.conftest import REPO
 _LOAD_AND_RUN = """
 import json, sys
 import numpy as np, tensorflow as tf
+try:
+    import tensorflow_text  # registers the tokenizer ops of BERT exports
+except ImportError:
+    pass
 sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 texts = json.load(open(sys.argv[2], encoding="utf-8"))
 out = sig(text=tf.constant(texts))

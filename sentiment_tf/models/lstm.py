@@ -243,3 +243,39 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
                             verbose=2 if not sys.stdout.isatty() else "auto")
     return model, lookup, training.history_dict(history)
 
+
+
+@dataclasses.dataclass
+class TrainedLSTM:
+    """The trained model with what it needs to predict and export (the interface ``train.py`` uses)."""
+
+    model: keras.Model
+    lookup: keras.layers.StringLookup
+    vocabulary: list[str]
+    tokenizer: "Tokenizer"
+    labels: list[str]
+    max_tokens: int
+    history: dict[str, list[float]]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities for cleaned texts, in input order."""
+        return predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
+
+    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
+        return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
+                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True))
+
+
+def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
+              run_dir: Path, lowercase: bool = True, seed: int = 42) -> TrainedLSTM:
+    """Segments the splits with jieba (or characters), builds the vocabulary from the training split
+    only, and trains with :func:`fit`."""
+    from sentiment_tf.text import Tokenizer, build_vocabulary
+
+    tokenizer = Tokenizer(mode=tok_cfg.tokenizer, hmm=tok_cfg.hmm, lowercase=lowercase,
+                          user_dict=tok_cfg.user_dict, stopwords=tok_cfg.stopwords)
+    segmented = {name: tokenizer.segment(frame["text"], cleaned=True)
+                 for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    vocabulary = build_vocabulary(segmented["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
+    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir, seed=seed)
+    return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history)

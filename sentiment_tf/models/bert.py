@@ -1,0 +1,355 @@
+"""BERT fine-tuning (Hugging Face ``TFBertForSequenceClassification``, tf-keras) and its raw-text export.
+
+Only this module (and ``pretrain.py``) touches tf-keras; the Keras 3 LSTM lives in ``lstm.py``.
+
+The exported SavedModel takes **raw strings**: cleaning (``text_graph``), ``tensorflow_text.BertTokenizer``
+(not FastBertTokenizer, whose ops stock TF Serving lacks), truncation, ``[CLS]``/``[SEP]``, padding,
+the model and softmax all run in the graph. A second signature, ``encoded``, takes
+``input_ids``/``attention_mask`` for clients that tokenize themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+
+from sentiment_tf import batching
+from sentiment_tf.errors import UserError
+
+if TYPE_CHECKING:
+    from sentiment_tf.config import ModelConfig, TrainConfig
+    from sentiment_tf.data import Splits
+
+log = logging.getLogger(__name__)
+
+SERVING_INPUT = "text"
+VOCAB_FILE = "vocab.txt"
+HF_DIR = "hf_model"  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading checkpoints
+
+
+def _weights_file(name_or_dir: str, filename: str) -> str | None:
+    """Local path of ``filename`` in a checkpoint directory or Hub repo (downloaded once), else None."""
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(name_or_dir, filename, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+    except OSError:
+        return None
+
+
+def _safetensors_format(path: str) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        return (f.metadata() or {}).get("format")
+
+
+def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
+    """The checkpoint's config and tokenizer; a one-line error if it is not a usable BERT checkpoint.
+
+    Called before a run directory is created, so a typo in ``--pretrained`` leaves nothing behind.
+    """
+    from transformers import AutoConfig, BertTokenizerFast
+
+    local = Path(name_or_dir)
+    if local.is_dir() and not ((local / "config.json").is_file() and (local / "vocab.txt").is_file()):
+        raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory (it needs config.json, "
+                        "vocab.txt and weights); pass a Hub id such as bert-base-chinese or a saved checkpoint")
+    try:
+        config = AutoConfig.from_pretrained(name_or_dir)
+        tokenizer = BertTokenizerFast.from_pretrained(name_or_dir)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory or reachable Hub id "
+                        f"({str(err).splitlines()[0]})") from None
+    if config.model_type != "bert":
+        raise UserError(f"--pretrained {name_or_dir} is a {config.model_type!r} model; --model bert needs a "
+                        "BERT checkpoint (e.g. bert-base-chinese)")
+    return config, tokenizer
+
+
+def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
+    """A ``TFBertForSequenceClassification`` with ``len(labels)`` outputs, and the checkpoint's tokenizer.
+
+    Accepts checkpoints with TF weights (``tf_model.h5``, TF-format safetensors) and checkpoints
+    that ship only PyTorch-layout ``model.safetensors`` — loaded here as numpy arrays, because
+    transformers 4.57's own TF loader fails on them ("'safe_open' object is not iterable") and its
+    fallback needs torch. A classification head that is absent or has another number of labels is
+    initialised afresh; everything else must load.
+    """
+    from transformers import TFBertForSequenceClassification
+
+    config, tokenizer = check_pretrained(name_or_dir)
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+
+    tf_h5 = _weights_file(name_or_dir, "tf_model.h5")
+    safetensors_path = _weights_file(name_or_dir, "model.safetensors")
+    if tf_h5:
+        model = TFBertForSequenceClassification.from_pretrained(
+            name_or_dir, config=config, use_safetensors=False, ignore_mismatched_sizes=True)
+    elif safetensors_path and _safetensors_format(safetensors_path) == "tf":
+        model = TFBertForSequenceClassification.from_pretrained(
+            name_or_dir, config=config, use_safetensors=True, ignore_mismatched_sizes=True)
+    elif safetensors_path:
+        model = _from_pytorch_safetensors(config, safetensors_path)
+    else:
+        raise UserError(f"--pretrained {name_or_dir} has neither tf_model.h5 nor model.safetensors; convert "
+                        "pytorch_model.bin with `transformers` + torch (save_pretrained(safe_serialization=True))")
+    return model, tokenizer
+
+
+def _from_pytorch_safetensors(config: Any, path: str) -> Any:
+    from safetensors.numpy import load_file
+    from transformers import TFBertForSequenceClassification
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    model = TFBertForSequenceClassification(config)
+    model(model.dummy_inputs, training=False)  # build the variables
+    state = load_file(path)
+    # A head for another label set cannot be reused: drop it and keep the fresh one.
+    head = {k for k in state if k.startswith("classifier.")}
+    if head and state["classifier.weight"].shape[0] != config.num_labels:
+        for k in head:
+            del state[k]
+    model, info = load_pytorch_state_dict_in_tf2_model(model, state, tf_inputs=False, allow_missing_keys=True,
+                                                       output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
+    if missing:
+        raise UserError(f"{path}: weights missing for {', '.join(missing[:5])}; is it a BERT checkpoint?")
+    log.info("loaded PyTorch-layout weights from %s without torch", path)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor:
+    """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], truncated to ``max_length``."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    return tf.ragged.constant(ids, dtype=tf.int64)
+
+
+def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
+                 shuffle: bool = False, bucketing: bool = True, seed: int = 0) -> tf.data.Dataset:
+    """Batches of ({input_ids, attention_mask}, labels), padded per length bucket (dynamic padding)."""
+    ids = encode(tokenizer, texts, max_length)
+    parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    ds = ds.map(lambda *xs: (xs[0].flat_values if isinstance(xs[0], tf.RaggedTensor) else xs[0],) + xs[1:])
+    if shuffle:
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    ds = batching.batch_by_length(ds, lambda *xs: tf.shape(xs[0])[0], batch_size, max_length,
+                                  bucketing=bucketing,
+                                  padding_values=(tf.constant(tokenizer.pad_token_id, tf.int64),
+                                                  tf.constant(0, tf.int64))[: len(parts)])
+
+    def features(ids, *rest):
+        x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
+        return (x, *rest) if rest else x
+
+    return ds.map(features).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclasses.dataclass
+class TrainedBert:
+    model: Any  # TFBertForSequenceClassification
+    tokenizer: Any  # BertTokenizerFast
+    labels: list[str]
+    max_length: int
+    lowercase: bool  # the cleaning setting the texts were prepared with
+    history: dict[str, list[float]]
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Probabilities for cleaned texts, in input order."""
+        ds = make_dataset(self.tokenizer, texts, None, self.max_length, batch_size, bucketing=False)
+        logits = self.model.predict(ds, verbose=0)["logits"]
+        return tf.nn.softmax(logits, axis=-1).numpy()
+
+    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
+        return export(self, base_dir, config, metrics, check_texts)
+
+
+def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", run_dir: Path, lowercase: bool,
+        seed: int = 42, extra_callbacks: list | None = None) -> TrainedBert:
+    """Fine-tunes ``model_cfg.pretrained`` on the training split with ``model.fit``."""
+    import tf_keras
+    from transformers import create_optimizer
+
+    from sentiment_tf import training
+
+    tf_keras.utils.set_random_seed(seed)
+    labels = splits.labels.names
+    gpus = tf.config.list_physical_devices("GPU")
+    if train_cfg.mixed_precision and gpus:
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    with training.distribution_strategy(tf).scope():
+        model, tokenizer = load_pretrained(model_cfg.pretrained, labels)
+        train_ds = make_dataset(tokenizer, splits.train["text"].tolist(), splits.train["y"].to_numpy(),
+                                model_cfg.max_length, train_cfg.batch_size, shuffle=True,
+                                bucketing=train_cfg.bucketing, seed=seed)
+        val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
+                              model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
+        steps = train_cfg.epochs * -(-len(splits.train) // train_cfg.batch_size)
+        optimizer, _ = create_optimizer(init_lr=train_cfg.learning_rate, num_train_steps=steps,
+                                        num_warmup_steps=int(train_cfg.warmup_ratio * steps),
+                                        weight_decay_rate=train_cfg.weight_decay)
+        model.compile(optimizer=optimizer,
+                      loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[tf_keras.metrics.SparseCategoricalAccuracy("accuracy")],
+                      jit_compile=bool(gpus) and train_cfg.xla)
+    class_weight = None
+    if train_cfg.class_weight == "balanced":
+        class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), len(labels))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, class_weight=class_weight,
+                            callbacks=training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience,
+                                                                  extra_callbacks, weights_only=True),
+                            verbose=2 if not sys.stdout.isatty() else "auto")
+    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.history_dict(history))
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+class BertServing(tf.Module):
+    """Raw strings → cleaning → BertTokenizer → [CLS] ids [SEP] → padding → model → softmax."""
+
+    def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int, lower_case: bool,
+                 lowercase_clean: bool, special_ids: dict[str, int]):
+        import tensorflow_text as tf_text
+
+        super().__init__()
+        self.model = model
+        self.vocab = tf.saved_model.Asset(vocab_path)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(self.vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            default_value=special_ids["unk"])
+        self.tokenizer = tf_text.BertTokenizer(self.table, token_out_type=tf.int64, lower_case=lower_case,
+                                               unknown_token="[UNK]")
+        self.label_names = tf.constant(labels)
+        self.max_length = max_length
+        self.lowercase_clean = lowercase_clean
+        self.ids = special_ids
+
+    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """Raw strings → ragged ids with [CLS]/[SEP], as the Python tokenizer makes them from cleaned text."""
+        from sentiment_tf.text_graph import clean_text_graph
+
+        pieces = self.tokenizer.tokenize(clean_text_graph(text, self.lowercase_clean)).merge_dims(-2, -1)
+        pieces = pieces[:, : self.max_length - 2]
+        n = tf.shape(text, out_type=tf.int64)[0]
+        cls = tf.fill([n, 1], tf.constant(self.ids["cls"], tf.int64))
+        sep = tf.fill([n, 1], tf.constant(self.ids["sep"], tf.int64))
+        return tf.concat([cls, pieces, sep], axis=1)
+
+    def _predict(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = self.model(input_ids=tf.cast(input_ids, tf.int32), attention_mask=tf.cast(attention_mask, tf.int32),
+                            training=False).logits
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        label_id = tf.argmax(probs, axis=-1)
+        return {"probabilities": probs, "label_id": label_id, "label": tf.gather(self.label_names, label_id)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = self.token_ids(text)
+        input_ids = ids.to_tensor(default_value=self.ids["pad"])
+        mask = tf.sequence_mask(ids.row_lengths(), maxlen=tf.shape(input_ids)[1], dtype=tf.int64)
+        return self._predict(input_ids, mask)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="input_ids"),
+                                  tf.TensorSpec([None, None], tf.int64, name="attention_mask")])
+    def encoded(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(input_ids, attention_mask)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = self.token_ids(text)
+        return {"input_ids": ids.to_tensor(default_value=self.ids["pad"]), "length": ids.row_lengths()}
+
+
+def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None:
+    tok = trained.tokenizer
+    module = BertServing(trained.model, vocab_path, trained.labels, trained.max_length,
+                         lower_case=bool(getattr(tok, "do_lower_case", True)), lowercase_clean=trained.lowercase,
+                         special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
+                                      "unk": tok.unk_token_id})
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
+                                                       "encoded": module.encoded,
+                                                       "tokenize": module.tokenize})
+
+
+def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
+    """A new version under ``base_dir``; its probabilities on ``check_texts`` must match within 1e-4."""
+    import tempfile
+
+    from sentiment_tf import export as export_lib
+
+    check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn"]
+    expected = trained.predict_proba(check_texts)
+
+    def verify(path: Path) -> None:
+        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
+        got = loaded(**{SERVING_INPUT: tf.constant(check_texts)})["probabilities"].numpy()
+        err = float(np.abs(got - expected).max())
+        if err > 1e-4:
+            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = Path(tmp) / HF_DIR
+        trained.model.save_pretrained(str(hf_dir))  # tf_model.h5 + config.json (with id2label)
+        trained.tokenizer.save_pretrained(str(hf_dir))
+        vocab_path = str(hf_dir / VOCAB_FILE)
+        files: dict[str, str | Path | bytes] = {
+            VOCAB_FILE: vocab_path,
+            "config.json": json.dumps(config, ensure_ascii=False, indent=2, default=str).encode("utf-8"),
+        }
+        files.update({f"{HF_DIR}/{p.name}": p for p in hf_dir.iterdir()})
+        metadata = {
+            "family": "bert",
+            "labels": list(trained.labels),
+            "label2id": {name: i for i, name in enumerate(trained.labels)},
+            "input_format": "raw",
+            "cleaning": {"lowercase": trained.lowercase},
+            "max_length": trained.max_length,
+            "pretrained": config.get("ModelConfig", {}).get("pretrained"),
+            "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
+                          "input_description": "raw text (cleaned and tokenized in the graph)",
+                          "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
+                                      "label": "string [n]"},
+                          "other_signatures": {"encoded": "input_ids, attention_mask: int64 [n, len]",
+                                               "tokenize": "text → input_ids, length"}},
+            "versions": _versions(),
+            "metrics": metrics,
+        }
+        return export_lib.write_version(base_dir, lambda path: write_saved_model(trained, path, vocab_path),
+                                        metadata, files, verify)
+
+
+def _versions() -> dict[str, str]:
+    import tensorflow_text
+    import transformers
+
+    return {"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
+            "transformers": transformers.__version__}

