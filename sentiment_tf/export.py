@@ -104,6 +104,23 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
     return target
 
 
+def signature_verifier(inputs: list[str], expected: Any, atol: float, input_name: str) -> Callable[[Path], None]:
+    """A ``verify`` for :func:`write_version`: the written ``serving_default`` must give ``expected``
+    probabilities for ``inputs`` within ``atol``."""
+
+    def verify(path: Path) -> None:
+        import numpy as np
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
+        got = loaded(**{input_name: tf.constant(inputs)})["probabilities"].numpy()
+        err = float(np.abs(got - expected).max())
+        if err > atol:
+            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+
+    return verify
+
+
 def resolve_version_dir(path: str | Path) -> Path:
     """A version directory, or the newest version inside a base directory; refuses anything else."""
     p = Path(path)

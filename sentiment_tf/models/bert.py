@@ -308,13 +308,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
 
     check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn"]
     expected = trained.predict_proba(check_texts)
-
-    def verify(path: Path) -> None:
-        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
-        got = loaded(**{SERVING_INPUT: tf.constant(check_texts)})["probabilities"].numpy()
-        err = float(np.abs(got - expected).max())
-        if err > 1e-4:
-            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+    verify = export_lib.signature_verifier(check_texts, expected, 1e-4, SERVING_INPUT)
 
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR

@@ -168,13 +168,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
 
     check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
     expected = predict_proba(model, check_texts, lookup, max_tokens)
-
-    def verify(path: Path) -> None:
-        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
-        got = loaded(**{SERVING_INPUT: tf.constant(check_texts)})["probabilities"].numpy()
-        err = float(np.abs(got - expected).max())
-        if err > 1e-5:
-            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+    verify = export_lib.signature_verifier(check_texts, expected, 1e-5, SERVING_INPUT)
 
     files: dict[str, str | Path | bytes] = {
         "vocab.txt": "\n".join([PAD_TOKEN, UNK_TOKEN, *vocabulary]).encode("utf-8") + b"\n",
