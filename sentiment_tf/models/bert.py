@@ -83,11 +83,8 @@ def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
 def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
     """A ``TFBertForSequenceClassification`` with ``len(labels)`` outputs, and the checkpoint's tokenizer.
 
-    Accepts checkpoints with TF weights (``tf_model.h5``, TF-format safetensors) and checkpoints
-    that ship only PyTorch-layout ``model.safetensors`` — loaded here as numpy arrays, because
-    transformers 4.57's own TF loader fails on them ("'safe_open' object is not iterable") and its
-    fallback needs torch. A classification head that is absent or has another number of labels is
-    initialised afresh; everything else must load.
+    A classification head that is absent or has another number of labels is initialised afresh;
+    everything else must load (see :func:`load_weights` for the checkpoint formats accepted).
     """
     from transformers import TFBertForSequenceClassification
 
@@ -95,39 +92,46 @@ def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {name: i for i, name in enumerate(labels)}
+    return load_weights(TFBertForSequenceClassification, name_or_dir, config, fresh_prefixes=("classifier.",)), tokenizer
 
+
+def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes: tuple[str, ...] = ()) -> Any:
+    """``model_class`` (a Hugging Face TF BERT class) with the checkpoint's weights.
+
+    Accepts checkpoints with TF weights (``tf_model.h5``, TF-format safetensors) and checkpoints
+    that ship only PyTorch-layout ``model.safetensors`` — loaded here as numpy arrays, because
+    transformers 4.57's own TF loader fails on them ("'safe_open' object is not iterable") and its
+    fallback needs torch. Weights under ``fresh_prefixes`` (task heads) may be missing or reshaped.
+    """
     tf_h5 = _weights_file(name_or_dir, "tf_model.h5")
     safetensors_path = _weights_file(name_or_dir, "model.safetensors")
     if tf_h5:
-        model = TFBertForSequenceClassification.from_pretrained(
-            name_or_dir, config=config, use_safetensors=False, ignore_mismatched_sizes=True)
-    elif safetensors_path and _safetensors_format(safetensors_path) == "tf":
-        model = TFBertForSequenceClassification.from_pretrained(
-            name_or_dir, config=config, use_safetensors=True, ignore_mismatched_sizes=True)
-    elif safetensors_path:
-        model = _from_pytorch_safetensors(config, safetensors_path)
-    else:
-        raise UserError(f"--pretrained {name_or_dir} has neither tf_model.h5 nor model.safetensors; convert "
-                        "pytorch_model.bin with `transformers` + torch (save_pretrained(safe_serialization=True))")
-    return model, tokenizer
+        return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=False,
+                                           ignore_mismatched_sizes=bool(fresh_prefixes))
+    if safetensors_path and _safetensors_format(safetensors_path) == "tf":
+        return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=True,
+                                           ignore_mismatched_sizes=bool(fresh_prefixes))
+    if safetensors_path:
+        return _from_pytorch_safetensors(model_class, config, safetensors_path, fresh_prefixes)
+    raise UserError(f"{name_or_dir} has neither tf_model.h5 nor model.safetensors; convert pytorch_model.bin "
+                    "with `transformers` + torch (save_pretrained(safe_serialization=True))")
 
 
-def _from_pytorch_safetensors(config: Any, path: str) -> Any:
+def _from_pytorch_safetensors(model_class: Any, config: Any, path: str, fresh_prefixes: tuple[str, ...]) -> Any:
     from safetensors.numpy import load_file
-    from transformers import TFBertForSequenceClassification
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
-    model = TFBertForSequenceClassification(config)
+    model = model_class(config)
     model(model.dummy_inputs, training=False)  # build the variables
     state = load_file(path)
     # A head for another label set cannot be reused: drop it and keep the fresh one.
-    head = {k for k in state if k.startswith("classifier.")}
-    if head and state["classifier.weight"].shape[0] != config.num_labels:
-        for k in head:
+    if "classifier.weight" in state and "classifier." in fresh_prefixes \
+            and state["classifier.weight"].shape[0] != config.num_labels:
+        for k in [k for k in state if k.startswith("classifier.")]:
             del state[k]
     model, info = load_pytorch_state_dict_in_tf2_model(model, state, tf_inputs=False, allow_missing_keys=True,
                                                        output_loading_info=True)
-    missing = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
+    missing = [k for k in info["missing_keys"] if not k.startswith(fresh_prefixes or ("\0",))]
     if missing:
         raise UserError(f"{path}: weights missing for {', '.join(missing[:5])}; is it a BERT checkpoint?")
     log.info("loaded PyTorch-layout weights from %s without torch", path)

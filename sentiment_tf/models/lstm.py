@@ -261,7 +261,8 @@ class TrainedLSTM:
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
-              run_dir: Path, lowercase: bool = True, seed: int = 42) -> TrainedLSTM:
+              run_dir: Path, lowercase: bool = True, seed: int = 42,
+              extra_callbacks: list | None = None) -> TrainedLSTM:
     """Segments the splits with jieba (or characters), builds the vocabulary from the training split
     only, and trains with :func:`fit`."""
     from sentiment_tf.text import Tokenizer, build_vocabulary
@@ -271,5 +272,6 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
     segmented = {name: tokenizer.segment(frame["text"], cleaned=True)
                  for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     vocabulary = build_vocabulary(segmented["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
-    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir, seed=seed)
+    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir, seed=seed,
+                                 extra_callbacks=extra_callbacks)
     return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history)
