@@ -180,7 +180,7 @@ def load_config_file(path: str) -> dict[str, Any]:
     # Saved run configs are nested by section; accept both shapes.
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key in {c.__name__ for c in CONFIG_CLASSES} | {"data_config"}:
+        if isinstance(value, dict) and key.endswith("Config"):
             flat.update(value)
         else:
             flat[key] = value

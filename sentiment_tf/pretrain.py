@@ -330,6 +330,12 @@ def checkpoint_tokenizer(cfg: PretrainConfig, texts: list[str], work_dir: Path) 
             raise UserError("--vocab cannot change the vocabulary of a --from checkpoint; drop one of them")
         _, tokenizer = bert.check_pretrained(cfg.from_checkpoint)
         return tokenizer
+    if cfg.resume and (work_dir / "vocab.txt").is_file():  # the vocabulary the interrupted run trained with
+        cfg = dataclasses.replace(cfg, vocab=str(work_dir / "vocab.txt"))
+        from transformers import BertTokenizerFast
+
+        return BertTokenizerFast(vocab_file=cfg.vocab, do_lower_case=cfg.lowercase, tokenize_chinese_chars=True,
+                                 strip_accents=False, model_max_length=cfg.max_length)
     return build_tokenizer(texts, cfg, work_dir)
 
 
