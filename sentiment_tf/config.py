@@ -32,6 +32,8 @@ class DataConfig:
                       default=DEFAULT_DATA)
     text_col: str = _help("Column holding the text.", default="text")
     label_col: str = _help("Column holding the label (string or integer).", default="label")
+    domain_col: str | None = _help("Optional column naming each text's domain (e.g. hotel, books): reports then "
+                                   "add a per-domain breakdown.", default=None)
     val_data: str | None = _help("Optional validation file (same columns); otherwise split from --data.",
                                  default=None)
     test_data: str | None = _help("Optional test file (same columns); otherwise split from --data.",

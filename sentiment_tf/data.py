@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEXT, LABEL, Y = "text", "label", "y"  # column names of every frame this module returns
+DOMAIN = "domain"  # present when DataConfig.domain_col is set
 
 _CSV = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _JSON = {".jsonl", ".ndjson", ".json"}
@@ -54,8 +55,8 @@ def decode_bytes(raw: bytes, path: str | Path) -> tuple[str, str]:
                     "re-save it as UTF-8")
 
 
-def read_table(path: str | Path, text_col: str, label_col: str | None) -> pd.DataFrame:
-    """Reads CSV/TSV/JSON lines/Excel into a frame of strings with columns ``text`` (and ``label``).
+def read_table(path: str | Path, text_col: str, label_col: str | None, domain_col: str | None = None) -> pd.DataFrame:
+    """Reads CSV/TSV/JSON lines/Excel into a frame of strings with columns ``text`` (``label``, ``domain``).
 
     Missing values are NaN; the file's own column names are checked and listed on a mismatch.
     """
@@ -87,15 +88,17 @@ def read_table(path: str | Path, text_col: str, label_col: str | None) -> pd.Dat
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot parse {path} as {ext.lstrip('.') or 'CSV'}: {first}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    wanted = [c for c in (text_col, label_col) if c is not None]
+    wanted = [c for c in (text_col, label_col, domain_col) if c is not None]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         cols = ", ".join(frame.columns) if len(frame.columns) else "(none)"
         raise UserError(f"column {missing[0]!r} not found in {path}; its columns are: {cols} "
-                        f"(choose with --text-col/--label-col)")
+                        f"(choose with --text-col/--label-col{'/--domain-col' if domain_col else ''})")
     out = pd.DataFrame({TEXT: frame[text_col]})
     if label_col is not None:
         out[LABEL] = frame[label_col]
+    if domain_col is not None:
+        out[DOMAIN] = frame[domain_col].fillna("(none)")
     # JSON and Excel may hold numbers; compare and store everything as strings.
     for col in out.columns:
         out[col] = out[col].map(_as_str)
@@ -190,7 +193,7 @@ class Splits:
 
 
 def _load_clean(path: str, cfg: DataConfig, role: str) -> tuple[pd.DataFrame, dict]:
-    frame = read_table(resolve_data_path(path), cfg.text_col, cfg.label_col)
+    frame = read_table(resolve_data_path(path), cfg.text_col, cfg.label_col, cfg.domain_col)
     return clean_frame(frame, cfg.lowercase, source=f"{role} ({path})")
 
 
@@ -216,8 +219,11 @@ def _stratified_split(frame: pd.DataFrame, fraction: float, seed: int, role: str
                         f"pass --{role}-data") from None
 
 
-def load_splits(cfg: DataConfig) -> Splits:
+def load_splits(cfg: DataConfig, labels: LabelMap | None = None) -> Splits:
     """Loads, cleans and splits the data described by ``cfg``.
+
+    ``labels`` fixes the label set (fine-tuning keeps the source model's); every label in the data
+    must then be one of them, and the training data may hold a subset.
 
     Example:
         >>> splits = load_splits(DataConfig(data="data/reviews.csv"))
@@ -236,6 +242,12 @@ def load_splits(cfg: DataConfig) -> Splits:
             val = _drop_overlap(val, test, "validation", "test")
         train = _drop_overlap(train, val, "train", "validation")
 
+    if labels is not None:
+        for role, frame in (("data", train), ("validation", val), ("test", test)):
+            unknown = sorted(set(frame[LABEL]) - set(labels.names)) if frame is not None else []
+            if unknown:
+                raise UserError(f"{role} label(s) {', '.join(map(repr, unknown[:5]))} are not labels of the model "
+                                f"({', '.join(labels.names)}); map them to those names in --label-col")
     if train[LABEL].nunique() < 2:
         only = train[LABEL].iloc[0] if len(train) else "-"
         raise UserError(f"the training data has a single label ({only!r}); a classifier needs at least "
@@ -251,7 +263,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         train, val = _stratified_split(train, cfg.val_size / (1 - (cfg.test_size if not cfg.test_data else 0)),
                                        cfg.seed, "val")
 
-    labels = LabelMap.from_labels(train[LABEL])
+    labels = labels or LabelMap.from_labels(train[LABEL])
     for role, frame in (("validation", val), ("test", test)):
         unseen = sorted(set(frame[LABEL]) - set(labels.names))
         if unseen:

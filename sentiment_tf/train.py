@@ -87,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Evaluate on the held-out test split.
     test_texts = splits.test["text"].tolist()
-    evaluation = report.evaluate(splits.test["y"].to_numpy(), trained.predict_proba(test_texts), labels)
+    probs = trained.predict_proba(test_texts)
+    evaluation = report.evaluate(splits.test["y"].to_numpy(), probs, labels)
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
+    extra = {}
+    if data_cfg.domain_col:
+        table, extra["by_domain"] = report.by_domain(splits.test["y"], probs, splits.test["domain"], labels)
+        print(f"By domain ({data_cfg.domain_col}):\n{table}\n")
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     version_dir = trained.export(train_cfg.output, configs, metrics, test_texts)
     history = trained.history
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
-                                                              "data": splits.stats["split_sizes"]})
+                                                              "data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")
     print(f"report:   {run_dir / 'report.txt'}")
     print(f"exported: {version_dir}")

@@ -193,8 +193,10 @@ class TrainedBert:
 
 
 def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", run_dir: Path, lowercase: bool,
-        seed: int = 42, extra_callbacks: list | None = None) -> TrainedBert:
-    """Fine-tunes ``model_cfg.pretrained`` on the training split with ``model.fit``."""
+        seed: int = 42, extra_callbacks: list | None = None, initial: tuple[Any, Any] | None = None,
+        freeze: Any = None) -> TrainedBert:
+    """Fine-tunes ``model_cfg.pretrained`` (or the ``initial`` (model, tokenizer)) on the training split
+    with ``model.fit``. ``freeze(model)``, if given, marks layers untrainable before compiling."""
     import tf_keras
     from transformers import create_optimizer
 
@@ -206,7 +208,9 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     if train_cfg.mixed_precision and gpus:
         tf_keras.mixed_precision.set_global_policy("mixed_float16")
     with training.distribution_strategy(tf).scope():
-        model, tokenizer = load_pretrained(model_cfg.pretrained, labels)
+        model, tokenizer = initial if initial is not None else load_pretrained(model_cfg.pretrained, labels)
+        if freeze is not None:
+            freeze(model)
         train_ds = make_dataset(tokenizer, splits.train["text"].tolist(), splits.train["y"].to_numpy(),
                                 model_cfg.max_length, train_cfg.batch_size, shuffle=True,
                                 bucketing=train_cfg.bucketing, seed=seed)
@@ -351,3 +355,19 @@ def _versions() -> dict[str, str]:
 
     return {"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
             "transformers": transformers.__version__}
+
+
+def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
+    """The fine-tuned checkpoint inside a BERT export (``assets.extra/hf_model``), ready to train further."""
+    from transformers import BertTokenizerFast, TFBertForSequenceClassification
+
+    from sentiment_tf.export import META_DIR
+
+    hf_dir = version_dir / META_DIR / HF_DIR
+    if not (hf_dir / "config.json").is_file():
+        raise UserError(f"{version_dir} holds no {META_DIR}/{HF_DIR} checkpoint; retrain it with "
+                        "`python -m sentiment_tf.train --model bert` to fine-tune it")
+    model = TFBertForSequenceClassification.from_pretrained(str(hf_dir))
+    tokenizer = BertTokenizerFast.from_pretrained(str(hf_dir))
+    return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
+                       bool(metadata.get("cleaning", {}).get("lowercase", True)), {})

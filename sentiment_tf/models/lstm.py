@@ -127,6 +127,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Mo
 # The serving signature: TF Serving clients send jieba-segmented, space-joined text (segmentation
 # cannot run inside a graph) and get probabilities, the label id and the label name back.
 SERVING_INPUT = "text"
+KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for fine-tuning
 
 
 def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, labels: list[str],
@@ -197,15 +198,24 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
     }
-    return export_lib.write_version(
-        base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path),
-        metadata, files, verify)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # The Keras model travels too, so `finetune` can continue training from an export.
+        keras_path = Path(tmp) / KERAS_FILE
+        model.save(keras_path)
+        files[KERAS_FILE] = keras_path
+        return export_lib.write_version(
+            base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path),
+            metadata, files, verify)
 
 
 def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], tok_cfg: "TokenizerConfig",
         model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42,
-        extra_callbacks: list | None = None) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
-    """Builds and trains the classifier with ``model.fit``; returns (model, lookup, history)."""
+        extra_callbacks: list | None = None, model: keras.Model | None = None,
+        ) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
+    """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit``;
+    returns (model, lookup, history). Layers with ``trainable=False`` stay frozen."""
     from sentiment_tf import training
 
     keras.utils.set_random_seed(seed)
@@ -220,7 +230,8 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
     with training.distribution_strategy(tf).scope():
-        model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
+        if model is None:
+            model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     class_weight = None
@@ -275,3 +286,40 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
     model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir, seed=seed,
                                  extra_callbacks=extra_callbacks)
     return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history)
+
+
+def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
+    """The trainable model of an LSTM export, with its vocabulary and (verified) tokenizer."""
+    from sentiment_tf.errors import UserError
+    from sentiment_tf.export import META_DIR
+    from sentiment_tf.predict import tokenizer_from_metadata
+
+    keras_path = version_dir / META_DIR / KERAS_FILE
+    if not keras_path.is_file():
+        raise UserError(f"{version_dir} holds no {KERAS_FILE} (exported by an older sentiment_tf); retrain it "
+                        "with `python -m sentiment_tf.train` to fine-tune it")
+    model = keras.saving.load_model(keras_path)
+    lines = (version_dir / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    vocabulary = lines[2:-1] if lines[-1] == "" else lines[2:]  # ids 0 and 1 are padding and [UNK]
+    tokenizer = tokenizer_from_metadata(version_dir, metadata)
+    return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
+                       int(metadata["max_tokens"]), {})
+
+
+def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, new_tokens: int) -> keras.Model:
+    """The same classifier with ``new_tokens`` extra embedding rows; every trained weight is kept.
+
+    New rows start at the mean of the trained rows (plus small noise): a neutral starting point
+    that fine-tuning moves, rather than random vectors the RNN has never seen.
+    """
+    grown = build_model(model_cfg, vocab_size=old_size + new_tokens, num_classes=model.output_shape[-1])
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if layer.name == "embedding":
+            (table,) = weights
+            rng = np.random.default_rng(0)
+            extra = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (new_tokens, table.shape[1]))
+            weights = [np.concatenate([table, extra.astype(table.dtype)])]
+        if weights:
+            grown.get_layer(layer.name).set_weights(weights)
+    return grown
