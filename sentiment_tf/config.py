@@ -43,6 +43,13 @@ class DataConfig:
     lowercase: bool = _help("Lower-case Latin letters during cleaning.", default=True)
     seed: int = _help("Seed for the split, shuffling and weight initialisation.", default=42)
 
+    def resolved(self) -> "DataConfig":
+        """Data paths made absolute (where they exist), so a saved config still finds its files from
+        another directory — `finetune` re-creates a model's test split from it."""
+        paths = {name: str(Path(getattr(self, name)).resolve()) for name in ("data", "val_data", "test_data")
+                 if getattr(self, name) and Path(getattr(self, name)).is_file()}
+        return dataclasses.replace(self, **paths)
+
     def __post_init__(self) -> None:
         for name in ("val_size", "test_size"):
             value = getattr(self, name)

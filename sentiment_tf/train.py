@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
         values = load_config_file(str(saved))
         values.update(resume=train_cfg.resume, run_dir=train_cfg.resume)
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
-    return data_cfg, tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model)
+    return data_cfg.resolved(), tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,3 +69,26 @@ def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) ->
 
 TINY_MODEL_ARGS = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--batch-size", "32",
                    "--min-freq", "1", "--max-tokens", "40"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, reviews: pd.DataFrame) -> Path:
+    """A tiny BERT checkpoint with TF weights and a vocabulary learned from 400 reviews."""
+    import tensorflow as tf
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
+    wp.train_from_iterator(reviews["text"].tolist()[:400], vocab_size=600, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wp.save_model(str(out))
+    tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(str(out))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    tf.keras.utils.set_random_seed(0) if hasattr(tf, "keras") else None
+    model = TFBertForSequenceClassification(cfg)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(out))
+    return out

@@ -32,28 +32,6 @@ MIXED = ["<b>ＡＢＣ１２３</b>　很好！&#183; http://x.cn/a", "a\u200bb\
 ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8"}
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, reviews: pd.DataFrame) -> Path:
-    """A tiny BERT checkpoint with TF weights and a vocabulary learned from 400 reviews."""
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny_bert")
-    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=True)
-    wp.train_from_iterator(reviews["text"].tolist()[:400], vocab_size=600, min_frequency=1,
-                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    wp.save_model(str(out))
-    tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
-    tok.save_pretrained(str(out))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    tf.keras.utils.set_random_seed(0) if hasattr(tf, "keras") else None
-    model = TFBertForSequenceClassification(cfg)
-    model(model.dummy_inputs)
-    model.save_pretrained(str(out))
-    return out
-
-
 def _pt_layout_copy(tf_dir: Path, out: Path) -> Path:
     """The same checkpoint with only a PyTorch-layout model.safetensors (written without torch)."""
     from safetensors.numpy import save_file

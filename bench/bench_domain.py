@@ -1,0 +1,101 @@
+"""Cross-domain benchmark: adapt a general-review LSTM to hotel reviews with 500 hotel labels.
+
+    python bench/bench_domain.py            # about 5 minutes on 2 CPU cores
+
+Domains: the bundled corpus has no domain column, so one is assigned by keywords. A review is
+**hotel** when it mentions 酒店, 宾馆, 房间, 前台, 入住, 客房 or 住宿 (≈5.5k of 17.4k reviews);
+every other review (books, computers, phones, other goods) is **source**. In one run:
+
+1. source-only: `train` on the source reviews (default LSTM, its own seeded train/val/test split);
+2. target data: the hotel reviews split into a fixed test set (20 %) and a pool; 500 labelled
+   hotel reviews are drawn from the pool (85 % train, 15 % validation for early stopping);
+3. adapted: `finetune --from <source export> --data <500 hotel labels> --test-data <hotel test>`
+   with the default settings plus replay of 1,000 source training examples;
+4. baseline: character 1–3-gram TF-IDF + LinearSVC trained on the source training split plus the
+   same 500 hotel labels.
+
+Targets (issue #4): adapted ≥ source-only + 8 points on the hotel test set; adapted > TF-IDF
+baseline; source test accuracy drops ≤ 1 point after adaptation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+HOTEL = "酒店|宾馆|房间|前台|入住|客房|住宿"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", type=int, default=500, help="Hotel labels available for adaptation.")
+    parser.add_argument("--replay", type=int, default=1000, help="Source examples replayed during adaptation.")
+    parser.add_argument("--work-dir", help="Keep data, models and runs here (default: a temporary directory).")
+    parser.add_argument("finetune_args", nargs="*", help="Extra finetune options, after --.")
+    args = parser.parse_args()
+
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from sentiment_tf import finetune, train
+    from sentiment_tf.data import TEXT, Y, load_splits
+    from sentiment_tf.config import DataConfig
+    from sentiment_tf.finetune import tfidf_accuracy
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_domain_"))
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = pd.read_csv(REPO / "data" / "reviews.csv")
+    is_hotel = corpus["text"].str.contains(HOTEL)
+    source, hotel = corpus[~is_hotel], corpus[is_hotel]
+    hotel_pool, hotel_test = train_test_split(hotel, test_size=0.2, random_state=42, stratify=hotel["label"])
+    hotel_labels, _ = train_test_split(hotel_pool, train_size=args.labels, random_state=42,
+                                       stratify=hotel_pool["label"])
+    for name, frame in (("source", source), ("hotel_test", hotel_test), ("hotel_labels", hotel_labels)):
+        frame.to_csv(work / f"{name}.csv", index=False)
+
+    # 1. Source-only model.
+    assert train.main(["--data", str(work / "source.csv"), "--output", str(work / "source_model"),
+                       "--run-dir", str(work / "run_source")]) == 0
+
+    # 3. Adapted with the hotel labels (+ replay), evaluated before/after on both test sets.
+    assert finetune.main(["--from", str(work / "source_model"), "--data", str(work / "hotel_labels.csv"),
+                          "--test-data", str(work / "hotel_test.csv"), "--val-size", "0.15",
+                          "--replay", str(args.replay), "--output", str(work / "adapted_model"),
+                          "--run-dir", str(work / "run_adapt"), *args.finetune_args]) == 0
+    result = json.loads((work / "run_adapt" / "finetune_report.json").read_text(encoding="utf-8"))["results"]
+
+    # 4. TF-IDF baseline on the source training split + the same hotel labels (train part).
+    src = load_splits(DataConfig(data=str(work / "source.csv")))
+    dom = load_splits(DataConfig(data=str(work / "hotel_labels.csv"), test_data=str(work / "hotel_test.csv"),
+                                 val_size=0.15), labels=src.labels)
+    tfidf = tfidf_accuracy(pd.concat([src.train, dom.train], ignore_index=True), dom.test)
+    tfidf_src = tfidf_accuracy(pd.concat([src.train, dom.train], ignore_index=True), src.test)
+
+    d, o = result["domain"], result["original"]
+    print(f"\nsentiment_tf cross-domain benchmark — source: {len(source)} non-hotel reviews; target: hotel "
+          f"({len(hotel)} reviews, {len(dom.test)} in the test set); {args.labels} hotel labels "
+          f"({len(dom.train)} train / {len(dom.val)} val); replay {args.replay}")
+    print(f"{'model':<52}{'hotel test acc':>15}{'source test acc':>17}")
+    print(f"{'source-only LSTM':<52}{d['before']['accuracy']:>15.4f}{o['before']['accuracy']:>17.4f}")
+    print(f"{'adapted LSTM (finetune, ' + str(args.labels) + ' hotel labels)':<52}{d['after']['accuracy']:>15.4f}"
+          f"{o['after']['accuracy']:>17.4f}")
+    print(f"{'TF-IDF + LinearSVC on source + hotel labels':<52}{tfidf:>15.4f}{tfidf_src:>17.4f}")
+    gain = 100 * (d["after"]["accuracy"] - d["before"]["accuracy"])
+    vs_tfidf = 100 * (d["after"]["accuracy"] - tfidf)
+    forgetting = 100 * (o["before"]["accuracy"] - o["after"]["accuracy"])
+    print(f"\ngain over source-only: {gain:+.2f} points (target ≥ +8) {'PASS' if gain >= 8 else 'FAIL'}")
+    print(f"vs TF-IDF baseline:    {vs_tfidf:+.2f} points (target > 0) {'PASS' if vs_tfidf > 0 else 'FAIL'}")
+    print(f"source-test loss:      {forgetting:.2f} points (target ≤ 1) {'PASS' if forgetting <= 1 else 'FAIL'}")
+    print(f"\nwork directory: {work}")
+
+
+if __name__ == "__main__":
+    main()
