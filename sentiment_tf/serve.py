@@ -1,0 +1,389 @@
+"""A local HTTP service for exported models, with TF Serving-compatible routes (FastAPI + uvicorn).
+
+    python -m sentiment_tf.serve --model saved_models/lstm --port 8501
+    python -m sentiment_tf.serve --model lstm=saved_models/lstm --model bert=saved_models/bert
+
+    curl -s localhost:8501/predict -d '{"texts": ["这家酒店很干净", "太差了"]}'
+    curl -s localhost:8501/v1/models/lstm:predict -d '{"instances": ["这家酒店很干净"]}'
+    curl -s localhost:8501/v1/models/lstm          # version status, as TF Serving reports it
+
+Clients send **raw text** to every route: LSTM models are segmented here with the jieba settings
+recorded in the export (TF Serving itself would need pre-segmented text, see `sentiment_tf.client`);
+BERT exports clean and tokenize in their graph.
+
+Like TF Serving, each model directory is watched: a newer version directory is loaded in the
+background and swapped in once it answered a warm-up request; requests already batched finish on
+the old version. A version that fails to load is reported in the status route and the old one keeps
+serving. Concurrent requests are batched: whatever arrived while the previous batch ran is
+predicted together (no artificial wait unless --batch-timeout-ms is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request  # module level: FastAPI resolves the route annotations here
+
+from sentiment_tf.config import _help, add_dataclass_arguments, parse_configs
+from sentiment_tf.errors import UserError, run_cli, setup_logging
+
+log = logging.getLogger("sentiment_tf.serve")
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    """Models to serve and the service's limits."""
+
+    model: list[str] = _help("Model base directory (TF Serving layout, newest version served), optionally "
+                             "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
+                             default_factory=list)
+    host: str = _help("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
+    port: int = _help("Port.", default=8501)
+    max_texts: int = _help("Most texts in one request (more → 413).", default=256)
+    max_chars: int = _help("Most characters in one text (longer → 413).", default=5000)
+    max_batch: int = _help("Most texts predicted together when batching concurrent requests.", default=256)
+    batch_timeout_ms: float = _help("Wait up to this long for more requests to fill a batch (0: batch only what "
+                                    "is already waiting).", default=0.0)
+    poll_seconds: float = _help("How often to look for new version directories (0 disables hot reload).",
+                                default=2.0)
+    verbose: bool = _help("Debug logging.", default=False)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise UserError("--model: give at least one exported model directory (e.g. saved_models/lstm)")
+        for name in ("max_texts", "max_chars", "max_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+
+    def model_dirs(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for spec in self.model:
+            name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+            path_obj = Path(path)
+            name = name or path_obj.resolve().name
+            if name in out:
+                raise UserError(f"--model: two models are named {name!r}; name them with NAME=DIR")
+            out[name] = path_obj
+        return out
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message}`` with an HTTP status (TF Serving's error shape)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, versions and hot reload
+
+
+def _version_numbers(base: Path) -> list[int]:
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
+
+
+def load_predictor(version_dir: Path) -> Any:
+    """A Predictor for ``version_dir``, warmed up (its first call traces the graph)."""
+    from sentiment_tf.predict import Predictor
+
+    predictor = Predictor.load(version_dir)
+    predictor.predict(["预热 warm-up"])
+    return predictor
+
+
+@dataclasses.dataclass
+class ModelSlot:
+    """One served model: its current version and what happened to newer ones."""
+
+    name: str
+    base: Path
+    version: int
+    predictor: Any
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)  # version → error message
+    queue: asyncio.Queue | None = None
+    worker: asyncio.Task | None = None
+
+    @classmethod
+    def open(cls, name: str, base: Path) -> "ModelSlot":
+        from sentiment_tf.export import resolve_version_dir
+
+        version_dir = resolve_version_dir(base)
+        return cls(name, version_dir.parent, int(version_dir.name), load_predictor(version_dir))
+
+    def status(self) -> dict[str, Any]:
+        """TF Serving's GetModelStatus response."""
+        entries = [{"version": str(self.version), "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""}}]
+        entries += [{"version": str(v), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": err}}
+                    for v, err in sorted(self.failed.items(), reverse=True)]
+        return {"model_version_status": entries}
+
+    def metadata(self) -> dict[str, Any]:
+        meta = self.predictor.metadata
+        signature = meta.get("signature", {})
+        return {"model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
+                "metadata": {"signature_def": {"signature_def": {"serving_default": {
+                    "inputs": {signature.get("input", "text"): {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
+                                                                "description": "raw text (segmented by this service)"}},
+                    "outputs": signature.get("outputs", {}), "method_name": "tensorflow/serving/predict"}}},
+                    "sentiment_tf": {k: meta.get(k) for k in ("family", "labels", "label2id", "tokenizer",
+                                                              "max_tokens", "max_length", "input_format", "metrics")
+                                     if k in meta}}}
+
+    def reload_if_newer(self) -> None:
+        """Loads the newest version if it is newer than the one served (runs in a worker thread)."""
+        versions = [v for v in _version_numbers(self.base) if v > self.version and v not in self.failed]
+        if not versions:
+            return
+        newest = versions[-1]
+        try:
+            predictor = load_predictor(self.base / str(newest))
+        except Exception as err:  # noqa: BLE001 - any failure keeps the old version serving
+            message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            self.failed[newest] = message
+            log.error("model %s: version %d failed to load, still serving version %d (%s)", self.name, newest,
+                      self.version, message)
+            return
+        # One assignment each: a batch that already took the old predictor finishes with it.
+        self.predictor, self.version = predictor, newest
+        log.info("model %s: now serving version %d", self.name, newest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+@dataclasses.dataclass
+class _Pending:
+    texts: list[str]
+    future: asyncio.Future
+
+
+async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolExecutor) -> None:
+    loop = asyncio.get_running_loop()
+    assert slot.queue is not None
+    while True:
+        items = [await slot.queue.get()]
+        n = len(items[0].texts)
+        deadline = loop.time() + cfg.batch_timeout_ms / 1000
+        while n < cfg.max_batch:
+            try:
+                item = slot.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(slot.queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            items.append(item)
+            n += len(item.texts)
+        predictor, version = slot.predictor, slot.version
+        texts = [t for it in items for t in it.texts]
+        try:
+            result = await loop.run_in_executor(executor, predictor.predict, texts)
+        except Exception as err:  # noqa: BLE001 - reported to each waiting request
+            for it in items:
+                if not it.future.done():
+                    it.future.set_exception(err)
+            continue
+        start = 0
+        for it in items:
+            end = start + len(it.texts)
+            if not it.future.done():
+                it.future.set_result((version, result.labels[start:end], result.label_ids[start:end],
+                                      result.probabilities[start:end], result.label_names))
+            start = end
+
+
+# ---------------------------------------------------------------------------------------------
+# The application
+
+
+def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
+
+    async def poll_versions() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(cfg.poll_seconds)
+            for slot in slots.values():
+                await loop.run_in_executor(None, slot.reload_if_newer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for slot in slots.values():
+            slot.queue = asyncio.Queue()
+            slot.worker = asyncio.create_task(_batch_worker(slot, cfg, executor))
+        poller = asyncio.create_task(poll_versions()) if cfg.poll_seconds > 0 else None
+        yield
+        for task in [poller, *(s.worker for s in slots.values())]:
+            if task:
+                task.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"error": err.message}, status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+    def slot_for(name: str | None) -> ModelSlot:
+        if name is None:
+            if len(slots) == 1:
+                return next(iter(slots.values()))
+            raise ApiError(400, f"several models are served; name one with \"model\": {sorted(slots)}")
+        if name not in slots:
+            raise ApiError(404, f"Servable not found for request: Latest({name}); served models: {sorted(slots)}")
+        return slots[name]
+
+    async def json_body(request: Request) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ApiError(400, f"malformed JSON request body: {err}") from None
+
+    def check_texts(texts: Any, what: str) -> list[str]:
+        if not isinstance(texts, list) or not texts:
+            raise ApiError(400, f"{what} must be a non-empty list of strings")
+        out = []
+        for i, t in enumerate(texts):
+            if isinstance(t, dict) and len(t) == 1:  # TF Serving row format: {"text": "..."}
+                t = next(iter(t.values()))
+            if not isinstance(t, str):
+                raise ApiError(400, f"{what}[{i}] must be a string, got {type(t).__name__}")
+            out.append(t)
+        if len(out) > cfg.max_texts:
+            raise ApiError(413, f"{len(out)} texts in one request; the limit is {cfg.max_texts} (--max-texts)")
+        long = next((i for i, t in enumerate(out) if len(t) > cfg.max_chars), None)
+        if long is not None:
+            raise ApiError(413, f"{what}[{long}] has {len(out[long])} characters; the limit is {cfg.max_chars} "
+                                "(--max-chars)")
+        return out
+
+    async def predict(slot: ModelSlot, texts: list[str]) -> tuple:
+        future = asyncio.get_running_loop().create_future()
+        assert slot.queue is not None
+        await slot.queue.put(_Pending(texts, future))
+        return await future
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "models": {name: s.version for name, s in slots.items()}}
+
+    @app.get("/v1/models/{name}")
+    async def model_status(name: str) -> dict[str, Any]:
+        return slot_for(name).status()
+
+    @app.get("/v1/models/{name}/metadata")
+    async def model_metadata(name: str) -> dict[str, Any]:
+        return slot_for(name).metadata()
+
+    @app.post("/v1/models/{name}:predict")
+    async def tf_serving_predict(name: str, request: Request) -> dict[str, Any]:
+        slot = slot_for(name)
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, 'the request body must be a JSON object with "instances" or "inputs"')
+        signature = body.get("signature_name", "serving_default")
+        if signature != "serving_default":
+            raise ApiError(400, f"signature {signature!r} is not served here; use serving_default (raw text)")
+        if ("instances" in body) == ("inputs" in body):
+            raise ApiError(400, 'give exactly one of "instances" (row format) or "inputs" (columnar format)')
+        columnar = "inputs" in body
+        if columnar:
+            inputs = body["inputs"]
+            if isinstance(inputs, dict) and len(inputs) == 1:  # {"inputs": {"text": [...]}}
+                inputs = next(iter(inputs.values()))
+            texts = check_texts(inputs, "inputs")
+        else:
+            texts = check_texts(body["instances"], "instances")
+        _, labels, ids, probs, _ = await predict(slot, texts)
+        if columnar:
+            return {"outputs": {"probabilities": probs.tolist(), "label_id": [int(i) for i in ids],
+                                "label": labels}}
+        return {"predictions": [{"probabilities": p.tolist(), "label_id": int(i), "label": lab}
+                                for p, i, lab in zip(probs, ids, labels)]}
+
+    @app.post("/predict")
+    async def friendly_predict(request: Request) -> dict[str, Any]:
+        body = await json_body(request)
+        if not isinstance(body, dict) or "texts" not in body:
+            raise ApiError(400, 'send {"texts": ["...", ...]} (and "model" when several are served)')
+        slot = slot_for(body.get("model"))
+        texts = check_texts(body["texts"], "texts")
+        version, labels, _, probs, names = await predict(slot, texts)
+        return {"model": slot.name, "version": version,
+                "predictions": [{"text": t, "label": lab, "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)}}
+                                for t, lab, row in zip(texts, labels, probs)]}
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    (cfg,), _ = parse_configs(build_parser(), argv, (ServeConfig,))
+    setup_logging(cfg.verbose)
+    import uvicorn
+
+    slots = {}
+    for name, base in cfg.model_dirs().items():
+        t0 = time.perf_counter()
+        slots[name] = ModelSlot.open(name, base)
+        log.info("model %s: version %d of %s (%s) loaded in %.1fs", name, slots[name].version, slots[name].base,
+                 slots[name].predictor.metadata.get("family"), time.perf_counter() - t0)
+    app = create_app(cfg, slots)
+    print(f"serving {', '.join(slots)} on http://{cfg.host}:{cfg.port}  (POST /predict, "
+          f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz)", flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if cfg.verbose else "warning")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
+    add_dataclass_arguments(parser, ServeConfig)
+    action = parser._option_string_actions["--model"]
+    # --model may be repeated: collect every occurrence.
+    parser._remove_action(action)
+    for group in parser._action_groups:
+        if action in group._group_actions:
+            group._group_actions.remove(action)
+    parser._option_string_actions.pop("--model")
+    parser.add_argument("--model", action="append", dest="model", metavar="[NAME=]DIR",
+                        default=argparse.SUPPRESS, help=action.help)
+    return parser
+
+
+def cli() -> None:
+    run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()
