@@ -72,10 +72,11 @@ class Predictor:
         raise UserError(f"{self.version_dir}: unknown input format {self.metadata.get('input_format')!r}; "
                         "was it exported by a newer sentiment_tf?")
 
-    def predict(self, texts: list[str], batch_size: int = 256) -> Predictions:
+    def predict(self, texts: list[str], batch_size: int = 256, prepared: bool = False) -> Predictions:
+        """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns)."""
         import tensorflow as tf
 
-        inputs = self.prepare([str(t) for t in texts])
+        inputs = [str(t) for t in texts] if prepared else self.prepare([str(t) for t in texts])
         # Similar lengths per batch: the signature pads each batch only to its longest text.
         order = np.argsort([len(s) for s in inputs], kind="stable")
         probs = np.zeros((len(inputs), len(self.label_names)), dtype=np.float32)

@@ -54,6 +54,9 @@ class ServeConfig:
     max_batch: int = _help("Most texts predicted together when batching concurrent requests.", default=256)
     batch_timeout_ms: float = _help("Wait up to this long for more requests to fill a batch (0: batch only what "
                                     "is already waiting).", default=0.0)
+    segment: bool = _help("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
+                          "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
+                          "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
     poll_seconds: float = _help("How often to look for new version directories (0 disables hot reload).",
                                 default=2.0)
     verbose: bool = _help("Debug logging.", default=False)
@@ -168,7 +171,14 @@ class ModelSlot:
 @dataclasses.dataclass
 class _Pending:
     texts: list[str]
+    prepared: bool  # already in the signature's input format (e.g. segmented)
     future: asyncio.Future
+
+
+def _run_batch(predictor: Any, items: list[_Pending]) -> Any:
+    """Prepares (segments) raw texts and predicts the whole batch in one signature call per 256 texts."""
+    inputs = [t for it in items for t in (it.texts if it.prepared else predictor.prepare(it.texts))]
+    return predictor.predict(inputs, prepared=True)
 
 
 async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolExecutor) -> None:
@@ -192,9 +202,8 @@ async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolE
             items.append(item)
             n += len(item.texts)
         predictor, version = slot.predictor, slot.version
-        texts = [t for it in items for t in it.texts]
         try:
-            result = await loop.run_in_executor(executor, predictor.predict, texts)
+            result = await loop.run_in_executor(executor, _run_batch, predictor, items)
         except Exception as err:  # noqa: BLE001 - reported to each waiting request
             for it in items:
                 if not it.future.done():
@@ -287,10 +296,10 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
                                 "(--max-chars)")
         return out
 
-    async def predict(slot: ModelSlot, texts: list[str]) -> tuple:
+    async def predict(slot: ModelSlot, texts: list[str], prepared: bool = False) -> tuple:
         future = asyncio.get_running_loop().create_future()
         assert slot.queue is not None
-        await slot.queue.put(_Pending(texts, future))
+        await slot.queue.put(_Pending(texts, prepared, future))
         return await future
 
     @app.get("/healthz")
@@ -324,7 +333,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
             texts = check_texts(inputs, "inputs")
         else:
             texts = check_texts(body["instances"], "instances")
-        _, labels, ids, probs, _ = await predict(slot, texts)
+        _, labels, ids, probs, _ = await predict(slot, texts, prepared=not cfg.segment)
         if columnar:
             return {"outputs": {"probabilities": probs.tolist(), "label_id": [int(i) for i in ids],
                                 "label": labels}}

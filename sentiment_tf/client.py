@@ -1,0 +1,162 @@
+"""Client for models served by TF Serving (REST, or gRPC with the optional tensorflow-serving-api).
+
+    python -m sentiment_tf.client --export saved_models/lstm --url http://localhost:8501 --name lstm "这家酒店很干净"
+
+    from sentiment_tf.client import ServingClient
+    client = ServingClient("http://localhost:8501", "lstm", export="saved_models/lstm")
+    client.predict(["这家酒店很干净", "太差了"]).labels      # ['正面', '负面']
+
+TF Serving runs the graph only, and segmentation cannot run in a graph: for word-level LSTM models
+the client segments text with exactly the jieba settings recorded in the export (version, HMM flag,
+user dictionary — refused on mismatch), so callers send raw Chinese text. BERT exports take raw text
+(their graph cleans and tokenizes). The export directory is the same one TF Serving loads (or a copy);
+outputs are mapped back to its label names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentiment_tf.errors import UserError, run_cli
+from sentiment_tf.export import read_metadata, resolve_version_dir
+from sentiment_tf.predict import Predictions, tokenizer_from_metadata
+
+
+class ServingError(UserError):
+    """The server answered with an error (its message is kept) or could not be reached."""
+
+
+class _Export:
+    """What a client needs from an export: labels, signature input name, and the tokenizer."""
+
+    def __init__(self, export: str | Path, segment: bool | None):
+        self.version_dir = resolve_version_dir(export)
+        self.metadata = read_metadata(self.version_dir)
+        self.labels: list[str] = list(self.metadata["labels"])
+        self.input_name: str = self.metadata["signature"]["input"]
+        needs_segmenting = self.metadata.get("input_format") == "segmented"
+        self.segment = needs_segmenting if segment is None else segment
+        self.tokenizer = tokenizer_from_metadata(self.version_dir, self.metadata) if self.segment and needs_segmenting else None
+
+    def prepare(self, texts: list[str]) -> list[str]:
+        return self.tokenizer.segment(texts) if self.tokenizer is not None else list(texts)
+
+    def predictions(self, probabilities: Any) -> Predictions:
+        probs = np.asarray(probabilities, dtype=np.float32).reshape(-1, len(self.labels))
+        ids = probs.argmax(axis=-1)
+        return Predictions([self.labels[i] for i in ids], ids, probs, self.labels)
+
+
+class ServingClient:
+    """TF Serving's REST predict API (``POST /v1/models/NAME[/versions/N]:predict``).
+
+    Args:
+        url: the server's REST address, e.g. ``http://localhost:8501``.
+        name: the model name in TF Serving's models.config.
+        export: the export's base or version directory (for labels and tokenizer settings).
+        version: pin a version (default: whatever the server serves as latest).
+        segment: segment text before sending; default: when the export expects segmented text.
+            Pass False for `python -m sentiment_tf.serve`, which segments server-side.
+        timeout: seconds per request.
+    """
+
+    def __init__(self, url: str, name: str, export: str | Path, version: int | None = None,
+                 segment: bool | None = None, timeout: float = 30.0):
+        import httpx
+
+        self.export = _Export(export, segment)
+        path = f"/v1/models/{name}" + (f"/versions/{version}" if version else "") + ":predict"
+        self.endpoint = url.rstrip("/") + path
+        self._http = httpx.Client(timeout=timeout)
+
+    def request_body(self, texts: list[str]) -> dict[str, Any]:
+        """The JSON body TF Serving expects: row format, one instance per text."""
+        return {"signature_name": "serving_default", "instances": self.export.prepare([str(t) for t in texts])}
+
+    def predict(self, texts: list[str]) -> Predictions:
+        import httpx
+
+        try:
+            response = self._http.post(self.endpoint, json=self.request_body(texts))
+        except httpx.HTTPError as err:
+            raise ServingError(f"cannot reach {self.endpoint}: {err}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            raise ServingError(f"{self.endpoint} answered {response.status_code}: "
+                               f"{body.get('error', response.text[:200])}")
+        rows = body.get("predictions")
+        if not isinstance(rows, list) or len(rows) != len(texts):
+            raise ServingError(f"{self.endpoint}: unexpected response {str(body)[:200]}")
+        probs = [row["probabilities"] if isinstance(row, dict) else row for row in rows]
+        return self.export.predictions(probs)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class GrpcServingClient:
+    """TF Serving's gRPC PredictionService (needs ``pip install tensorflow-serving-api``)."""
+
+    def __init__(self, target: str, name: str, export: str | Path, version: int | None = None,
+                 segment: bool | None = None, timeout: float = 30.0):
+        try:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+        except ImportError:
+            raise UserError("gRPC needs the optional extra: pip install 'tensorflow-serving-api==2.21.*'") from None
+        self.export = _Export(export, segment)
+        self.name, self.version, self.timeout = name, version, timeout
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
+
+    def predict(self, texts: list[str]) -> Predictions:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.name
+        request.model_spec.signature_name = "serving_default"
+        if self.version:
+            request.model_spec.version.value = self.version
+        request.inputs[self.export.input_name].CopyFrom(
+            tf.make_tensor_proto(self.export.prepare([str(t) for t in texts]), dtype=tf.string))
+        try:
+            result = self._stub.Predict(request, timeout=self.timeout)
+        except Exception as err:  # noqa: BLE001 - grpc.RpcError and friends
+            raise ServingError(f"gRPC Predict failed: {err}") from None
+        return self.export.predictions(tf.make_ndarray(result.outputs["probabilities"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("texts", nargs="+", help="Texts to classify.")
+    parser.add_argument("--export", required=True, help="The export directory the server loaded (or a copy).")
+    parser.add_argument("--url", default="http://localhost:8501", help="REST address (or host:port with --grpc).")
+    parser.add_argument("--name", required=True, help="Model name on the server.")
+    parser.add_argument("--version", type=int, help="Pin a model version.")
+    parser.add_argument("--grpc", action="store_true", help="Use gRPC (--url host:8500).")
+    parser.add_argument("--no-segment", dest="segment", action="store_false", default=None,
+                        help="Send raw text (for `python -m sentiment_tf.serve`, which segments itself).")
+    args = parser.parse_args(argv)
+    cls = GrpcServingClient if args.grpc else ServingClient
+    client = cls(args.url, args.name, args.export, version=args.version, segment=args.segment)
+    result = client.predict(args.texts)
+    for text, label, probs in zip(args.texts, result.labels, result.probabilities):
+        print(f"{label}\t{probs.max():.4f}\t{text}")
+    return 0
+
+
+def cli() -> None:
+    run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

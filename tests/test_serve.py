@@ -1,0 +1,244 @@
+"""Serving: the export as TF Serving sees it, the client, and the real local HTTP service (routes,
+errors and limits, batching of concurrent requests, hot reload of new and broken versions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, TINY_MODEL_ARGS, cli
+
+tf = pytest.importorskip("tensorflow")
+httpx = pytest.importorskip("httpx")
+
+GOLDEN = Path(__file__).parent / "golden"
+TEXTS = ["这家酒店很干净，服务也好", "太差了，再也不来了", "一般般吧", "ＡＢＣ 好评！😀", ""]
+
+
+@pytest.fixture(scope="module")
+def lstm_export(tmp_path_factory, reviews: pd.DataFrame) -> Path:
+    work = tmp_path_factory.mktemp("serve")
+    reviews.head(300).to_csv(work / "small.csv", index=False)
+    proc = cli("train", "--data", "small.csv", "--output", "models/lstm", "--run-dir", "run", *TINY_MODEL_ARGS,
+               cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work / "models" / "lstm"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m sentiment_tf.serve` in a subprocess on 127.0.0.1."""
+
+    def __init__(self, *args: str, cwd: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        self.log = open(cwd / f"server-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sentiment_tf.serve", "--port", str(self.port), *args],
+                                     cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, (cwd / f"server-{self.port}.log").read_text()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError("server did not start")
+
+    def post(self, path: str, body) -> httpx.Response:
+        content = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False)
+        return httpx.post(self.url + path, content=content, timeout=30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(lstm_export: Path):
+    srv = Server("--model", str(lstm_export), "--max-texts", "8", "--max-chars", "50", "--poll-seconds", "0.5",
+                 cwd=lstm_export.parent.parent)
+    yield srv
+    srv.stop()
+
+
+def _reference(export: Path, texts: list[str]) -> np.ndarray:
+    from sentiment_tf.predict import Predictor
+
+    return Predictor.load(export).predict(texts).probabilities
+
+
+# --- The export as TF Serving loads it -------------------------------------------------------
+
+
+def test_export_as_tf_serving_sees_it(lstm_export: Path):
+    """Signature name, input name and dtype, and a golden REST request converted to tensors the way
+    TF Serving's row format does (a list of instances → one batched tensor for the single input)."""
+    from sentiment_tf.predict import Predictor
+
+    loaded = tf.saved_model.load(str(lstm_export / "1"))
+    assert list(loaded.signatures) == ["serving_default"]
+    sig = loaded.signatures["serving_default"]
+    _, inputs = sig.structured_input_signature
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {"text": (tf.string, [None])}
+    assert set(sig.structured_outputs) == {"probabilities", "label_id", "label"}
+
+    golden = json.loads((GOLDEN / "lstm_predict_request.json").read_text(encoding="utf-8"))
+    assert golden["signature_name"] == "serving_default"
+    out = sig(text=tf.constant(golden["instances"]))
+    predictions = [{k: v[i].numpy() for k, v in out.items()} for i in range(len(golden["instances"]))]
+    expected = Predictor.load(lstm_export).predict(golden["raw_texts"])
+    np.testing.assert_allclose(np.stack([p["probabilities"] for p in predictions]), expected.probabilities, atol=1e-5)
+    assert [p["label"].decode() for p in predictions] == expected.labels
+
+
+def test_golden_request_is_what_the_client_sends(lstm_export: Path):
+    from sentiment_tf.client import ServingClient
+
+    golden = json.loads((GOLDEN / "lstm_predict_request.json").read_text(encoding="utf-8"))
+    client = ServingClient("http://unused", "lstm", lstm_export)
+    assert client.request_body(golden["raw_texts"]) == {k: golden[k] for k in ("signature_name", "instances")}
+    assert client.endpoint == "http://unused/v1/models/lstm:predict"
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="tensorflow_model_server is not on PATH (it cannot be installed on these machines); "
+                           "install TF Serving or use deploy/docker-compose.yml to run this test")
+def test_real_tf_serving_matches_in_process_predictions(lstm_export: Path, tmp_path: Path):
+    from sentiment_tf.client import ServingClient
+
+    port = _free_port()
+    proc = subprocess.Popen(["tensorflow_model_server", f"--rest_api_port={port}", "--port=0", "--model_name=lstm",
+                             f"--model_base_path={lstm_export.resolve()}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models/lstm", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        result = ServingClient(f"http://127.0.0.1:{port}", "lstm", lstm_export).predict(TEXTS)
+        np.testing.assert_allclose(result.probabilities, _reference(lstm_export, TEXTS), atol=1e-5)
+    finally:
+        proc.terminate()
+
+
+# --- The local service -----------------------------------------------------------------------
+
+
+def test_friendly_predict_equals_in_process_predictions(server: Server, lstm_export: Path):
+    r = server.post("/predict", {"texts": TEXTS})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "lstm" and body["version"] == 1
+    probs = np.array([[p["probabilities"][name] for name in ("正面", "负面")] for p in body["predictions"]])
+    np.testing.assert_allclose(probs, _reference(lstm_export, TEXTS), atol=1e-5)
+    assert [p["text"] for p in body["predictions"]] == TEXTS
+
+
+def test_tf_serving_routes_row_and_columnar(server: Server, lstm_export: Path):
+    ref = _reference(lstm_export, TEXTS[:2])
+    rows = server.post("/v1/models/lstm:predict", {"instances": TEXTS[:2]}).json()["predictions"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], ref, atol=1e-5)
+    cols = server.post("/v1/models/lstm:predict", {"inputs": {"text": TEXTS[:2]}}).json()["outputs"]
+    np.testing.assert_allclose(cols["probabilities"], ref, atol=1e-5)
+    assert cols["label"] == [r["label"] for r in rows]
+    status = httpx.get(server.url + "/v1/models/lstm").json()
+    assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
+                                                 "status": {"error_code": "OK", "error_message": ""}}
+    meta = httpx.get(server.url + "/v1/models/lstm/metadata").json()
+    assert meta["metadata"]["sentiment_tf"]["labels"] == ["正面", "负面"]
+
+
+def test_client_against_the_service(server: Server, lstm_export: Path):
+    from sentiment_tf.client import ServingClient, ServingError
+
+    result = ServingClient(server.url, "lstm", lstm_export, segment=False).predict(TEXTS)
+    np.testing.assert_allclose(result.probabilities, _reference(lstm_export, TEXTS), atol=1e-5)
+    with pytest.raises(ServingError, match="404.*Servable not found"):
+        ServingClient(server.url, "nope", lstm_export, segment=False).predict(["好"])
+
+
+@pytest.mark.parametrize("path, body, status, fragment", [
+    ("/predict", b"{not json", 400, "malformed JSON"),
+    ("/predict", {"texts": []}, 400, "non-empty list"),
+    ("/predict", {"texts": ["好", 3]}, 400, "texts[1] must be a string"),
+    ("/predict", {"texts": ["好"] * 9}, 413, "limit is 8"),
+    ("/predict", {"texts": ["好" * 51]}, 413, "51 characters"),
+    ("/predict", {"texts": ["好"], "model": "bert"}, 404, "Servable not found"),
+    ("/v1/models/nope:predict", {"instances": ["好"]}, 404, "Servable not found"),
+    ("/v1/models/lstm:predict", {"instances": ["好"], "signature_name": "encoded"}, 400, "serving_default"),
+    ("/v1/models/lstm:predict", {"instances": ["好"], "inputs": ["好"]}, 400, "exactly one"),
+    ("/v1/models/lstm:predict", [1, 2], 400, "JSON object"),
+    ("/nothing", {}, 404, "Not Found"),
+])
+def test_bad_requests_get_tf_serving_error_shape(server: Server, path, body, status, fragment):
+    r = server.post(path, body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(server: Server, lstm_export: Path):
+    texts = [f"{TEXTS[i % 4]}{i}" for i in range(40)]
+    ref = _reference(lstm_export, texts)
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda t: server.post("/predict", {"texts": [t]}), texts))
+    assert all(r.status_code == 200 for r in responses)
+    got = np.array([[r.json()["predictions"][0]["probabilities"][n] for n in ("正面", "负面")] for r in responses])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_hot_reload_picks_up_new_versions_and_survives_broken_ones(server: Server, lstm_export: Path):
+    def wait_for(predicate, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = httpx.get(server.url + "/v1/models/lstm").json()["model_version_status"]
+            if predicate(status):
+                return status
+            time.sleep(0.3)
+        raise AssertionError(status)
+
+    # A new version appears atomically (copied aside, then renamed), as exports do.
+    shutil.copytree(lstm_export / "1", lstm_export / ".incoming")
+    (lstm_export / ".incoming").rename(lstm_export / "2")
+    wait_for(lambda s: s[0]["version"] == "2" and s[0]["state"] == "AVAILABLE")
+    assert server.post("/predict", {"texts": ["好"]}).json()["version"] == 2
+
+    # A broken version is reported; version 2 keeps serving.
+    broken = lstm_export / ".broken"
+    shutil.copytree(lstm_export / "1", broken)
+    (broken / "saved_model.pb").write_bytes(b"not a saved model")
+    broken.rename(lstm_export / "3")
+    status = wait_for(lambda s: any(e["version"] == "3" for e in s))
+    assert status[0]["version"] == "2"
+    failed = next(e for e in status if e["version"] == "3")
+    assert failed["state"] == "END" and failed["status"]["error_message"]
+    r = server.post("/predict", {"texts": ["好"]})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    assert httpx.get(server.url + "/healthz").json()["models"] == {"lstm": 2}
+
+
+def test_serve_refuses_a_directory_that_is_not_an_export(tmp_path: Path):
+    (tmp_path / "notours").mkdir()
+    proc = cli("serve", "--model", "notours", "--port", str(_free_port()), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
