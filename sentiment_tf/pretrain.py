@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             history = trainer.fit(train_ds, epochs=cfg.epochs, callbacks=callbacks,
                                   verbose=2 if not sys.stdout.isatty() else "auto")
+    training.remove_backup(run_dir)
     after = _evaluate(trainer, held_ds)
 
     # 4. Write the checkpoint atomically: a temp directory beside it, renamed when complete.

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the route annotations here
+from fastapi.responses import JSONResponse
 
 from sentiment_tf.config import _help, add_dataclass_arguments, parse_configs
 from sentiment_tf.errors import UserError, run_cli, setup_logging
@@ -234,7 +235,6 @@ async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolE
 
 def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
@@ -336,7 +336,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         return slot_for(name).metadata()
 
     @app.post("/v1/models/{name}:predict")
-    async def tf_serving_predict(name: str, request: Request) -> dict[str, Any]:
+    async def tf_serving_predict(name: str, request: Request) -> JSONResponse:
         slot = slot_for(name)
         body = await json_body(request)
         if not isinstance(body, dict):
@@ -355,23 +355,24 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         else:
             texts = check_texts(body["instances"], "instances")
         _, labels, ids, probs, _ = await predict(slot, texts, prepared=not cfg.segment)
+        # JSONResponse directly: FastAPI's default encoder walks every number in Python first.
         if columnar:
-            return {"outputs": {"probabilities": probs.tolist(), "label_id": [int(i) for i in ids],
-                                "label": labels}}
-        return {"predictions": [{"probabilities": p.tolist(), "label_id": int(i), "label": lab}
-                                for p, i, lab in zip(probs, ids, labels)]}
+            return JSONResponse({"outputs": {"probabilities": probs.tolist(), "label_id": ids.tolist(),
+                                             "label": labels}})
+        return JSONResponse({"predictions": [{"probabilities": p, "label_id": i, "label": lab}
+                                             for p, i, lab in zip(probs.tolist(), ids.tolist(), labels)]})
 
     @app.post("/predict")
-    async def friendly_predict(request: Request) -> dict[str, Any]:
+    async def friendly_predict(request: Request) -> JSONResponse:
         body = await json_body(request)
         if not isinstance(body, dict) or "texts" not in body:
             raise ApiError(400, 'send {"texts": ["...", ...]} (and "model" when several are served)')
         slot = slot_for(body.get("model"))
         texts = check_texts(body["texts"], "texts")
         version, labels, _, probs, names = await predict(slot, texts)
-        return {"model": slot.name, "version": version,
-                "predictions": [{"text": t, "label": lab, "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)}}
-                                for t, lab, row in zip(texts, labels, probs)]}
+        return JSONResponse({"model": slot.name, "version": version,
+                             "predictions": [{"text": t, "label": lab, "probabilities": dict(zip(names, row))}
+                                             for t, lab, row in zip(texts, labels, probs.tolist())]})
 
     return app
 

@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         raise
 
+    training.remove_backup(run_dir)
+
     # 4. Evaluate on the held-out test split.
     test_texts = splits.test["text"].tolist()
     probs = trained.predict_proba(test_texts)

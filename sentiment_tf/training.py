@@ -61,6 +61,14 @@ def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extr
     ]
 
 
+def remove_backup(run_dir: Path) -> None:
+    """Deletes the resume backup once training finished (tf-keras' BackupAndRestore leaves its
+    directory behind; Keras 3 removes it itself)."""
+    import shutil
+
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+
+
 def balanced_class_weight(y: np.ndarray, num_classes: int) -> dict[int, float]:
     from sklearn.utils.class_weight import compute_class_weight
 
