@@ -225,3 +225,33 @@ def build_vocabulary(segmented: Iterable[str], min_freq: int = 2, max_size: int 
     vocab = [tok for tok, _ in items[: max(0, max_size - 2)]]
     log.info("vocabulary: %d tokens (min_freq=%d) from %d distinct", len(vocab) + 2, min_freq, len(counts))
     return vocab
+
+
+# Segmentation in worker processes (jieba is pure Python: threads share one GIL). The functions
+# live here, in a module that does not import TensorFlow, so spawned workers start light.
+_WORKER_TOKENIZER: Tokenizer | None = None
+
+
+def _init_segment_worker(mode: str, hmm: bool, lowercase: bool, user_dict: str | None,
+                         stopwords: str | None) -> None:
+    global _WORKER_TOKENIZER
+    _WORKER_TOKENIZER = Tokenizer(mode=mode, hmm=hmm, lowercase=lowercase, user_dict=user_dict, stopwords=stopwords)
+    _WORKER_TOKENIZER.segment(["预热"])  # load the dictionary now, not on the first request
+
+
+def _segment_in_worker(texts: list[str]) -> list[str]:
+    assert _WORKER_TOKENIZER is not None
+    return _WORKER_TOKENIZER.segment(texts)
+
+
+def segment_pool(tokenizer: Tokenizer, workers: int) -> "concurrent.futures.ProcessPoolExecutor":
+    """A process pool whose workers segment exactly like ``tokenizer`` (``pool.submit(segment_texts, …)``)."""
+    import concurrent.futures
+    import multiprocessing
+
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_segment_worker,
+        initargs=(tokenizer.mode, tokenizer.hmm, tokenizer.lowercase, tokenizer.user_dict, tokenizer.stopwords_path))
+
+
+segment_texts = _segment_in_worker
