@@ -283,7 +283,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         segmenter.shutdown(wait=False, cancel_futures=True)
         for slot in slots.values():
             if slot.pool is not None:
-                slot.pool.shutdown(wait=False, cancel_futures=True)
+                slot.pool.shutdown(wait=True, cancel_futures=True)  # idle by now; wait so workers exit
 
     app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs", redoc_url=None)
 

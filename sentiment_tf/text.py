@@ -235,8 +235,25 @@ _WORKER_TOKENIZER: Tokenizer | None = None
 def _init_segment_worker(mode: str, hmm: bool, lowercase: bool, user_dict: str | None,
                          stopwords: str | None) -> None:
     global _WORKER_TOKENIZER
+    _exit_with_parent()
     _WORKER_TOKENIZER = Tokenizer(mode=mode, hmm=hmm, lowercase=lowercase, user_dict=user_dict, stopwords=stopwords)
     _WORKER_TOKENIZER.segment(["预热"])  # load the dictionary now, not on the first request
+
+
+def _exit_with_parent() -> None:
+    """Ends this worker if the server process dies without shutting the pool down (e.g. SIGKILL)."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _segment_in_worker(texts: list[str]) -> list[str]:
