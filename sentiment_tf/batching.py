@@ -41,3 +41,19 @@ def batch_by_length(ds: tf.data.Dataset, length_fn: Callable[..., tf.Tensor], ba
         element_length_func=length_fn, bucket_boundaries=bounds,
         bucket_batch_sizes=[batch_size] * (len(bounds) + 1), padded_shapes=padded_shapes,
         padding_values=padding_values, pad_to_bucket_boundary=True)
+
+
+def batches_per_pass(lengths, batch_size: int, max_length: int, bucketing: bool = True) -> int:
+    """How many batches :func:`batch_by_length` makes from elements of these lengths (one pass).
+
+    Bucketing emits a partial batch per bucket, so a pass has more than ``n / batch_size`` batches;
+    training repeats the dataset and needs the exact count as ``steps_per_epoch``.
+    """
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    if not bucketing:
+        return -(-len(lengths) // batch_size)
+    bounds = [b for b in BUCKET_BOUNDARIES if b < max_length] + [max_length + 1]
+    counts = np.bincount(np.searchsorted(bounds, lengths, side="right"), minlength=len(bounds) + 1)
+    return int(sum(-(-int(c) // batch_size) for c in counts if c))

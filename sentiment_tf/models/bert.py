@@ -216,7 +216,13 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
                                 bucketing=train_cfg.bucketing, seed=seed)
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
                               model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
-        steps = train_cfg.epochs * -(-len(splits.train) // train_cfg.batch_size)
+        # One iterator for the run, one exact pass per epoch (see lstm.fit for the measured reason).
+        texts = splits.train["text"].tolist()
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=model_cfg.max_length)["input_ids"]]
+        steps_per_epoch = batching.batches_per_pass(lengths, train_cfg.batch_size, model_cfg.max_length,
+                                                    train_cfg.bucketing)
+        train_ds = train_ds.repeat()
+        steps = train_cfg.epochs * steps_per_epoch
         optimizer, _ = create_optimizer(init_lr=train_cfg.learning_rate, num_train_steps=steps,
                                         num_warmup_steps=int(train_cfg.warmup_ratio * steps),
                                         weight_decay_rate=train_cfg.weight_decay)
@@ -229,7 +235,8 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), len(labels))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, class_weight=class_weight,
+        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
+                            class_weight=class_weight,
                             callbacks=training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience,
                                                                   extra_callbacks, weights_only=True),
                             verbose=2 if not sys.stdout.isatty() else "auto")
