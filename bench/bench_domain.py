@@ -58,7 +58,9 @@ def main() -> None:
     hotel_pool, hotel_test = train_test_split(hotel, test_size=0.2, random_state=42, stratify=hotel["label"])
     hotel_labels, _ = train_test_split(hotel_pool, train_size=args.labels, random_state=42,
                                        stratify=hotel_pool["label"])
-    for name, frame in (("source", source), ("hotel_test", hotel_test), ("hotel_labels", hotel_labels)):
+    hotel_unlabelled = hotel_pool[~hotel_pool["text"].isin(set(hotel_labels["text"]))][["text"]]
+    for name, frame in (("source", source), ("hotel_test", hotel_test), ("hotel_labels", hotel_labels),
+                        ("hotel_unlabelled", hotel_unlabelled)):
         frame.to_csv(work / f"{name}.csv", index=False)
 
     # 1. Source-only model.

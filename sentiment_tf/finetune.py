@@ -36,6 +36,7 @@ from sentiment_tf.data import DOMAIN, LABEL, TEXT, Y, LabelMap, Splits, load_spl
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.finetune")
+TEXT_COL_FALLBACK = "text"  # column read from tabular --unlabelled files
 
 # Adaptation starts from a trained model: smaller steps than training from scratch, so the domain
 # signal refines the model instead of overwriting it.
@@ -71,6 +72,10 @@ class FinetuneConfig:
                           "training split.", default=2)
     replay: int = _help("Mix this many examples of the source model's original training split into the domain "
                         "training data, to limit forgetting (0 = none).", default=0)
+    unlabelled: str | None = _help("Unlabelled domain texts (one per line, or a table with --text-col): after "
+                                   "adapting, confident predictions on them become extra training labels and the "
+                                   "model is adapted again from the source (self-training).", default=None)
+    pseudo_threshold: float = _help("Self-training keeps predictions at least this confident.", default=0.9)
     original_data: str | None = _help("The source model's training data file, if it moved since training "
                                       "(its split is re-created from the recorded seed and sizes).", default=None)
     learning_curve: str | None = _help("Comma-separated numbers of domain training labels, e.g. 0,100,250,500,1000: "
@@ -272,6 +277,32 @@ def replay_sample(original: Splits, n: int, exclude: set[str], seed: int) -> pd.
     return sample
 
 
+def pseudo_labels(model: Any, cfg: FinetuneConfig, labels: LabelMap, exclude: set[str], lowercase: bool) -> pd.DataFrame:
+    """Confident predictions of ``model`` on ``--unlabelled`` texts, balanced across labels.
+
+    Balanced (the same number per label, the most confident first) because a model that leans to one
+    label is also more often confident about it, and training on that skew would deepen it.
+    """
+    from sentiment_tf.pretrain import read_corpus
+    from sentiment_tf.text import clean_text
+
+    texts = list(dict.fromkeys(t for t in (clean_text(x, lowercase) for x in read_corpus([cfg.unlabelled], TEXT_COL_FALLBACK))
+                               if t and t not in exclude))
+    if not texts:
+        log.warning("self-training: no usable unlabelled texts in %s", cfg.unlabelled)
+        return pd.DataFrame(columns=[TEXT, LABEL, Y])
+    probs = model.predict_proba(texts)
+    frame = pd.DataFrame({TEXT: texts, Y: probs.argmax(-1), "p": probs.max(-1)})
+    frame = frame[frame["p"] >= cfg.pseudo_threshold]
+    per_label = frame.groupby(Y).size().reindex(range(len(labels.names)), fill_value=0)
+    k = int(per_label.min())
+    frame = frame.sort_values("p", ascending=False).groupby(Y, group_keys=False).head(k)
+    frame[LABEL] = [labels.names[i] for i in frame[Y]]
+    log.info("self-training: %d of %d unlabelled texts predicted with p ≥ %.2f; %d per label kept", int(per_label.sum()),
+             len(texts), cfg.pseudo_threshold, k)
+    return frame[[TEXT, LABEL, Y]].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -357,13 +388,23 @@ def main(argv: list[str] | None = None) -> int:
         log.info("replay: %d original training examples mixed into %d domain examples", len(extra), len(train))
         train = pd.concat([train, extra[train.columns.intersection(extra.columns)]], ignore_index=True)
     adapted = adapt(source, train, domain.val, cfg, run_dir, data_cfg.seed)
+    pseudo = None
+    if cfg.unlabelled:
+        exclude = set(domain.train[TEXT]) | set(domain.val[TEXT]) | set(domain.test[TEXT])
+        if original is not None:
+            exclude |= set(original.test[TEXT])
+        pseudo = pseudo_labels(adapted, cfg, labels, exclude, lowercase)
+        if len(pseudo):
+            adapted = adapt(source, pd.concat([train, pseudo], ignore_index=True), domain.val, cfg,
+                            run_dir / "self_training", data_cfg.seed)
     after = {"domain": score(adapted, domain.test, labels.names)}
     if original is not None:
         after["original"] = score(adapted, original.test, labels.names)
 
     # 4. Reports: before/after on both test sets, per domain when asked.
     summary: dict[str, Any] = {"source": str(source.version_dir), "family": source.family,
-                               "domain_train": len(domain.train), "replay": cfg.replay, "results": {}}
+                               "domain_train": len(domain.train), "replay": cfg.replay,
+                               "pseudo_labels": 0 if pseudo is None else len(pseudo), "results": {}}
     for split_name in before:
         b, a = before[split_name], after[split_name]
         title = "domain test split" if split_name == "domain" else "original test split (forgetting)"

@@ -27,6 +27,8 @@ def domain_files(tmp_path_factory, reviews: pd.DataFrame) -> Path:
     dom = pd.concat([reviews[hotel & (reviews.label == name)].head(100) for name in ("正面", "负面")])
     dom = dom.rename(columns={"text": "review", "label": "sentiment"}).assign(city=["北京", "上海"] * 100)
     dom.to_csv(work / "hotel.csv", index=False)
+    spare = reviews[hotel].iloc[300:400]["text"]  # not in hotel.csv (its first 100 per label)
+    (work / "unlabelled.txt").write_text("\n".join(spare[~spare.isin(dom["review"])]) + "\n", encoding="utf-8")
     return work
 
 
@@ -43,6 +45,7 @@ def finetuned(domain_files: Path, source_model: Path):
     (domain_files / "terms.txt").write_text("大床房 5 n\n行政酒廊 5 n\n", encoding="utf-8")
     proc = cli("finetune", "--from", "src_model", "--data", "hotel.csv", "--text-col", "review", "--label-col",
                "sentiment", "--domain-col", "city", "--user-dict", "terms.txt", "--epochs", "2", "--replay", "50",
+               "--unlabelled", "unlabelled.txt", "--pseudo-threshold", "0.5",
                "--output", "adapted", "--run-dir", "run_ft", cwd=domain_files)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return domain_files, proc
@@ -63,6 +66,8 @@ def test_finetune_reports_before_and_after_on_both_test_splits(finetuned):
         r = summary["results"][split]
         assert r["accuracy_change"] == pytest.approx(r["after"]["accuracy"] - r["before"]["accuracy"])
     assert set(summary["by_domain"]) == {"北京", "上海"}
+    assert summary["pseudo_labels"] > 0 and summary["pseudo_labels"] % 2 == 0  # the same number per label
+    assert (work / "run_ft" / "self_training" / "checkpoints").is_dir()  # adapted again with them
     assert summary["results"]["original"]["after"]["support"] == 30  # the source run's own 10 % test split
 
 
