@@ -38,6 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=int, default=500, help="Hotel labels available for adaptation.")
     parser.add_argument("--replay", type=int, default=1000, help="Source examples replayed during adaptation.")
+    parser.add_argument("--self-train", action="store_true",
+                        help="Also pass the unlabelled rest of the hotel pool to finetune --unlabelled.")
     parser.add_argument("--work-dir", help="Keep data, models and runs here (default: a temporary directory).")
     parser.add_argument("finetune_args", nargs="*", help="Extra finetune options, after --.")
     args = parser.parse_args()
@@ -71,7 +73,8 @@ def main() -> None:
     assert finetune.main(["--from", str(work / "source_model"), "--data", str(work / "hotel_labels.csv"),
                           "--test-data", str(work / "hotel_test.csv"), "--val-size", "0.15",
                           "--replay", str(args.replay), "--output", str(work / "adapted_model"),
-                          "--run-dir", str(work / "run_adapt"), *args.finetune_args]) == 0
+                          "--run-dir", str(work / "run_adapt"), *args.finetune_args,
+                          *(["--unlabelled", str(work / "hotel_unlabelled.csv")] if args.self_train else [])]) == 0
     result = json.loads((work / "run_adapt" / "finetune_report.json").read_text(encoding="utf-8"))["results"]
 
     # 4. TF-IDF baseline on the source training split + the same hotel labels (train part).
