@@ -48,7 +48,7 @@ def main() -> None:
     from sklearn.model_selection import train_test_split
 
     from sentiment_tf import finetune, train
-    from sentiment_tf.data import TEXT, Y, load_splits
+    from sentiment_tf.data import load_splits
     from sentiment_tf.config import DataConfig
     from sentiment_tf.finetune import tfidf_accuracy
 

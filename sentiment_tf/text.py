@@ -15,8 +15,12 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sentiment_tf.errors import UserError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +265,7 @@ def _segment_in_worker(texts: list[str]) -> list[str]:
     return _WORKER_TOKENIZER.segment(texts)
 
 
-def segment_pool(tokenizer: Tokenizer, workers: int) -> "concurrent.futures.ProcessPoolExecutor":
+def segment_pool(tokenizer: Tokenizer, workers: int) -> "ProcessPoolExecutor":
     """A process pool whose workers segment exactly like ``tokenizer`` (``pool.submit(segment_texts, …)``)."""
     import concurrent.futures
     import multiprocessing

@@ -47,3 +47,37 @@ def assert_export_matches(model, lookup, export_dir: Path, segmented: list[str],
     got, names = serve_in_fresh_process(export_dir, segmented, tmp)
     np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
     assert names == [labels[i] for i in expected.argmax(-1)]
+
+
+def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: Path, monkeypatch) -> None:
+    """`train.main(args)` (3 epochs) crashes after epoch 1; `--resume run` then trains epochs 2–3 only,
+    exports, removes the backup, and a second `--resume` is refused.
+
+    ``callbacks_module`` is the Keras flavour's callbacks (keras.callbacks or tf_keras.callbacks).
+    """
+    import pytest
+
+    from sentiment_tf import train, training
+    from sentiment_tf.errors import UserError
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch(callbacks_module.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Crash("power cut")
+
+    original = training.standard_callbacks
+    # The crash comes after BackupAndRestore has saved epoch 1 (callbacks run in order).
+    monkeypatch.setattr(training, "standard_callbacks", lambda *a, **k: original(*a, **k) + [CrashAfterFirstEpoch()])
+    with pytest.raises(Crash):
+        train.main(args)
+    assert (run / "backup").is_dir() and not out.exists()
+
+    monkeypatch.setattr(training, "standard_callbacks", original)
+    assert train.main(["--resume", str(run)]) == 0
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert len(report["history"]["loss"]) == 2  # epochs 2 and 3 only: epoch 1 came from the backup
+    assert (out / "1").is_dir() and not (run / "backup").exists()
+    with pytest.raises(UserError, match="already finished"):
+        train.main(["--resume", str(run)])

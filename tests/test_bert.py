@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from tests.conftest import REPO, assert_user_error, cli
+from tests.conftest import assert_user_error, cli
 from tests.helpers import serve_in_fresh_process
 
 tf = pytest.importorskip("tensorflow")
@@ -219,32 +218,11 @@ def test_predict_cli_on_bert_export(bert_run):
 def test_interrupted_bert_training_resumes_from_its_backup(tiny_bert, reviews, tmp_path, monkeypatch):
     import tf_keras
 
-    from sentiment_tf import train, training
-    from sentiment_tf.errors import UserError
-
-    class Crash(Exception):
-        pass
-
-    class CrashAfterFirstEpoch(tf_keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise Crash("power cut")
+    from tests.helpers import assert_training_resumes
 
     reviews.head(200).to_csv(tmp_path / "small.csv", index=False)
-    original = training.standard_callbacks
     run, out = tmp_path / "run", tmp_path / "models"
     monkeypatch.chdir(tmp_path)
-    # The crash comes after BackupAndRestore has saved epoch 1 (callbacks run in order).
-    monkeypatch.setattr(training, "standard_callbacks", lambda *a, **k: original(*a, **k) + [CrashAfterFirstEpoch()])
     args = ["--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv", "--epochs", "3",
             "--patience", "5", "--batch-size", "16", "--max-length", "48", "--output", str(out), "--run-dir", str(run)]
-    with pytest.raises(Crash):
-        train.main(args)
-    assert (run / "backup").is_dir() and not out.exists()
-
-    monkeypatch.setattr(training, "standard_callbacks", original)
-    assert train.main(["--resume", str(run)]) == 0
-    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-    assert len(report["history"]["loss"]) == 2  # epochs 2 and 3 only: epoch 1 came from the backup
-    assert (out / "1").is_dir() and not (run / "backup").exists()
-    with pytest.raises(UserError, match="already finished"):
-        train.main(["--resume", str(run)])
+    assert_training_resumes(tf_keras.callbacks, args, run, out, monkeypatch)

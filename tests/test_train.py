@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from sentiment_tf.errors import UserError
 
+from tests.helpers import assert_training_resumes
 from tests.conftest import TINY_MODEL_ARGS, assert_user_error, cli
 
 
@@ -72,31 +71,8 @@ def test_output_dir_that_is_not_ours_is_refused_before_training(tiny_csv: Path, 
 def test_interrupted_training_resumes_from_its_backup(tiny_csv: Path, tmp_path: Path, monkeypatch) -> None:
     import keras
 
-    from sentiment_tf import train, training
-
-    class Crash(Exception):
-        pass
-
-    class CrashAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise Crash("power cut")
-
-    original = training.standard_callbacks
     run, out = tmp_path / "run", tmp_path / "models"
     monkeypatch.chdir(tmp_path)
-    # The crash comes after BackupAndRestore has saved epoch 1 (callbacks run in order).
-    monkeypatch.setattr(training, "standard_callbacks",
-                        lambda *a, **k: original(*a, **k) + [CrashAfterFirstEpoch()])
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
             "--run-dir", str(run), *TINY_MODEL_ARGS, "--epochs", "3", "--patience", "5"]
-    with pytest.raises(Crash):
-        train.main(args)
-    assert (run / "backup").is_dir() and not out.exists()
-
-    monkeypatch.setattr(training, "standard_callbacks", original)
-    assert train.main(["--resume", str(run)]) == 0
-    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-    assert len(report["history"]["loss"]) == 2  # epochs 2 and 3 only: epoch 1 came from the backup
-    assert (out / "1").is_dir() and not (run / "backup").exists()
-    with pytest.raises(UserError, match="already finished"):
-        train.main(["--resume", str(run)])
+    assert_training_resumes(keras.callbacks, args, run, out, monkeypatch)
