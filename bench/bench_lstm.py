@@ -37,12 +37,11 @@ def main() -> None:
 
     import keras
     import tensorflow as tf
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.svm import LinearSVC
 
     from sentiment_tf.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
     from sentiment_tf.data import load_splits
     from sentiment_tf.errors import setup_logging
+    from sentiment_tf.finetune import tfidf_accuracy
     from sentiment_tf.models import lstm
     from sentiment_tf.report import evaluate
     from sentiment_tf.text import Tokenizer, build_vocabulary
@@ -58,9 +57,7 @@ def main() -> None:
 
     # Baseline: character n-gram TF-IDF + linear SVM.
     t0 = time.perf_counter()
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    svm = LinearSVC().fit(vec.fit_transform(splits.train["text"]), y_train)
-    base_acc = float((svm.predict(vec.transform(splits.test["text"])) == y_test).mean())
+    base_acc = tfidf_accuracy(splits.train, splits.test)
     base_time = time.perf_counter() - t0
 
     tokenizer = Tokenizer(tok_cfg.tokenizer, tok_cfg.hmm, data_cfg.lowercase)

@@ -20,8 +20,9 @@ from sentiment_tf.errors import UserError
 DEFAULT_DATA = "data/reviews.csv"
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return dataclasses.field(metadata={"help": text}, **kw)
+def _help(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, **kw: Any) -> Any:
+    """A dataclass field with its ``--help`` text, extra option spellings and metavar."""
+    return dataclasses.field(metadata={"help": text, "flags": flags, "metavar": metavar}, **kw)
 
 
 @dataclasses.dataclass
@@ -161,12 +162,37 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:
             kwargs["choices"] = list(typing.get_args(tp))
+        elif typing.get_origin(tp) is list:
+            # Several values after one flag, and the flag may be repeated: --model a --model b.
+            kwargs.update(type=typing.get_args(tp)[0], nargs="+", action="extend")
+            kwargs["metavar"] = field.metadata.get("metavar") or field.name.upper()
         else:
             kwargs["type"] = tp
-            kwargs["metavar"] = field.name.upper()
-        default = field.default
+            kwargs["metavar"] = field.metadata.get("metavar") or field.name.upper()
+        default = field.default if field.default is not dataclasses.MISSING else "none"
         kwargs["help"] += f" [default: {default}]"
-        group.add_argument(flag, **kwargs)
+        group.add_argument(flag, *field.metadata.get("flags", ()), **kwargs)
+
+
+def build_parser(prog: str, doc: str | None, *classes: type) -> argparse.ArgumentParser:
+    """The CLI of a ``python -m sentiment_tf.<prog>`` command: ``--config`` plus one option per field."""
+    parser = argparse.ArgumentParser(prog=f"python -m sentiment_tf.{prog}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
+    for cls in classes:
+        add_dataclass_arguments(parser, cls)
+    return parser
+
+
+def resumed_values(run_dir: str, prog: str) -> dict[str, Any]:
+    """The saved options of an interrupted run, pointed back at its run directory (for ``--resume``)."""
+    saved = Path(run_dir) / "config.json"
+    if not saved.is_file():
+        raise UserError(f"--resume {run_dir}: no config.json there; pass a run directory written by "
+                        f"`python -m sentiment_tf.{prog}`")
+    values = load_config_file(str(saved))
+    values.update(resume=run_dir, run_dir=run_dir)
+    return values
 
 
 def load_config_file(path: str) -> dict[str, Any]:

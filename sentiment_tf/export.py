@@ -40,7 +40,8 @@ def metadata_path(version_dir: str | Path) -> Path:
     return Path(version_dir) / META_DIR / META_FILE
 
 
-def _versions(base: Path) -> list[int]:
+def versions(base: Path) -> list[int]:
+    """The numeric version directories under ``base``, ascending."""
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
@@ -87,7 +88,7 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
         atomic.write_json(extra / META_FILE, meta)
         verify(tmp)
-        version = (_versions(base) or [0])[-1] + 1
+        version = (versions(base) or [0])[-1] + 1
         while True:
             target = base / str(version)
             try:
@@ -129,9 +130,9 @@ def resolve_version_dir(path: str | Path) -> Path:
     if metadata_path(p).is_file():
         return p
     if p.is_dir():
-        versions = [v for v in _versions(p) if metadata_path(p / str(v)).is_file()]
-        if versions:
-            return p / str(versions[-1])
+        ours = [v for v in versions(p) if metadata_path(p / str(v)).is_file()]
+        if ours:
+            return p / str(ours[-1])
     raise UserError(f"{path} is not a sentiment_tf model (no {META_DIR}/{META_FILE} in it or in a numbered "
                     "version directory); pass a directory written by `python -m sentiment_tf.train`")
 

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from sentiment_tf import atomic, export, report, training
-from sentiment_tf.config import (DataConfig, ModelConfig, TrainConfig, _help, add_dataclass_arguments, parse_configs,
-                                 to_dict)
+from sentiment_tf import config as config_lib
+from sentiment_tf.config import DataConfig, ModelConfig, TrainConfig, _help, parse_configs, to_dict
 from sentiment_tf.data import DOMAIN, LABEL, TEXT, Y, LabelMap, Splits, load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
@@ -51,7 +51,7 @@ class FinetuneConfig:
     """What to adapt, how, and how to evaluate it."""
 
     from_model: str = _help("Export to adapt: a version directory or base directory written by `train`.",
-                            default="")
+                            flags=("--from",), default="")
     output: str | None = _help("Export base directory for the adapted model (default: <from base>-finetuned).",
                                default=None)
     epochs: int | None = _help("Maximum epochs (early stopping on the domain validation split); default 10 for "
@@ -203,15 +203,14 @@ def adapt(source: Source, train: pd.DataFrame, val: pd.DataFrame, cfg: FinetuneC
     labels = LabelMap(source.labels)
     splits = Splits(train.reset_index(drop=True), val.reset_index(drop=True), val.head(0), labels, {})
     train_cfg = cfg.train_config(source.family, seed)
-    callbacks: list = []
     run_dir.mkdir(parents=True, exist_ok=True)
     if source.family == "lstm":
-        return _adapt_lstm(trained, source, splits, cfg, train_cfg, run_dir, seed, callbacks)
-    return _adapt_bert(trained, source, splits, cfg, train_cfg, run_dir, seed, callbacks)
+        return _adapt_lstm(trained, source, splits, cfg, train_cfg, run_dir, seed)
+    return _adapt_bert(trained, source, splits, cfg, train_cfg, run_dir, seed)
 
 
 def _adapt_lstm(trained: Any, source: Source, splits: Splits, cfg: FinetuneConfig, train_cfg: TrainConfig,
-                run_dir: Path, seed: int, callbacks: list) -> Any:
+                run_dir: Path, seed: int) -> Any:
     from sentiment_tf.models import lstm
     from sentiment_tf.text import Tokenizer, build_vocabulary
 
@@ -242,12 +241,12 @@ def _adapt_lstm(trained: Any, source: Source, splits: Splits, cfg: FinetuneConfi
 
     tok_cfg = TokenizerConfig(max_tokens=trained.max_tokens)
     model, lookup, history = lstm.fit(splits, segmented, vocabulary, tok_cfg, model_cfg, train_cfg, run_dir,
-                                      seed=seed, extra_callbacks=callbacks, model=model)
+                                      seed=seed, model=model)
     return lstm.TrainedLSTM(model, lookup, vocabulary, tokenizer, source.labels, trained.max_tokens, history)
 
 
 def _adapt_bert(trained: Any, source: Source, splits: Splits, cfg: FinetuneConfig, train_cfg: TrainConfig,
-                run_dir: Path, seed: int, callbacks: list) -> Any:
+                run_dir: Path, seed: int) -> Any:
     from sentiment_tf.models import bert
 
     def freeze(model: Any) -> None:
@@ -263,7 +262,7 @@ def _adapt_bert(trained: Any, source: Source, splits: Splits, cfg: FinetuneConfi
 
     model_cfg = dataclasses.replace(source.model_config(), model="bert", max_length=trained.max_length)
     return bert.fit(splits, model_cfg, train_cfg, run_dir, lowercase=trained.lowercase, seed=seed,
-                    extra_callbacks=callbacks, initial=(trained.model, trained.tokenizer), freeze=freeze)
+                    initial=(trained.model, trained.tokenizer), freeze=freeze)
 
 
 def replay_sample(original: Splits, n: int, exclude: set[str], seed: int) -> pd.DataFrame:
@@ -330,15 +329,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
-    add_dataclass_arguments(parser, DataConfig)
-    add_dataclass_arguments(parser, FinetuneConfig)
-    action = parser._option_string_actions["--from-model"]
-    action.option_strings.insert(0, "--from")
-    parser._option_string_actions["--from"] = action
-    return parser
+    return config_lib.build_parser("finetune", __doc__, DataConfig, FinetuneConfig)
 
 
 def main(argv: list[str] | None = None) -> int:

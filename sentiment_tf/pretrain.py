@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from sentiment_tf import atomic, training
-from sentiment_tf.config import _help, add_dataclass_arguments, build_configs, load_config_file, parse_configs, to_dict
+from sentiment_tf import config as config_lib
+from sentiment_tf.config import _help, build_configs, parse_configs, to_dict
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.pretrain")
@@ -48,11 +49,11 @@ class PretrainConfig:
     """Masked-language-model pretraining of a BERT on unlabelled text."""
 
     corpus: list[str] = _help("Unlabelled text files (one text per line; CSV/TSV/JSONL/Excel use --text-col).",
-                              default_factory=list)
+                              metavar="FILE", default_factory=list)
     output: str = _help("Checkpoint directory to create (must not exist or be empty).", default="")
     from_checkpoint: str | None = _help("Continue pretraining this Hub id or checkpoint directory (its "
                                         "vocabulary and size are kept) instead of starting from scratch.",
-                                        default=None)
+                                        flags=("--from",), default=None)
     text_col: str = _help("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
     vocab: str | None = _help("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
                               default=None)
@@ -184,7 +185,8 @@ def build_tokenizer(texts: list[str], cfg: PretrainConfig, out_dir: Path) -> Any
         missing = [t for t in SPECIAL_TOKENS if t not in words]
         if missing:
             raise UserError(f"--vocab {cfg.vocab} lacks {', '.join(missing)}; it is not a BERT vocab.txt")
-        vocab_path.write_text("\n".join(words) + "\n", encoding="utf-8")
+        if Path(cfg.vocab).resolve() != vocab_path.resolve():
+            vocab_path.write_text("\n".join(words) + "\n", encoding="utf-8")
     else:
         wordpiece = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
                                            lowercase=cfg.lowercase)
@@ -332,10 +334,6 @@ def checkpoint_tokenizer(cfg: PretrainConfig, texts: list[str], work_dir: Path) 
         return tokenizer
     if cfg.resume and (work_dir / "vocab.txt").is_file():  # the vocabulary the interrupted run trained with
         cfg = dataclasses.replace(cfg, vocab=str(work_dir / "vocab.txt"))
-        from transformers import BertTokenizerFast
-
-        return BertTokenizerFast(vocab_file=cfg.vocab, do_lower_case=cfg.lowercase, tokenize_chinese_chars=True,
-                                 strip_accents=False, model_max_length=cfg.max_length)
     return build_tokenizer(texts, cfg, work_dir)
 
 
@@ -344,30 +342,13 @@ def checkpoint_tokenizer(cfg: PretrainConfig, texts: list[str], work_dir: Path) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.pretrain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
-    add_dataclass_arguments(parser, PretrainConfig)
-    # Friendlier spellings: several corpus files after one --corpus, and --from.
-    for action in parser._actions:
-        if action.dest == "corpus":
-            action.nargs, action.type, action.metavar = "+", str, "FILE"
-        if action.dest == "from_checkpoint":
-            action.option_strings.append("--from")
-            parser._option_string_actions["--from"] = action
-    return parser
+    return config_lib.build_parser("pretrain", __doc__, PretrainConfig)
 
 
 def parse_args(argv: list[str] | None) -> PretrainConfig:
     (cfg,), _ = parse_configs(build_parser(), argv, (PretrainConfig,))
     if cfg.resume:
-        saved = Path(cfg.resume) / "config.json"
-        if not saved.is_file():
-            raise UserError(f"--resume {cfg.resume}: no config.json there; pass a run directory written by "
-                            "`python -m sentiment_tf.pretrain`")
-        values = load_config_file(str(saved))
-        values.update(resume=cfg.resume, run_dir=cfg.resume)
-        (cfg,) = build_configs(values, (PretrainConfig,))
+        (cfg,) = build_configs(config_lib.resumed_values(cfg.resume, "pretrain"), (PretrainConfig,))
     return cfg
 
 

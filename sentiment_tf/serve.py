@@ -35,7 +35,8 @@ from typing import Any
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the route annotations here
 from fastapi.responses import JSONResponse
 
-from sentiment_tf.config import _help, add_dataclass_arguments, parse_configs
+from sentiment_tf import config as config_lib
+from sentiment_tf.config import _help, parse_configs
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.serve")
@@ -47,7 +48,7 @@ class ServeConfig:
 
     model: list[str] = _help("Model base directory (TF Serving layout, newest version served), optionally "
                              "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
-                             default_factory=list)
+                             metavar="[NAME=]DIR", default_factory=list)
     host: str = _help("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
     port: int = _help("Port.", default=8501)
     max_texts: int = _help("Most texts in one request (more → 413).", default=256)
@@ -96,10 +97,6 @@ class ApiError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Models, versions and hot reload
-
-
-def _version_numbers(base: Path) -> list[int]:
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()) if base.is_dir() else []
 
 
 def load_predictor(version_dir: Path) -> Any:
@@ -168,7 +165,9 @@ class ModelSlot:
 
     def reload_if_newer(self) -> None:
         """Loads the newest version if it is newer than the one served (runs in a worker thread)."""
-        versions = [v for v in _version_numbers(self.base) if v > self.version and v not in self.failed]
+        from sentiment_tf.export import versions as version_numbers
+
+        versions = [v for v in version_numbers(self.base) if v > self.version and v not in self.failed]
         if not versions:
             return
         newest = versions[-1]
@@ -426,20 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
-    add_dataclass_arguments(parser, ServeConfig)
-    action = parser._option_string_actions["--model"]
-    # --model may be repeated: collect every occurrence.
-    parser._remove_action(action)
-    for group in parser._action_groups:
-        if action in group._group_actions:
-            group._group_actions.remove(action)
-    parser._option_string_actions.pop("--model")
-    parser.add_argument("--model", action="append", dest="model", metavar="[NAME=]DIR",
-                        default=argparse.SUPPRESS, help=action.help)
-    return parser
+    return config_lib.build_parser("serve", __doc__, ServeConfig)
 
 
 def cli() -> None:

@@ -260,7 +260,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def _segment_in_worker(texts: list[str]) -> list[str]:
+def segment_texts(texts: list[str]) -> list[str]:
     assert _WORKER_TOKENIZER is not None
     return _WORKER_TOKENIZER.segment(texts)
 
@@ -274,5 +274,3 @@ def segment_pool(tokenizer: Tokenizer, workers: int) -> "ProcessPoolExecutor":
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_segment_worker,
         initargs=(tokenizer.mode, tokenizer.hmm, tokenizer.lowercase, tokenizer.user_dict, tokenizer.stopwords_path))
 
-
-segment_texts = _segment_in_worker

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from sentiment_tf import atomic, export, report, training
+from sentiment_tf import config as config_lib
 from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
-                                 add_dataclass_arguments, build_configs, load_config_file, parse_configs,
-                                 to_dict)
+                                 build_configs, parse_configs, to_dict)
 from sentiment_tf.data import load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
@@ -27,26 +27,16 @@ log = logging.getLogger("sentiment_tf.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON or YAML file of options (command-line options win).")
-    for cls in CONFIG_CLASSES:
-        add_dataclass_arguments(parser, cls)
-    return parser
+    return config_lib.build_parser("train", __doc__, *CONFIG_CLASSES)
 
 
 def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, ModelConfig, TrainConfig]:
     (data_cfg, tok_cfg, model_cfg, train_cfg), _ = parse_configs(build_parser(), argv)
     if train_cfg.resume:
         # A resumed run must see exactly the data, split and settings it started with.
-        saved = Path(train_cfg.resume) / "config.json"
-        if not saved.is_file():
-            raise UserError(f"--resume {train_cfg.resume}: no config.json there; pass a run directory "
-                            "written by `python -m sentiment_tf.train`")
+        values = config_lib.resumed_values(train_cfg.resume, "train")
         if (Path(train_cfg.resume) / "report.json").is_file():
             raise UserError(f"--resume {train_cfg.resume}: that run already finished (report.json exists)")
-        values = load_config_file(str(saved))
-        values.update(resume=train_cfg.resume, run_dir=train_cfg.resume)
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
     return data_cfg.resolved(), tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model)
 

@@ -149,9 +149,13 @@ def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor
 
 
 def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
-                 shuffle: bool = False, bucketing: bool = True, seed: int = 0) -> tf.data.Dataset:
-    """Batches of ({input_ids, attention_mask}, labels), padded per length bucket (dynamic padding)."""
-    ids = encode(tokenizer, texts, max_length)
+                 shuffle: bool = False, bucketing: bool = True, seed: int = 0,
+                 ids: tf.RaggedTensor | None = None) -> tf.data.Dataset:
+    """Batches of ({input_ids, attention_mask}, labels), padded per length bucket (dynamic padding).
+
+    ``ids``: the texts already :func:`encode`-d (saves tokenizing twice)."""
+    if ids is None:
+        ids = encode(tokenizer, texts, max_length)
     parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
     ds = tf.data.Dataset.from_tensor_slices(parts)
     ds = ds.map(lambda *xs: (xs[0].flat_values if isinstance(xs[0], tf.RaggedTensor) else xs[0],) + xs[1:])
@@ -211,15 +215,14 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         model, tokenizer = initial if initial is not None else load_pretrained(model_cfg.pretrained, labels)
         if freeze is not None:
             freeze(model)
-        train_ds = make_dataset(tokenizer, splits.train["text"].tolist(), splits.train["y"].to_numpy(),
-                                model_cfg.max_length, train_cfg.batch_size, shuffle=True,
-                                bucketing=train_cfg.bucketing, seed=seed)
+        texts = splits.train["text"].tolist()
+        ids = encode(tokenizer, texts, model_cfg.max_length)
+        train_ds = make_dataset(tokenizer, texts, splits.train["y"].to_numpy(), model_cfg.max_length,
+                                train_cfg.batch_size, shuffle=True, bucketing=train_cfg.bucketing, seed=seed, ids=ids)
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
                               model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
         # One iterator for the run, one exact pass per epoch (see lstm.fit for the measured reason).
-        texts = splits.train["text"].tolist()
-        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=model_cfg.max_length)["input_ids"]]
-        steps_per_epoch = batching.batches_per_pass(lengths, train_cfg.batch_size, model_cfg.max_length,
+        steps_per_epoch = batching.batches_per_pass(ids.row_lengths().numpy(), train_cfg.batch_size, model_cfg.max_length,
                                                     train_cfg.bucketing)
         train_ds = train_ds.repeat()
         steps = train_cfg.epochs * steps_per_epoch
