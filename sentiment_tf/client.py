@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from sentiment_tf.errors import UserError, run_cli
-from sentiment_tf.export import read_metadata, resolve_version_dir
-from sentiment_tf.predict import Predictions, tokenizer_from_metadata
+from sentiment_tf.predict import ExportInputs, Predictions
 
 
 class ServingError(UserError):
@@ -32,19 +31,16 @@ class ServingError(UserError):
 
 
 class _Export:
-    """What a client needs from an export: labels, signature input name, and the tokenizer."""
+    """The export's input side (:class:`ExportInputs`), and whether to segment before sending."""
 
     def __init__(self, export: str | Path, segment: bool | None):
-        self.version_dir = resolve_version_dir(export)
-        self.metadata = read_metadata(self.version_dir)
-        self.labels: list[str] = list(self.metadata["labels"])
-        self.input_name: str = self.metadata["signature"]["input"]
-        needs_segmenting = self.metadata.get("input_format") == "segmented"
-        self.segment = needs_segmenting if segment is None else segment
-        self.tokenizer = tokenizer_from_metadata(self.version_dir, self.metadata) if self.segment and needs_segmenting else None
+        self.inputs = ExportInputs.load(export)
+        self.labels = self.inputs.label_names
+        self.input_name = self.inputs.input_name
+        self.segment = self.inputs.tokenizer is not None if segment is None else segment
 
     def prepare(self, texts: list[str]) -> list[str]:
-        return self.tokenizer.segment(texts) if self.tokenizer is not None else list(texts)
+        return self.inputs.prepare(texts) if self.segment else list(texts)
 
     def predictions(self, probabilities: Any) -> Predictions:
         probs = np.asarray(probabilities, dtype=np.float32).reshape(-1, len(self.labels))

@@ -32,29 +32,19 @@ class Predictions:
     label_names: list[str]
 
 
-class Predictor:
-    """A loaded export that takes raw texts.
-
-    Example:
-        >>> p = Predictor.load("saved_models/lstm")
-        >>> p.predict(["这家酒店很干净"]).labels
-        ['正面']
-    """
+class ExportInputs:
+    """What an export expects as input — labels, signature input name and the training-time tokenizer —
+    without loading its graph (the TF Serving client needs only this)."""
 
     def __init__(self, version_dir: Path, metadata: dict, tokenizer: Tokenizer | None):
-        import tensorflow as tf
-
         self.version_dir = version_dir
         self.metadata = metadata
         self.tokenizer = tokenizer
         self.label_names: list[str] = list(metadata["labels"])
-        if metadata.get("input_format") == "raw":
-            import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
-        self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-        self._input_name = metadata["signature"]["input"]
+        self.input_name: str = metadata["signature"]["input"]
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
+    def load(cls, path: str | Path):
         version_dir = resolve_version_dir(path)
         meta = read_metadata(version_dir)
         tokenizer = None
@@ -72,6 +62,24 @@ class Predictor:
         raise UserError(f"{self.version_dir}: unknown input format {self.metadata.get('input_format')!r}; "
                         "was it exported by a newer sentiment_tf?")
 
+
+class Predictor(ExportInputs):
+    """A loaded export that takes raw texts.
+
+    Example:
+        >>> p = Predictor.load("saved_models/lstm")
+        >>> p.predict(["这家酒店很干净"]).labels
+        ['正面']
+    """
+
+    def __init__(self, version_dir: Path, metadata: dict, tokenizer: Tokenizer | None):
+        import tensorflow as tf
+
+        super().__init__(version_dir, metadata, tokenizer)
+        if metadata.get("input_format") == "raw":
+            import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
+        self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+
     def predict(self, texts: list[str], batch_size: int = 256, prepared: bool = False) -> Predictions:
         """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns)."""
         import tensorflow as tf
@@ -82,7 +90,7 @@ class Predictor:
         probs = np.zeros((len(inputs), len(self.label_names)), dtype=np.float32)
         for start in range(0, len(inputs), batch_size):
             idx = order[start:start + batch_size]
-            out = self._signature(**{self._input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
+            out = self._signature(**{self.input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
             probs[idx] = out["probabilities"].numpy()
         ids = probs.argmax(axis=-1) if len(inputs) else np.zeros((0,), dtype=np.int64)
         return Predictions([self.label_names[i] for i in ids], ids, probs, self.label_names)
