@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_tf import atomic, training
+from sentiment_tf import atomic, batching, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import _help, build_configs, parse_configs, to_dict
 from sentiment_tf.errors import UserError, run_cli, setup_logging
@@ -251,7 +251,7 @@ def mlm_dataset(sequences: list[list[int]], tokenizer: Any, cfg: PretrainConfig,
     spec = tf.TensorSpec([None, None], tf.int64)
     ds = tf.data.Dataset.from_generator(batches, output_signature={"input_ids": spec, "attention_mask": spec,
                                                                    "labels": spec})
-    return ds.prefetch(2)
+    return batching.prefetched(ds)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,3 +20,14 @@ def test_batches_per_pass_matches_the_dataset(bucketing):
     sizes = [int(b.shape[0]) for b in batched]
     assert sum(sizes) == len(lengths)
     assert len(sizes) == batching.batches_per_pass(lengths, 32, 200, bucketing)
+
+
+def test_training_pipelines_do_not_autotune():
+    """An autotuned iterator's teardown waits up to 10 s for its model thread; Keras tears the
+    validation iterator down after every epoch, which doubled some epochs."""
+    from sentiment_tf.models import lstm
+
+    lookup = lstm.make_lookup(["好", "差"])
+    ds = lstm.make_dataset(["好 好", "差"], np.array([0, 1]), lookup, 8, 2, shuffle=True)
+    assert ds.options().autotune.enabled is False
+    assert sum(int(x.shape[0]) for x, _ in ds) == 2

@@ -170,7 +170,7 @@ def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, ma
         x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
         return (x, *rest) if rest else x
 
-    return ds.map(features).prefetch(tf.data.AUTOTUNE)
+    return batching.prefetched(ds.map(features))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.
     first = (lambda *xs: xs[0]) if len(parts) > 1 else (lambda x: x)
     ds = batching.batch_by_length(ds, lambda *xs: tf.shape(first(*xs))[0], batch_size, max_tokens,
                                   bucketing=bucketing, pad_to=pad_to)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return batching.prefetched(ds)
 
 
 def _dense(x):
@@ -229,9 +229,9 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
                             seed=seed)
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
-    # One iterator for the whole run (repeat + steps_per_epoch = one exact pass): re-creating the
-    # iterator every epoch sometimes stalled the first step of an epoch for 10 s (measured: 3 of 8
-    # epochs went from 10.8 s to 20.5 s); with a single iterator no epoch stalled.
+    # One iterator for the whole run (repeat + steps_per_epoch = one exact pass) instead of a new
+    # one per epoch: each teardown cost up to 10 s while tf.data autotuning was on (see
+    # batching.prefetched), and refilling the shuffle buffer still costs a moment.
     lengths = [min(max(len(t.split()), 1), tok_cfg.max_tokens) for t in segmented["train"]]
     steps = batching.batches_per_pass(lengths, train_cfg.batch_size, tok_cfg.max_tokens, train_cfg.bucketing)
     train_ds = train_ds.repeat()
