@@ -48,7 +48,7 @@ def prefetched(ds: tf.data.Dataset, buffer: int = 2) -> tf.data.Dataset:
 
     Autotuning runs a model thread per iterator that sleeps up to 10 s between rounds, and
     destroying the iterator waits for that sleep to end (measured: Keras drops the validation
-    iterator after every epoch, and 8 of 16 epochs took 20 s instead of 10 s, idle in
+    iterator after every epoch, and 10 of 21 epochs in five runs took 20 s instead of 10 s, idle in
     ``RootDataset::Iterator::~Iterator``). Our pipelines have no parallel stage to tune, so a
     fixed prefetch loses nothing.
     """
