@@ -52,9 +52,13 @@ def segmented_to_ids(segmented: tf.Tensor, lookup: keras.layers.StringLookup, ma
 
 def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.layers.StringLookup,
                  max_tokens: int, batch_size: int, shuffle: bool = False, bucketing: bool = True,
-                 pad_to: int | None = None, seed: int = 0, sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
-    """Batches of (ids, labels[, weights]) padded per batch (or per length bucket, or to ``pad_to``)."""
-    ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
+                 pad_to: int | None = None, seed: int = 0, sample_weights: np.ndarray | None = None,
+                 ids: tf.RaggedTensor | None = None) -> tf.data.Dataset:
+    """Batches of (ids, labels[, weights]) padded per batch (or per length bucket, or to ``pad_to``).
+
+    ``ids``: the texts already through :func:`segmented_to_ids` (saves looking them up twice)."""
+    if ids is None:
+        ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
     parts: tuple = (ids,)
     if labels is not None:
         parts += (tf.constant(labels, dtype=tf.int64),)
@@ -224,16 +228,17 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
         keras.mixed_precision.set_global_policy("mixed_float16")
     lookup = make_lookup(vocabulary)
     num_classes = len(splits.labels.names)
+    train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, tok_cfg.max_tokens)
     train_ds = make_dataset(segmented["train"], splits.train["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                             train_cfg.batch_size, shuffle=True, bucketing=train_cfg.bucketing,
-                            seed=seed)
+                            seed=seed, ids=train_ids)
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
     # One iterator for the whole run (repeat + steps_per_epoch = one exact pass) instead of a new
     # one per epoch: each teardown cost up to 10 s while tf.data autotuning was on (see
     # batching.prefetched), and refilling the shuffle buffer still costs a moment.
-    lengths = [min(max(len(t.split()), 1), tok_cfg.max_tokens) for t in segmented["train"]]
-    steps = batching.batches_per_pass(lengths, train_cfg.batch_size, tok_cfg.max_tokens, train_cfg.bucketing)
+    steps = batching.batches_per_pass(train_ids.row_lengths().numpy(), train_cfg.batch_size, tok_cfg.max_tokens,
+                                      train_cfg.bucketing)
     train_ds = train_ds.repeat()
     with training.distribution_strategy(tf).scope():
         if model is None:
