@@ -1,9 +1,10 @@
-"""Length-bucketed batching for tf.data, shared by the LSTM and BERT pipelines (plain TensorFlow).
+"""Length-aware batching for tf.data, shared by the LSTM and BERT pipelines (plain TensorFlow).
 
 Reviews are short (median ≈ 28 jieba tokens or ≈ 45 characters, with a long tail), so batching
-texts of similar length and padding each batch to the top of its bucket, instead of every text to a
-global maximum, saves most of the computation. Fixed bucket tops also mean few distinct batch
-shapes, hence few tf.function traces (and few XLA compilations on a GPU).
+texts of similar length, instead of padding every text to a global maximum, saves most of the
+computation. Training uses :func:`training_batches` (length-sorted windows, fixed batch size);
+evaluation uses :func:`batch_by_length` (fixed length buckets, or input order for prediction).
+Fixed bucket tops mean few distinct batch shapes, hence few XLA compilations on a GPU.
 """
 
 from __future__ import annotations
@@ -57,17 +58,67 @@ def prefetched(ds: tf.data.Dataset, buffer: int = 2) -> tf.data.Dataset:
     return ds.prefetch(buffer).with_options(options)
 
 
-def batches_per_pass(lengths, batch_size: int, max_length: int, bucketing: bool = True) -> int:
-    """How many batches :func:`batch_by_length` makes from elements of these lengths (one pass).
+# Batches per sorted window in training_batches (Hugging Face's group_by_length uses 50 too).
+SORT_WINDOW = 50
 
-    Bucketing emits a partial batch per bucket, so a pass has more than ``n / batch_size`` batches;
-    training repeats the dataset and needs the exact count as ``steps_per_epoch``.
+
+def steps_per_pass(n: int, batch_size: int) -> int:
+    """Batches :func:`training_batches` makes per pass over ``n`` texts (its ``steps_per_epoch``)."""
+    return max(n // batch_size, 1)
+
+
+def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch_size: int, seed: int,
+                     window: int = SORT_WINDOW, pad_value: int = 0, bucketed_shapes: bool = False) -> tf.data.Dataset:
+    """Endless training batches ``(padded ids, *columns)`` of exactly ``batch_size`` texts,
+    :func:`steps_per_pass` per pass (end the pipeline with :func:`prefetched`).
+
+    Each pass shuffles the texts, sets aside the ``n % batch_size`` that do not fill a batch (other
+    ones each pass), sorts every window of ``window * batch_size`` of the rest by length, cuts them
+    into batches and shuffles the batch order: Hugging Face Trainer's ``group_by_length`` with a
+    shuffled batch order. A batch holds texts of nearly equal length, so little padding is computed
+    (4.8 % of the steps on the bundled data, against 7.6 % with fixed length buckets and 67 % when
+    padding everything to 128). Over 7 seeds, LSTM test accuracy was 0.8383 ± 0.0023, against
+    0.8406 ± 0.0035 with the earlier per-text bucketing pipeline and 0.8394 ± 0.0083 grouping by
+    fixed buckets here: within noise.
+
+    Measured on 2 CPU cores (LSTM, 14k texts): the work is per batch (one gather), where the per-text
+    pipeline with a full shuffle buffer cost 0.8 s of CPU per pass, 0.4 s of it before the first
+    batch; and a static batch dimension makes a training step ≈ 5 ms faster (38 vs 43 ms).
+
+    Args:
+        ids: one row of token ids per text.
+        columns: per-text tensors batched alongside (labels, sample weights).
+        seed: the pass ``k`` is shuffled with ``(seed, k)``, so a run's batches are reproducible.
+        window: sort windows of this many batches; 0 batches the shuffled texts as they come.
+        bucketed_shapes: pad to the next of ``BUCKET_BOUNDARIES`` (few distinct shapes, for XLA)
+            instead of to the batch's longest text.
     """
-    import numpy as np
+    n = int(ids.nrows())
+    lengths = ids.row_lengths().numpy()
+    longest = int(lengths.max(initial=1))
+    size = min(batch_size, n)
+    used = n // size * size
+    widths = tf.constant([b for b in BUCKET_BOUNDARIES if b < longest] + [longest], tf.int64)
 
-    lengths = np.asarray(lengths)
-    if not bucketing:
-        return -(-len(lengths) // batch_size)
-    bounds = [b for b in BUCKET_BOUNDARIES if b < max_length] + [max_length + 1]
-    counts = np.bincount(np.searchsorted(bounds, lengths, side="right"), minlength=len(bounds) + 1)
-    return int(sum(-(-int(c) // batch_size) for c in counts if c))
+    def one_pass(k):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, k]))
+        order = order[:used]
+        if window:
+            # Sort by (window, length); the stable sort keeps the shuffled order among equal keys.
+            key = tf.range(used, dtype=tf.int64) // (window * size) * (longest + 1) + tf.gather(lengths, order)
+            order = tf.gather(order, tf.argsort(key, stable=True))
+        starts = tf.random.experimental.stateless_shuffle(tf.range(0, used, size, dtype=tf.int64),
+                                                          seed=tf.stack([seed, -1 - k]))
+        return tf.data.Dataset.from_tensor_slices(starts).map(lambda start: order[start:start + size])
+
+    def gather(index):
+        rows = tf.gather(ids, index)
+        width = tf.reduce_max(rows.row_lengths())
+        if bucketed_shapes:
+            width = widths[tf.searchsorted(widths, tf.reshape(width, [1]))[0]]
+        padded = rows.to_tensor(default_value=tf.cast(pad_value, ids.dtype), shape=tf.stack([size, width]))
+        padded.set_shape([size, None])
+        others = [tf.ensure_shape(tf.gather(c, index), [size] + c.shape[1:]) for c in columns]
+        return (padded, *others)
+
+    return tf.data.Dataset.range(2**62).flat_map(one_pass).map(gather)

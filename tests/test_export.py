@@ -39,7 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4), len(vocab) + 2, len(LABELS))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     y = np.arange(len(TEXTS)) % 3
-    model.fit(lstm.make_dataset(segmented, y, lookup, 20, 8, shuffle=True), epochs=3, verbose=0)
+    model.fit(lstm.make_dataset(segmented, y, lookup, 20, 8), epochs=3, verbose=0)
     return model, lookup, vocab, tokenizer
 
 

@@ -34,8 +34,10 @@ def domain_files(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 
 @pytest.fixture(scope="module")
 def source_model(domain_files: Path) -> Path:
+    # A higher learning rate than the tiny default, so the source model learns (rather than sitting at
+    # chance and predicting one label for every text, which leaves self-training nothing to balance).
     proc = cli("train", "--data", "source.csv", "--output", "src_model", "--run-dir", "run_src", *TINY_MODEL_ARGS,
-               cwd=domain_files)
+               "--learning-rate", "0.02", "--epochs", "3", cwd=domain_files)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return domain_files / "src_model"
 

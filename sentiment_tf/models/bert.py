@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,28 +148,23 @@ def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor
 
 
 def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
-                 shuffle: bool = False, bucketing: bool = True, seed: int = 0,
-                 ids: tf.RaggedTensor | None = None) -> tf.data.Dataset:
-    """Batches of ({input_ids, attention_mask}, labels), padded per length bucket (dynamic padding).
-
-    ``ids``: the texts already :func:`encode`-d (saves tokenizing twice)."""
-    if ids is None:
-        ids = encode(tokenizer, texts, max_length)
+                 bucketing: bool = True) -> tf.data.Dataset:
+    """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
+    with ``bucketing=False``, in input order). Training uses :func:`batching.training_batches`."""
+    ids = encode(tokenizer, texts, max_length)
     parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
     ds = tf.data.Dataset.from_tensor_slices(parts)
     ds = ds.map(lambda *xs: (xs[0].flat_values if isinstance(xs[0], tf.RaggedTensor) else xs[0],) + xs[1:])
-    if shuffle:
-        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     ds = batching.batch_by_length(ds, lambda *xs: tf.shape(xs[0])[0], batch_size, max_length,
                                   bucketing=bucketing,
                                   padding_values=(tf.constant(tokenizer.pad_token_id, tf.int64),
                                                   tf.constant(0, tf.int64))[: len(parts)])
+    return batching.prefetched(ds.map(lambda ids, *rest: _with_features(tokenizer, ids, *rest)))
 
-    def features(ids, *rest):
-        x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
-        return (x, *rest) if rest else x
 
-    return batching.prefetched(ds.map(features))
+def _with_features(tokenizer: Any, ids: tf.Tensor, *rest: tf.Tensor):
+    x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
+    return (x, *rest) if rest else x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,14 +211,15 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
             freeze(model)
         texts = splits.train["text"].tolist()
         ids = encode(tokenizer, texts, model_cfg.max_length)
-        train_ds = make_dataset(tokenizer, texts, splits.train["y"].to_numpy(), model_cfg.max_length,
-                                train_cfg.batch_size, shuffle=True, bucketing=train_cfg.bucketing, seed=seed, ids=ids)
+        # Bucket-top widths: few distinct shapes, so XLA compiles a handful of programs on a GPU.
+        train_ds = batching.training_batches(
+            ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
+            window=batching.SORT_WINDOW if train_cfg.bucketing else 0, pad_value=tokenizer.pad_token_id,
+            bucketed_shapes=True)
+        train_ds = batching.prefetched(train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y)))
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
                               model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
-        # One iterator for the run, one exact pass per epoch (see lstm.fit for the measured reason).
-        steps_per_epoch = batching.batches_per_pass(ids.row_lengths().numpy(), train_cfg.batch_size, model_cfg.max_length,
-                                                    train_cfg.bucketing)
-        train_ds = train_ds.repeat()
+        steps_per_epoch = batching.steps_per_pass(len(texts), train_cfg.batch_size)
         steps = train_cfg.epochs * steps_per_epoch
         optimizer, _ = create_optimizer(init_lr=train_cfg.learning_rate, num_train_steps=steps,
                                         num_warmup_steps=int(train_cfg.warmup_ratio * steps),
@@ -236,13 +231,11 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     class_weight = None
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), len(labels))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
-                            class_weight=class_weight,
-                            callbacks=training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience,
-                                                                  extra_callbacks, weights_only=True),
-                            verbose=2 if not sys.stdout.isatty() else "auto")
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
+                        class_weight=class_weight,
+                        callbacks=training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience,
+                                                              extra_callbacks, weights_only=True),
+                        verbose=2 if not sys.stdout.isatty() else "auto")
     return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.history_dict(history))
 
 

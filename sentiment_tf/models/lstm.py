@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,27 +50,17 @@ def segmented_to_ids(segmented: tf.Tensor, lookup: keras.layers.StringLookup, ma
 
 
 def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.layers.StringLookup,
-                 max_tokens: int, batch_size: int, shuffle: bool = False, bucketing: bool = True,
-                 pad_to: int | None = None, seed: int = 0, sample_weights: np.ndarray | None = None,
-                 ids: tf.RaggedTensor | None = None) -> tf.data.Dataset:
-    """Batches of (ids, labels[, weights]) padded per batch (or per length bucket, or to ``pad_to``).
-
-    ``ids``: the texts already through :func:`segmented_to_ids` (saves looking them up twice)."""
-    if ids is None:
-        ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
-    parts: tuple = (ids,)
-    if labels is not None:
-        parts += (tf.constant(labels, dtype=tf.int64),)
-    if sample_weights is not None:
-        parts += (tf.constant(sample_weights, dtype=tf.float32),)
+                 max_tokens: int, batch_size: int, bucketing: bool = True) -> tf.data.Dataset:
+    """Evaluation batches of ids (and labels), in length buckets or, with ``bucketing=False``, in
+    input order padded per batch. Training uses :func:`batching.training_batches` instead."""
+    ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
+    parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
     ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
     # Slicing a ragged batch yields rank-1 "ragged" elements; batching wants plain tensors.
     ds = ds.map(lambda *xs: (_dense(xs[0]),) + xs[1:] if len(xs) > 1 else _dense(xs[0]))
-    if shuffle:
-        ds = ds.shuffle(len(segmented), seed=seed, reshuffle_each_iteration=True)
     first = (lambda *xs: xs[0]) if len(parts) > 1 else (lambda x: x)
     ds = batching.batch_by_length(ds, lambda *xs: tf.shape(first(*xs))[0], batch_size, max_tokens,
-                                  bucketing=bucketing, pad_to=pad_to)
+                                  bucketing=bucketing)
     return batching.prefetched(ds)
 
 
@@ -101,6 +90,57 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package="sentiment_tf")
+class PackedBidirectional(keras.layers.Layer):
+    """A bidirectional RNN over right-padded, masked sequences that runs both RNNs without a mask.
+
+    The forward RNN reads each text and then its padding, which only changes outputs at padded
+    steps. The backward RNN reads each text reversed in place (``tf.reverse_sequence`` over its own
+    length), so it too starts at a real token. At every real step the outputs equal Keras'
+    masked ``Bidirectional`` (same weights, same weight order); padded steps stay masked for the
+    pooling that follows. Measured on 2 CPU cores: 35.5 against 37.3 ms per training step.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs):
+        super().__init__(**kwargs)
+        if not getattr(layer, "return_sequences", False):
+            raise ValueError("PackedBidirectional needs an RNN with return_sequences=True")
+        self.forward_layer = layer
+        config = {**layer.get_config(), "name": f"backward_{layer.name}"}
+        self.backward_layer = layer.__class__.from_config(config)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+
+    def call(self, inputs, mask=None, training=None):
+        if mask is None:
+            mask = tf.ones(tf.shape(inputs)[:2], tf.bool)
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        # tf.identity: a tensor without the Keras mask attached, so the RNNs run unmasked.
+        forward = self.forward_layer(tf.identity(inputs), training=training)
+        reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
+        backward = self.backward_layer(reversed_inputs, training=training)
+        backward = tf.reverse_sequence(backward, lengths, seq_axis=1, batch_axis=0)
+        return tf.concat([forward, backward], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:2], 2 * self.forward_layer.units)
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.forward_layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)
+
+
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Model:
     """The classifier on token ids (0 = padding, masked).
 
@@ -117,7 +157,9 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Mo
     x = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
     cell = keras.layers.LSTM if cfg.rnn == "lstm" else keras.layers.GRU
     rnn = cell(cfg.rnn_units, return_sequences=cfg.pooling == "max", name=cfg.rnn)
-    if cfg.bidirectional:
+    if cfg.bidirectional and cfg.pooling == "max":
+        rnn = PackedBidirectional(rnn, name=f"bi{cfg.rnn}")
+    elif cfg.bidirectional:
         rnn = keras.layers.Bidirectional(rnn, name=f"bi{cfg.rnn}")
     x = rnn(x)
     if cfg.pooling == "max":
@@ -229,17 +271,12 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     lookup = make_lookup(vocabulary)
     num_classes = len(splits.labels.names)
     train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, tok_cfg.max_tokens)
-    train_ds = make_dataset(segmented["train"], splits.train["y"].to_numpy(), lookup, tok_cfg.max_tokens,
-                            train_cfg.batch_size, shuffle=True, bucketing=train_cfg.bucketing,
-                            seed=seed, ids=train_ids)
+    train_ds = batching.prefetched(batching.training_batches(
+        train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
+        window=batching.SORT_WINDOW if train_cfg.bucketing else 0))
+    steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
-    # One iterator for the whole run (repeat + steps_per_epoch = one exact pass) instead of a new
-    # one per epoch: each teardown cost up to 10 s while tf.data autotuning was on (see
-    # batching.prefetched), and refilling the shuffle buffer still costs a moment.
-    steps = batching.batches_per_pass(train_ids.row_lengths().numpy(), train_cfg.batch_size, tok_cfg.max_tokens,
-                                      train_cfg.bucketing)
-    train_ds = train_ds.repeat()
     with training.distribution_strategy(tf).scope():
         if model is None:
             model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
@@ -249,15 +286,12 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
-    with warnings.catch_warnings():
-        # Bucketed datasets have no known length, so Keras "runs out of data" at each epoch's end.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps,
-                            class_weight=class_weight,
-                            shuffle=False,  # the dataset shuffles itself (before bucketing)
-                            callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience,
-                                                                  extra_callbacks),
-                            verbose=2 if not sys.stdout.isatty() else "auto")
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps,
+                        class_weight=class_weight,
+                        shuffle=False,  # training_batches shuffles (before sorting by length)
+                        callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience,
+                                                              extra_callbacks),
+                        verbose=2 if not sys.stdout.isatty() else "auto")
     return model, lookup, training.history_dict(history)
 
 
