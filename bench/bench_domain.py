@@ -1,6 +1,6 @@
 """Cross-domain benchmark: adapt a general-review LSTM to hotel reviews with 500 hotel labels.
 
-    python bench/bench_domain.py            # about 5 minutes on 2 CPU cores
+    python bench/bench_domain.py            # about 2 minutes on 2 CPU cores
     python bench/bench_domain.py --seeds 3  # three source models and adaptations, mean ± std
     python bench/bench_domain.py --ceiling  # also train on every labelled hotel review of the pool
 

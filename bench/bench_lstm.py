@@ -1,6 +1,6 @@
 """LSTM benchmark on the bundled corpus: ours vs a TF-IDF+LinearSVC baseline vs a plain BiLSTM.
 
-    python bench/bench_lstm.py            # about 6 minutes on 2 CPU cores
+    python bench/bench_lstm.py            # about 3 minutes on 2 CPU cores
 
 One run, one seeded split (the one `python -m sentiment_tf.train` uses), three models:
 
