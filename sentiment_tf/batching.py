@@ -68,12 +68,13 @@ def steps_per_pass(n: int, batch_size: int) -> int:
 
 
 def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch_size: int, seed: int,
-                     window: int = SORT_WINDOW, pad_value: int = 0, bucketed_shapes: bool = False) -> tf.data.Dataset:
+                     sort_by_length: bool = True, pad_value: int = 0,
+                     bucketed_shapes: bool = False) -> tf.data.Dataset:
     """Endless training batches ``(padded ids, *columns)`` of exactly ``batch_size`` texts,
     :func:`steps_per_pass` per pass (end the pipeline with :func:`prefetched`).
 
     Each pass shuffles the texts, sets aside the ``n % batch_size`` that do not fill a batch (other
-    ones each pass), sorts every window of ``window * batch_size`` of the rest by length, cuts them
+    ones each pass), sorts every window of ``SORT_WINDOW`` batches of the rest by length, cuts them
     into batches and shuffles the batch order: Hugging Face Trainer's ``group_by_length`` with a
     shuffled batch order. A batch holds texts of nearly equal length, so little padding is computed
     (4.8 % of the steps on the bundled data, against 7.6 % with fixed length buckets and 67 % when
@@ -87,9 +88,9 @@ def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch
 
     Args:
         ids: one row of token ids per text.
-        columns: per-text tensors batched alongside (labels, sample weights).
+        columns: per-text tensors batched alongside (the labels).
         seed: the pass ``k`` is shuffled with ``(seed, k)``, so a run's batches are reproducible.
-        window: sort windows of this many batches; 0 batches the shuffled texts as they come.
+        sort_by_length: False batches the shuffled texts as they come (``--no-bucketing``).
         bucketed_shapes: pad to the next of ``BUCKET_BOUNDARIES`` (few distinct shapes, for XLA)
             instead of to the batch's longest text.
     """
@@ -103,9 +104,9 @@ def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch
     def one_pass(k):
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, k]))
         order = order[:used]
-        if window:
+        if sort_by_length:
             # Sort by (window, length); the stable sort keeps the shuffled order among equal keys.
-            key = tf.range(used, dtype=tf.int64) // (window * size) * (longest + 1) + tf.gather(lengths, order)
+            key = tf.range(used, dtype=tf.int64) // (SORT_WINDOW * size) * (longest + 1) + tf.gather(lengths, order)
             order = tf.gather(order, tf.argsort(key, stable=True))
         starts = tf.random.experimental.stateless_shuffle(tf.range(0, used, size, dtype=tf.int64),
                                                           seed=tf.stack([seed, -1 - k]))

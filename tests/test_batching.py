@@ -47,12 +47,12 @@ def test_sorted_windows_pad_less_than_shuffled_batches():
     lengths = np.random.default_rng(1).integers(1, 200, 3200)
     ids = _ragged(lengths)
 
-    def padding(window):
-        batches = batching.training_batches(ids, (), 64, seed=0, window=window).take(50)
+    def padding(sort_by_length):
+        batches = batching.training_batches(ids, (), 64, seed=0, sort_by_length=sort_by_length).take(50)
         cells = [(int(x.shape[0] * x.shape[1]), int((x.numpy() > 0).sum())) for (x,) in batches]
         return 1 - sum(real for _, real in cells) / sum(total for total, _ in cells)
 
-    assert padding(batching.SORT_WINDOW) < 0.05 < 0.3 < padding(0)
+    assert padding(True) < 0.05 < 0.3 < padding(False)
 
 
 def test_training_batches_small_data_and_bucketed_shapes():

@@ -214,7 +214,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         # Bucket-top widths: few distinct shapes, so XLA compiles a handful of programs on a GPU.
         train_ds = batching.training_batches(
             ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
-            window=batching.SORT_WINDOW if train_cfg.bucketing else 0, pad_value=tokenizer.pad_token_id,
+            sort_by_length=train_cfg.bucketing, pad_value=tokenizer.pad_token_id,
             bucketed_shapes=True)
         train_ds = batching.prefetched(train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y)))
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),

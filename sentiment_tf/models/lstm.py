@@ -273,7 +273,7 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, tok_cfg.max_tokens)
     train_ds = batching.prefetched(batching.training_batches(
         train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
-        window=batching.SORT_WINDOW if train_cfg.bucketing else 0))
+        sort_by_length=train_cfg.bucketing))
     steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
