@@ -19,6 +19,7 @@ import keras
 
 from sentiment_tf import batching
 from sentiment_tf.config import ModelConfig
+from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     with training.distribution_strategy(tf).scope():
         if model is None:
             model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
-        model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
+        model.compile(optimizer=FusedAdam(train_cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     class_weight = None
     if train_cfg.class_weight == "balanced":
