@@ -3,17 +3,22 @@
 Keras 3's ``Adam.update_step`` is eight element-wise ops per variable, each writing a temporary
 the size of the variable. For the 18k × 128 embedding table that is most of a training step's
 fixed cost on CPU. ``ResourceApplyAdam`` does the same update in one pass. Measured on 2 CPU cores
-with the default model at batch 64 × 46 tokens: 26 ms per step against 31 ms.
+with the default model at batch 64 × 46 tokens (Zipf-distributed ids): ≈ 27 ms per step against
+≈ 29.5 ms.
 
-The arithmetic is Keras' own:
+The arithmetic is Keras' own, so each step makes the same update as ``keras.optimizers.Adam``
+within float rounding (tested, repeated tokens included):
 
     alpha = lr · sqrt(1 − β2^t) / (1 − β1^t)
-    m += (g − m) · (1 − β1);   v += (g² − v) · (1 − β2);   var −= alpha · m / (sqrt(v) + ε)
+    m += (g − m) · (1 − β1);   v += (s − v) · (1 − β2);   var −= alpha · m / (sqrt(v) + ε)
 
-with one difference, for the embedding table's sparse gradient. When a token occurs several
-times in a batch, Keras 3 squares each occurrence's gradient and sums the squares into ``v``.
-Here the occurrences are summed first and ``g`` is that sum, as in the Adam paper and in PyTorch.
-For dense gradients, and for tokens that occur once, the two agree within float rounding (tested).
+where g is the gradient and s its square, except for the embedding table's sparse gradient: for a
+token that occurs k times in a batch, g is the sum of the k occurrences' gradients but Keras 3 takes
+s as the sum of their squares, not the square of the sum. The fused kernel squares g, so before it
+runs, ``v`` of the batch's tokens gets the difference, scaled so the kernel's update lands on Keras'
+value. That correction touches only the batch's rows. (The Adam paper and PyTorch square the sum.
+Doing that here saved another ≈ 1.5 ms per step but trained differently from Keras' Adam: over 7
+seeds, test accuracy 0.8358 ± 0.0051 against 0.8383 ± 0.0023, within noise but not the same.)
 """
 
 from __future__ import annotations
@@ -40,12 +45,27 @@ class FusedAdam(keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        m, v = self._momentums[index].value, self._velocities[index].value
+        # The kernel takes a dense gradient; Keras' own update densifies it too, in its first subtraction.
+        dense = tf.convert_to_tensor(tf.cast(gradient, dtype))
+        if isinstance(gradient, tf.IndexedSlices):
+            self._correct_velocity(gradient, dense, v, beta_2)
         # Under tf.distribute, ``variable`` is already this device's copy, and ``.handle`` of a
         # mirrored slot variable inside ``strategy.extended.update`` is the copy on the same device.
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
+            var=variable.handle, m=m.handle, v=v.handle,
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
-            # A sparse (IndexedSlices) embedding gradient becomes dense here; Keras' own update
-            # densifies it too, in its first subtraction.
-            grad=tf.convert_to_tensor(tf.cast(gradient, dtype)))
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=dense)
+
+    @staticmethod
+    def _correct_velocity(gradient: tf.IndexedSlices, dense: tf.Tensor, v: tf.Variable, beta_2: tf.Tensor) -> None:
+        """Pre-corrects ``v`` on the gradient's rows so the fused kernel yields Keras' velocity.
+
+        Keras: v' = β2·v + (1 − β2)·S, with S = Σ gᵢ² over a row's occurrences gᵢ.
+        Kernel: v' = β2·v + (1 − β2)·G², with G = Σ gᵢ (``dense``'s row).
+        Adding (S − G²)·(1 − β2)/β2 to v first makes the kernel's result Keras'. Since
+        Σ gᵢ·(gᵢ − G) = S − G², one scatter-add of the occurrences does it, with no unique().
+        """
+        values = tf.cast(gradient.values, v.dtype)
+        row_sums = tf.gather(dense, gradient.indices)
+        v.scatter_add(tf.IndexedSlices(values * (values - row_sums) * ((1 - beta_2) / beta_2), gradient.indices))
