@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512)
@@ -18,7 +19,7 @@ BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128
 
 def batch_by_length(ds: tf.data.Dataset, length_fn: Callable[..., tf.Tensor], batch_size: int, max_length: int,
                     bucketing: bool = True, pad_to: int | None = None,
-                    padded_shapes=None, padding_values=None) -> tf.data.Dataset:
+                    padded_shapes=None, padding_values=None, lengths: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches a dataset of variable-length elements.
 
     Args:
@@ -29,6 +30,10 @@ def batch_by_length(ds: tf.data.Dataset, length_fn: Callable[..., tf.Tensor], ba
         bucketing: group by length (else pad each batch to its own longest element, in input order).
         pad_to: pad every batch to this fixed length instead (overrides ``bucketing``).
         padded_shapes, padding_values: as for ``tf.data.Dataset.padded_batch`` (default: pad with 0).
+        lengths: every element's length, if known. Bucketed batches then report how many they
+            are, as ``padded_batch`` does. Keras needs that for validation data: without it, the
+            first epoch's validation ends in a "Your input ran out of data; interrupting
+            training" warning, although nothing is wrong.
     """
     if pad_to is not None:
         shapes = tf.nest.map_structure(
@@ -38,10 +43,16 @@ def batch_by_length(ds: tf.data.Dataset, length_fn: Callable[..., tf.Tensor], ba
     if not bucketing:
         return ds.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values)
     bounds = [b for b in BUCKET_BOUNDARIES if b < max_length] + [max_length + 1]
-    return ds.bucket_by_sequence_length(
+    ds = ds.bucket_by_sequence_length(
         element_length_func=length_fn, bucket_boundaries=bounds,
         bucket_batch_sizes=[batch_size] * (len(bounds) + 1), padded_shapes=padded_shapes,
         padding_values=padding_values, pad_to_bucket_boundary=True)
+    if lengths is not None:
+        # Bucket i holds lengths in [bounds[i-1], bounds[i]); each bucket ends with a partial batch.
+        per_bucket = np.bincount(np.searchsorted(bounds, np.asarray(lengths), side="right"),
+                                 minlength=len(bounds) + 1)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.ceil(per_bucket / batch_size).sum())))
+    return ds
 
 
 def prefetched(ds: tf.data.Dataset, buffer: int = 2) -> tf.data.Dataset:

@@ -74,3 +74,18 @@ def test_training_pipelines_do_not_autotune():
     ds = lstm.make_dataset(["好 好", "差"], np.array([0, 1]), lookup, 8, 2)
     assert ds.options().autotune.enabled is False
     assert sum(int(x.shape[0]) for x, _ in ds) == 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_bucketed_batches_report_their_number(batch_size):
+    """With the lengths given, bucketed batches have a known cardinality, equal to what they yield."""
+    from sentiment_tf import batching
+
+    lengths = np.random.default_rng(0).integers(0, 200, 300)
+    lengths[:5] = [0, 7, 8, 200, 199]  # empty, bucket edges, the maximum
+    ids = _ragged(lengths)
+    ds = tf.data.Dataset.from_tensor_slices(ids).map(lambda x: x)
+    ds = batching.batch_by_length(ds, lambda x: tf.shape(x)[0], batch_size, 200, lengths=lengths)
+    batches = list(ds)
+    assert int(ds.cardinality()) == len(batches)
+    assert sum(len(b) for b in batches) == len(lengths)

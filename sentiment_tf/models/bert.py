@@ -156,7 +156,7 @@ def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, ma
     ds = tf.data.Dataset.from_tensor_slices(parts)
     ds = ds.map(lambda *xs: (xs[0].flat_values if isinstance(xs[0], tf.RaggedTensor) else xs[0],) + xs[1:])
     ds = batching.batch_by_length(ds, lambda *xs: tf.shape(xs[0])[0], batch_size, max_length,
-                                  bucketing=bucketing,
+                                  bucketing=bucketing, lengths=ids.row_lengths().numpy(),
                                   padding_values=(tf.constant(tokenizer.pad_token_id, tf.int64),
                                                   tf.constant(0, tf.int64))[: len(parts)])
     return batching.prefetched(ds.map(lambda ids, *rest: _with_features(tokenizer, ids, *rest)))

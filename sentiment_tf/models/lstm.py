@@ -61,7 +61,7 @@ def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.
     ds = ds.map(lambda *xs: (_dense(xs[0]),) + xs[1:] if len(xs) > 1 else _dense(xs[0]))
     first = (lambda *xs: xs[0]) if len(parts) > 1 else (lambda x: x)
     ds = batching.batch_by_length(ds, lambda *xs: tf.shape(first(*xs))[0], batch_size, max_tokens,
-                                  bucketing=bucketing)
+                                  bucketing=bucketing, lengths=ids.row_lengths().numpy())
     return batching.prefetched(ds)
 
 
