@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +114,49 @@ def _as_str(value: object) -> object:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # labels 1.0/0.0 from a column that had gaps
     return str(value).strip()
+
+
+# One `word/tag` token (People's Daily annotation), optionally opening or closing a `[... ]nt` compound.
+_TAGGED_TOKEN = re.compile(r"^\[?(.+?)/[A-Za-z]+\]?[A-Za-z]*$")
+
+
+def strip_tags(line: str) -> str:
+    """``迈向/v  充满/v  [中国/ns 政府/n]nt`` → ``迈向充满中国政府``; other lines are returned unchanged."""
+    tokens = line.split()
+    if not tokens:
+        return line
+    words = [_TAGGED_TOKEN.match(t) for t in tokens]
+    if sum(m is not None for m in words) < 0.8 * len(tokens):
+        return line  # ordinary text that happens to contain a slash
+    # The corpus segments words with spaces; Chinese text has none, so words are joined directly,
+    # except between two Latin/digit words, which keep a space.
+    out: list[str] = []
+    for m, token in zip(words, tokens):
+        word = m.group(1) if m else token
+        if out and out[-1][-1:].isascii() and out[-1][-1:].isalnum() and word[:1].isascii() and word[:1].isalnum():
+            out.append(" ")
+        out.append(word)
+    return "".join(out)
+
+
+def read_texts(paths: list[str], text_col: str, option: str) -> list[str]:
+    """Raw unlabelled texts from every file, in order (empty lines dropped): a table's ``text_col``,
+    or one text per line (People's Daily ``word/tag`` lines are turned back into plain text).
+    ``option`` names the flag the paths came from, for error messages."""
+    texts: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{option} {path}: file not found")
+        if p.suffix.lower() in {*_CSV, *_JSON, *_EXCEL}:
+            lines = read_table(p, text_col, None)[TEXT].dropna().astype(str).tolist()
+        else:
+            text, _ = decode_bytes(p.read_bytes(), p)
+            lines = [strip_tags(line) for line in text.splitlines()]
+        lines = [line for line in lines if line.strip()]
+        log.info("%s: %d texts", path, len(lines))
+        texts.extend(lines)
+    return texts
 
 
 @dataclasses.dataclass

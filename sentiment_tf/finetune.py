@@ -36,7 +36,6 @@ from sentiment_tf.data import DOMAIN, LABEL, TEXT, Y, LabelMap, Splits, load_spl
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.finetune")
-TEXT_COL_FALLBACK = "text"  # column read from tabular --unlabelled files
 
 # Adaptation starts from a trained model: smaller steps than training from scratch, so the domain
 # signal refines the model instead of overwriting it.
@@ -98,6 +97,8 @@ class FinetuneConfig:
             raise UserError("--replay and --freeze-layers must be 0 or more")
         if sum(bool(x) for x in (self.learning_curve, self.cv, self.seeds > 1)) > 1:
             raise UserError("--learning-curve, --cv and --seeds are separate evaluations; pick one per run")
+        if self.unlabelled and not Path(self.unlabelled).is_file():  # now, not after the first adaptation
+            raise UserError(f"--unlabelled {self.unlabelled}: file not found")
         self.curve_sizes()  # validates
 
     def curve_sizes(self) -> list[int]:
@@ -276,17 +277,18 @@ def replay_sample(original: Splits, n: int, exclude: set[str], seed: int) -> pd.
     return sample
 
 
-def pseudo_labels(model: Any, cfg: FinetuneConfig, labels: LabelMap, exclude: set[str], lowercase: bool) -> pd.DataFrame:
+def pseudo_labels(model: Any, cfg: FinetuneConfig, labels: LabelMap, exclude: set[str], lowercase: bool,
+                  text_col: str) -> pd.DataFrame:
     """Confident predictions of ``model`` on ``--unlabelled`` texts, balanced across labels.
 
     Balanced (the same number per label, the most confident first) because a model that leans to one
     label is also more often confident about it, and training on that skew would deepen it.
     """
-    from sentiment_tf.pretrain import read_corpus
+    from sentiment_tf.data import read_texts
     from sentiment_tf.text import clean_text
 
-    texts = list(dict.fromkeys(t for t in (clean_text(x, lowercase) for x in read_corpus([cfg.unlabelled], TEXT_COL_FALLBACK))
-                               if t and t not in exclude))
+    raw = read_texts([cfg.unlabelled], text_col, "--unlabelled")
+    texts = list(dict.fromkeys(t for t in (clean_text(x, lowercase) for x in raw) if t and t not in exclude))
     if not texts:
         log.warning("self-training: no usable unlabelled texts in %s", cfg.unlabelled)
         return pd.DataFrame(columns=[TEXT, LABEL, Y])
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         exclude = set(domain.train[TEXT]) | set(domain.val[TEXT]) | set(domain.test[TEXT])
         if original is not None:
             exclude |= set(original.test[TEXT])
-        pseudo = pseudo_labels(adapted, cfg, labels, exclude, lowercase)
+        pseudo = pseudo_labels(adapted, cfg, labels, exclude, lowercase, data_cfg.text_col)
         if len(pseudo):
             adapted = adapt(source, pd.concat([train, pseudo], ignore_index=True), domain.val, cfg,
                             run_dir / "self_training", data_cfg.seed)

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -35,12 +34,11 @@ import numpy as np
 from sentiment_tf import atomic, batching, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import _help, build_configs, parse_configs, to_dict
+from sentiment_tf.data import read_texts
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.pretrain")
 
-# One `word/tag` token (People's Daily annotation), optionally opening or closing a `[... ]nt` compound.
-_TAGGED_TOKEN = re.compile(r"^\[?(.+?)/[A-Za-z]+\]?[A-Za-z]*$")
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -103,45 +101,6 @@ class PretrainConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Corpus
-
-
-def strip_tags(line: str) -> str:
-    """``迈向/v  充满/v  [中国/ns 政府/n]nt`` → ``迈向充满中国政府``; other lines are returned unchanged."""
-    tokens = line.split()
-    if not tokens:
-        return line
-    words = [_TAGGED_TOKEN.match(t) for t in tokens]
-    if sum(m is not None for m in words) < 0.8 * len(tokens):
-        return line  # ordinary text that happens to contain a slash
-    # The corpus segments words with spaces; Chinese text has none, so words are joined directly,
-    # except between two Latin/digit words, which keep a space.
-    out: list[str] = []
-    for m, token in zip(words, tokens):
-        word = m.group(1) if m else token
-        if out and out[-1][-1:].isascii() and out[-1][-1:].isalnum() and word[:1].isascii() and word[:1].isalnum():
-            out.append(" ")
-        out.append(word)
-    return "".join(out)
-
-
-def read_corpus(paths: list[str], text_col: str) -> list[str]:
-    """Raw texts from every corpus file, in order (empty lines dropped)."""
-    from sentiment_tf import data
-
-    texts: list[str] = []
-    for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"--corpus {path}: file not found")
-        if p.suffix.lower() in {".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".xlsx", ".xlsm", ".xls"}:
-            lines = data.read_table(p, text_col, None)[data.TEXT].dropna().astype(str).tolist()
-        else:
-            text, _ = data.decode_bytes(p.read_bytes(), p)
-            lines = [strip_tags(line) for line in text.splitlines()]
-        lines = [line for line in lines if line.strip()]
-        log.info("%s: %d texts", path, len(lines))
-        texts.extend(lines)
-    return texts
 
 
 def prepare_texts(raw: list[str], cfg: PretrainConfig) -> tuple[list[str], list[str]]:
@@ -366,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     out = check_output(cfg.output, bool(cfg.resume))
 
     # 1. Corpus: read, strip tags, clean, de-duplicate, hold out a share for perplexity.
-    train_texts, held_out = prepare_texts(read_corpus(cfg.corpus, cfg.text_col), cfg)
+    train_texts, held_out = prepare_texts(read_texts(cfg.corpus, cfg.text_col, "--corpus"), cfg)
     if cfg.from_checkpoint:
         from sentiment_tf.models import bert
 

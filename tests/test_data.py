@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sentiment_tf.config import DataConfig
-from sentiment_tf.data import LabelMap, clean_frame, load_splits, read_table
+from sentiment_tf.data import LabelMap, clean_frame, load_splits, read_table, read_texts
 from sentiment_tf.errors import UserError
 from tests.conftest import assert_user_error, cli
 
@@ -148,3 +148,16 @@ def test_cli_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path: Path) -
         proc = cli("train", *args, "--output", str(out), cwd=tmp_path)
         assert_user_error(proc, *fragments)
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_read_texts_lines_tables_and_a_missing_file(tmp_path: Path) -> None:
+    """Unlabelled text for pretrain --corpus and finetune --unlabelled: lines (tags stripped) or a table's column."""
+    lines = tmp_path / "texts.txt"
+    lines.write_text("房间很干净\n\n迈向/v  充满/v  希望/n\n", encoding="gb18030")
+    table = tmp_path / "texts.csv"
+    pd.DataFrame({"id": [1, 2], "review": ["早餐不错", "隔音差"]}).to_csv(table, index=False)
+    assert read_texts([str(lines), str(table)], "review", "--unlabelled") == ["房间很干净", "迈向充满希望", "早餐不错", "隔音差"]
+    with pytest.raises(UserError, match=r"^--unlabelled .*nope.txt: file not found$"):
+        read_texts([str(tmp_path / "nope.txt")], "text", "--unlabelled")
+    with pytest.raises(UserError, match="review"):  # the wrong column: the real ones are listed
+        read_texts([str(table)], "text", "--unlabelled")

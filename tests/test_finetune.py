@@ -185,3 +185,10 @@ def test_bert_finetune_freezes_the_first_layers(tiny_bert, reviews, tmp_path):
     changed = [n for n, v in values(before.bert.encoder.layer[1]).items() if not np.array_equal(v, after_all[n])]
     assert changed  # the unfrozen layer trained
     assert _meta(tmp_path / "bert_dom" / "1")["family"] == "bert"
+
+
+def test_missing_unlabelled_file_fails_before_any_training(tmp_path: Path) -> None:
+    proc = cli("finetune", "--from", str(tmp_path / "model"), "--data", str(tmp_path / "d.csv"),
+               "--unlabelled", "nope.txt", "--output", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert_user_error(proc, "--unlabelled nope.txt: file not found")
+    assert not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ PD_LINES = ["迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  ——/w  一
 
 
 def test_strip_tags_reads_peoples_daily_and_leaves_plain_text_alone():
-    from sentiment_tf.pretrain import strip_tags
+    from sentiment_tf.data import strip_tags
 
     assert strip_tags(PD_LINES[0]) == "迈向充满希望的新世纪——一九九八年新年讲话"
     assert strip_tags(PD_LINES[1]) == "中央人民广播电台记者报道，Windows 95版本。"
