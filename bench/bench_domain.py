@@ -30,6 +30,8 @@ baseline; source test accuracy drops ≤ 1 point after adaptation.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -143,8 +145,9 @@ def main() -> None:
               f"({len(target_pool) / args.labels:.1f}× --labels), same {target} test set")
         for name, label in (("target_pool", f"{target} pool only"), ("source_and_target_pool", f"source + {target} pool")):
             data = load_splits(DataConfig(data=str(work / f"{name}.csv"), test_data=str(work / "target_test.csv")))
-            assert train.main(["--data", str(work / f"{name}.csv"), "--test-data", str(work / "target_test.csv"),
-                               "--output", str(work / f"ceiling_{name}"), "--run-dir", str(work / f"run_{name}")]) == 0
+            with contextlib.redirect_stdout(io.StringIO()):  # its report would interrupt the table
+                assert train.main(["--data", str(work / f"{name}.csv"), "--test-data", str(work / "target_test.csv"),
+                                   "--output", str(work / f"ceiling_{name}"), "--run-dir", str(work / f"run_{name}")]) == 0
             report = json.loads((work / f"run_{name}" / "report.json").read_text(encoding="utf-8"))
             print(f"{'LSTM trained on ' + label:<52}{report['accuracy']:>20.4f}")
             print(f"{'TF-IDF + LinearSVC on ' + label:<52}{tfidf_accuracy(data.train, data.test):>20.4f}")
