@@ -20,26 +20,30 @@ from conftest import REPO
 VOCAB = 200
 
 
-def _train(optimizer: keras.optimizers.Optimizer, x: np.ndarray, y: np.ndarray, steps: int = 3) -> list[np.ndarray]:
+def _train(optimizer: keras.optimizers.Optimizer, x: np.ndarray, y: np.ndarray, steps: int = 3,
+           jit_compile: bool = False) -> list[np.ndarray]:
     keras.utils.set_random_seed(0)
     model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4, dropout=0.0), VOCAB, 2)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
     for _ in range(steps):
         model.train_on_batch(x, y)
     return model.get_weights() + [v.numpy() for v in optimizer.variables]
 
 
-@pytest.mark.parametrize("repeats", [False, True], ids=["each-token-once", "repeated-tokens"])
-def test_same_updates_as_keras_adam(repeats):
+@pytest.mark.parametrize("repeats, jit_compile", [(False, False), (True, False), (True, True)],
+                         ids=["each-token-once", "repeated-tokens", "repeated-tokens-xla"])
+def test_same_updates_as_keras_adam(repeats, jit_compile):
     """Weights and both moments equal Keras' Adam after 3 steps, also when tokens repeat in a batch
-    (the embedding's sparse gradient, where Keras 3 sums the squares of the repeats)."""
+    (the embedding's sparse gradient, where Keras 3 sums the squares of the repeats), and under
+    XLA, which Keras turns on by default when a GPU is present."""
     rng = np.random.default_rng(0)
     if repeats:
         x = rng.integers(2, 12, (16, 6))  # 10 distinct tokens, each ≈ 10 times per batch
     else:
         x = rng.permutation(np.arange(2, 2 + 16 * 6)).reshape(16, 6)
     y = rng.integers(0, 2, 16)
-    ours, theirs = _train(FusedAdam(1e-2), x, y), _train(keras.optimizers.Adam(1e-2), x, y)
+    ours = _train(FusedAdam(1e-2), x, y, jit_compile=jit_compile)
+    theirs = _train(keras.optimizers.Adam(1e-2), x, y, jit_compile=jit_compile)
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
