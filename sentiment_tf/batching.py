@@ -3,13 +3,11 @@
 Reviews are short (median ≈ 28 jieba tokens or ≈ 45 characters, with a long tail), so batching
 texts of similar length, instead of padding every text to a global maximum, saves most of the
 computation. Training uses :func:`training_batches` (length-sorted windows, fixed batch size);
-evaluation uses :func:`batch_by_length` (fixed length buckets, or input order for prediction).
+evaluation uses :func:`evaluation_batches` (fixed length buckets, or input order for prediction).
 Fixed bucket tops mean few distinct batch shapes, hence few XLA compilations on a GPU.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -17,42 +15,39 @@ import tensorflow as tf
 BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512)
 
 
-def batch_by_length(ds: tf.data.Dataset, length_fn: Callable[..., tf.Tensor], batch_size: int, max_length: int,
-                    bucketing: bool = True, pad_to: int | None = None,
-                    padded_shapes=None, padding_values=None, lengths: np.ndarray | None = None) -> tf.data.Dataset:
-    """Batches a dataset of variable-length elements.
+def evaluation_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch_size: int, max_length: int,
+                       bucketing: bool = True, pad_value: int = 0) -> tf.data.Dataset:
+    """Batches for validation, evaluation and prediction: padded ids, or ``(padded ids, *columns)``.
 
     Args:
-        ds: elements whose first component(s) have a variable leading dimension ≤ ``max_length``.
-        length_fn: maps an element to its length (a scalar int32 tensor).
-        batch_size: elements per batch.
-        max_length: the longest element; the last bucket ends here.
-        bucketing: group by length (else pad each batch to its own longest element, in input order).
-        pad_to: pad every batch to this fixed length instead (overrides ``bucketing``).
-        padded_shapes, padding_values: as for ``tf.data.Dataset.padded_batch`` (default: pad with 0).
-        lengths: every element's length, if known. Bucketed batches then report how many they
-            are, as ``padded_batch`` does. Keras needs that for validation data: without it, the
-            first epoch's validation ends in a "Your input ran out of data; interrupting
-            training" warning, although nothing is wrong.
+        ids: one row of token ids per text, each row at most ``max_length`` long.
+        columns: per-text tensors batched alongside (the labels); may be empty.
+        bucketing: group texts into fixed length buckets, each batch padded to its bucket's top;
+            else keep the input order (prediction), each batch padded to its longest text.
+        pad_value: the id padding is filled with.
+
+    The batches declare how many they are (bucketed ones too, counted from the texts' lengths).
+    Keras needs that for validation data: without it, the first epoch's validation ends in a "Your
+    input ran out of data; interrupting training" warning, although nothing is wrong.
     """
-    if pad_to is not None:
-        shapes = tf.nest.map_structure(
-            lambda spec: tf.TensorShape([pad_to] + spec.shape[1:].as_list()) if spec.shape.rank else tf.TensorShape([]),
-            ds.element_spec)
-        return ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding_values)
+    def plain(x):  # slicing a ragged tensor yields rank-1 "ragged" elements; batching wants tensors
+        return x.flat_values if isinstance(x, tf.RaggedTensor) else x
+
+    ds = tf.data.Dataset.from_tensor_slices((ids, *columns) if columns else ids)
+    ds = ds.map(lambda x, *rest: (plain(x), *rest) if rest else plain(x))
+    pad = tf.constant(pad_value, ids.dtype)
+    padding_values = (pad, *(tf.zeros([], c.dtype) for c in columns)) if columns else pad
     if not bucketing:
-        return ds.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values)
+        return ds.padded_batch(batch_size, padding_values=padding_values)
     bounds = [b for b in BUCKET_BOUNDARIES if b < max_length] + [max_length + 1]
     ds = ds.bucket_by_sequence_length(
-        element_length_func=length_fn, bucket_boundaries=bounds,
-        bucket_batch_sizes=[batch_size] * (len(bounds) + 1), padded_shapes=padded_shapes,
-        padding_values=padding_values, pad_to_bucket_boundary=True)
-    if lengths is not None:
-        # Bucket i holds lengths in [bounds[i-1], bounds[i]); each bucket ends with a partial batch.
-        per_bucket = np.bincount(np.searchsorted(bounds, np.asarray(lengths), side="right"),
-                                 minlength=len(bounds) + 1)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(int(np.ceil(per_bucket / batch_size).sum())))
-    return ds
+        element_length_func=lambda x, *rest: tf.shape(x)[0], bucket_boundaries=bounds,
+        bucket_batch_sizes=[batch_size] * (len(bounds) + 1), padding_values=padding_values,
+        pad_to_bucket_boundary=True)
+    # Bucket i holds lengths in [bounds[i-1], bounds[i]); each bucket ends with a partial batch.
+    per_bucket = np.bincount(np.searchsorted(bounds, ids.row_lengths().numpy(), side="right"),
+                             minlength=len(bounds) + 1)
+    return ds.apply(tf.data.experimental.assert_cardinality(int(np.ceil(per_bucket / batch_size).sum())))
 
 
 def prefetched(ds: tf.data.Dataset, buffer: int = 2) -> tf.data.Dataset:

@@ -152,13 +152,8 @@ def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, ma
     """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
     with ``bucketing=False``, in input order). Training uses :func:`batching.training_batches`."""
     ids = encode(tokenizer, texts, max_length)
-    parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
-    ds = tf.data.Dataset.from_tensor_slices(parts)
-    ds = ds.map(lambda *xs: (xs[0].flat_values if isinstance(xs[0], tf.RaggedTensor) else xs[0],) + xs[1:])
-    ds = batching.batch_by_length(ds, lambda *xs: tf.shape(xs[0])[0], batch_size, max_length,
-                                  bucketing=bucketing, lengths=ids.row_lengths().numpy(),
-                                  padding_values=(tf.constant(tokenizer.pad_token_id, tf.int64),
-                                                  tf.constant(0, tf.int64))[: len(parts)])
+    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
+    ds = batching.evaluation_batches(ids, columns, batch_size, max_length, bucketing, pad_value=tokenizer.pad_token_id)
     return batching.prefetched(ds.map(lambda ids, *rest: _with_features(tokenizer, ids, *rest)))
 
 

@@ -55,18 +55,8 @@ def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.
     """Evaluation batches of ids (and labels), in length buckets or, with ``bucketing=False``, in
     input order padded per batch. Training uses :func:`batching.training_batches` instead."""
     ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
-    parts: tuple = (ids,) if labels is None else (ids, tf.constant(labels, dtype=tf.int64))
-    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
-    # Slicing a ragged batch yields rank-1 "ragged" elements; batching wants plain tensors.
-    ds = ds.map(lambda *xs: (_dense(xs[0]),) + xs[1:] if len(xs) > 1 else _dense(xs[0]))
-    first = (lambda *xs: xs[0]) if len(parts) > 1 else (lambda x: x)
-    ds = batching.batch_by_length(ds, lambda *xs: tf.shape(first(*xs))[0], batch_size, max_tokens,
-                                  bucketing=bucketing, lengths=ids.row_lengths().numpy())
-    return batching.prefetched(ds)
-
-
-def _dense(x):
-    return x.flat_values if isinstance(x, tf.RaggedTensor) else x
+    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
+    return batching.prefetched(batching.evaluation_batches(ids, columns, batch_size, max_tokens, bucketing))
 
 
 @keras.saving.register_keras_serializable(package="sentiment_tf")
