@@ -4,7 +4,7 @@
 
 One run, one seeded split (the one `python -m sentiment_tf.train` uses), three models:
 
-* ours:      the default `sentiment_tf` LSTM (train.py's defaults, length-bucketed batches);
+* ours:      the default `sentiment_tf` LSTM (train.py's defaults, length-sorted batches, FusedAdam);
 * baseline:  character 1–3-gram TF-IDF + LinearSVC (scikit-learn), trained on the same train split;
 * plain:     the tutorial BiLSTM — Embedding → Bidirectional(LSTM) → Dense, every text padded
              (pre-padding, as keras' pad_sequences does) to 128 tokens, no masking. It is fed
