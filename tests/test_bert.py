@@ -146,16 +146,16 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
 
 
 def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, reviews, tmp_path):
-    """The export's probabilities on raw text equal the fine-tuned Keras model's (loaded from the
-    checkpoint saved inside the export) within 1e-4; labels come back as names."""
-    from transformers import BertTokenizerFast, TFBertForSequenceClassification
-
+    """The export's probabilities on raw text equal the fine-tuned Keras model's (rebuilt from the
+    config inside the export and its variables) within 1e-4; labels come back as names."""
+    from sentiment_tf.export import read_metadata
+    from sentiment_tf.models import bert
     from sentiment_tf.text import clean_text
 
     work, _ = bert_run
-    hf_dir = work / "out" / "1" / "assets.extra" / "hf_model"
-    model = TFBertForSequenceClassification.from_pretrained(str(hf_dir))
-    tok = BertTokenizerFast.from_pretrained(str(hf_dir))
+    version = work / "out" / "1"
+    trained = bert.load_trained(version, read_metadata(version))
+    model, tok = trained.model, trained.tokenizer
     texts = reviews["text"].tolist()[1300:1400] + MIXED
     enc = tok([clean_text(t) for t in texts], truncation=True, max_length=64, padding=True, return_tensors="np")
     expected = tf.nn.softmax(model(**enc, training=False).logits, -1).numpy()

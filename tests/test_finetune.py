@@ -162,7 +162,7 @@ def test_unknown_domain_label_and_foreign_model_are_one_line_errors(domain_files
 
 
 def test_bert_finetune_freezes_the_first_layers(tiny_bert, reviews, tmp_path):
-    from transformers import TFBertForSequenceClassification
+    from sentiment_tf.models import bert
 
     reviews.head(200).to_csv(tmp_path / "src.csv", index=False)
     reviews.iloc[200:320].to_csv(tmp_path / "dom.csv", index=False)
@@ -172,9 +172,10 @@ def test_bert_finetune_freezes_the_first_layers(tiny_bert, reviews, tmp_path):
     proc = cli("finetune", "--from", "bert_src", "--data", "dom.csv", "--epochs", "1", "--freeze-layers", "1",
                "--learning-rate", "1e-3", "--output", "bert_dom", "--run-dir", "r2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    hf = "assets.extra/hf_model"
-    before = TFBertForSequenceClassification.from_pretrained(str(tmp_path / "bert_src" / "1" / hf))
-    after = TFBertForSequenceClassification.from_pretrained(str(tmp_path / "bert_dom" / "1" / hf))
+    def weights(version: Path):
+        return bert.load_trained(version, _meta(version)).model
+
+    before, after = weights(tmp_path / "bert_src" / "1"), weights(tmp_path / "bert_dom" / "1")
     def values(layer) -> dict[str, np.ndarray]:  # by name without the model's own prefix
         return {w.name.split("/", 1)[1]: w.numpy() for w in layer.weights}
 

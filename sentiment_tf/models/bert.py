@@ -238,6 +238,11 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
 # Export
 
 
+def weights_by_name(model: Any) -> dict[str, tf.Variable]:
+    """``{name without the model's own prefix: variable}``: stable across instances of one config."""
+    return {w.name.split("/", 1)[1]: w for w in model.weights}
+
+
 class BertServing(tf.Module):
     """Raw strings → cleaning → BertTokenizer → [CLS] ids [SEP] → padding → model → softmax."""
 
@@ -246,7 +251,11 @@ class BertServing(tf.Module):
         import tensorflow_text as tf_text
 
         super().__init__()
-        self.model = model
+        # The network's variables by name, not the Keras model: serving needs only the variables, and
+        # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
+        # traced copy of every layer. The lambda keeps the model callable without tracking it.
+        self.model_weights = weights_by_name(model)
+        self._logits = lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).logits
         self.vocab = tf.saved_model.Asset(vocab_path)
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(self.vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
@@ -271,18 +280,18 @@ class BertServing(tf.Module):
         return tf.concat([cls, pieces, sep], axis=1)
 
     def _predict(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = self.model(input_ids=tf.cast(input_ids, tf.int32), attention_mask=tf.cast(attention_mask, tf.int32),
-                            training=False).logits
+        logits = self._logits(tf.cast(input_ids, tf.int32), tf.cast(attention_mask, tf.int32))
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         label_id = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label_id": label_id, "label": tf.gather(self.label_names, label_id)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = self.token_ids(text)
-        input_ids = ids.to_tensor(default_value=self.ids["pad"])
-        mask = tf.sequence_mask(ids.row_lengths(), maxlen=tf.shape(input_ids)[1], dtype=tf.int64)
-        return self._predict(input_ids, mask)
+        # Calls into the other signatures, so the SavedModel holds one copy of each graph.
+        tokens = self.tokenize(text)
+        input_ids = tokens["input_ids"]
+        mask = tf.sequence_mask(tokens["length"], maxlen=tf.shape(input_ids)[1], dtype=tf.int64)
+        return self.encoded(input_ids, mask)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="input_ids"),
                                   tf.TensorSpec([None, None], tf.int64, name="attention_mask")])
@@ -312,13 +321,17 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
 
     from sentiment_tf import export as export_lib
 
+    from sentiment_tf.text import clean_text
+
     check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn"]
-    expected = trained.predict_proba(check_texts)
+    # The graph takes raw text and cleans it; the Python model takes cleaned text.
+    expected = trained.predict_proba([clean_text(t, trained.lowercase) for t in check_texts])
     verify = export_lib.signature_verifier(check_texts, expected, 1e-4, SERVING_INPUT)
 
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
-        trained.model.save_pretrained(str(hf_dir))  # tf_model.h5 + config.json (with id2label)
+        # Config (with id2label) and tokenizer only: the weights are the SavedModel's variables, once.
+        trained.model.config.save_pretrained(str(hf_dir))
         trained.tokenizer.save_pretrained(str(hf_dir))
         vocab_path = str(hf_dir / VOCAB_FILE)
         files: dict[str, str | Path | bytes] = {
@@ -356,16 +369,36 @@ def _versions() -> dict[str, str]:
 
 
 def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
-    """The fine-tuned checkpoint inside a BERT export (``assets.extra/hf_model``), ready to train further."""
-    from transformers import BertTokenizerFast, TFBertForSequenceClassification
+    """The fine-tuned model inside a BERT export, ready to train further.
+
+    The network is rebuilt from ``assets.extra/hf_model/config.json`` and its weights are restored from
+    the SavedModel's variables; older exports that carry ``hf_model/tf_model.h5`` load from that.
+    """
+    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
     from sentiment_tf.export import META_DIR
 
     hf_dir = version_dir / META_DIR / HF_DIR
     if not (hf_dir / "config.json").is_file():
-        raise UserError(f"{version_dir} holds no {META_DIR}/{HF_DIR} checkpoint; retrain it with "
+        raise UserError(f"{version_dir} holds no {META_DIR}/{HF_DIR}/config.json; retrain it with "
                         "`python -m sentiment_tf.train --model bert` to fine-tune it")
-    model = TFBertForSequenceClassification.from_pretrained(str(hf_dir))
     tokenizer = BertTokenizerFast.from_pretrained(str(hf_dir))
+    if (hf_dir / "tf_model.h5").is_file():
+        model = TFBertForSequenceClassification.from_pretrained(str(hf_dir))
+    else:
+        model = TFBertForSequenceClassification(BertConfig.from_pretrained(str(hf_dir)))
+        model(model.dummy_inputs, training=False)
+        restore_from_saved_model(model, version_dir)
     return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
                        bool(metadata.get("cleaning", {}).get("lowercase", True)), {})
+
+
+def restore_from_saved_model(model: Any, version_dir: Path) -> None:
+    """Assigns the export's ``BertServing.model_weights`` to ``model``, every one of them."""
+    prefix = str(version_dir / "variables" / "variables")
+    try:
+        status = tf.train.Checkpoint(model_weights=weights_by_name(model)).read(prefix)
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:  # IndexError: truncated shard
+        raise UserError(f"{version_dir}/variables: cannot restore the BERT weights from it "
+                        f"({str(err).splitlines()[0][:200]})") from None
