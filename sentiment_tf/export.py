@@ -63,7 +63,8 @@ def check_base_dir(base: str | Path) -> Path:
 
 
 def write_version(base: str | Path, write_model: Callable[[Path], None], metadata: dict[str, Any],
-                  extra_files: dict[str, str | Path | bytes], verify: Callable[[Path], None]) -> Path:
+                  extra_files: dict[str, str | Path | bytes], verify: Callable[[Path], None],
+                  keep_failed: Path | None = None) -> Path:
     """Writes a new export version atomically and returns its directory.
 
     Args:
@@ -72,6 +73,8 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         metadata: family-specific fields for ``sentiment_tf.json``.
         extra_files: ``{name: source path or bytes}`` copied into ``assets.extra/``.
         verify: loads the written directory and raises if it disagrees with the model in memory.
+        keep_failed: where a version that fails ``verify`` is moved (never published), so the trained
+            model survives for ``python -m sentiment_tf.export --run``.
     """
     base = check_base_dir(base)
     with atomic.temp_dir_beside(base, prefix=".export-") as tmp:
@@ -87,7 +90,13 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sentiment_tf_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
         atomic.write_json(extra / META_FILE, meta)
-        verify(tmp)
+        try:
+            verify(tmp)
+        except ExportCheckError:
+            if keep_failed is not None:
+                shutil.rmtree(keep_failed, ignore_errors=True)
+                shutil.move(str(tmp), str(keep_failed))
+            raise
         version = (versions(base) or [0])[-1] + 1
         while True:
             target = base / str(version)
@@ -105,19 +114,35 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
     return target
 
 
-def signature_verifier(inputs: list[str], expected: Any, atol: float, input_name: str) -> Callable[[Path], None]:
-    """A ``verify`` for :func:`write_version`: the written ``serving_default`` must give ``expected``
-    probabilities for ``inputs`` within ``atol``."""
+class ExportCheckError(UserError):
+    """The written SavedModel disagrees with the trained model; nothing was published."""
+
+
+def signature_verifier(inputs: list[str], expected: Any, atol: float, input_name: str,
+                       expected_ids: list[list[int]] | None = None) -> Callable[[Path], None]:
+    """A ``verify`` for :func:`write_version`. With ``expected_ids``, the ``tokenize`` signature must give
+    exactly those ids for ``inputs`` (a tokenizer mismatch); then ``serving_default``'s probabilities
+    must be within ``atol`` of ``expected`` (float noise between graph and eager stays far below it)."""
 
     def verify(path: Path) -> None:
         import numpy as np
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
-        got = loaded(**{input_name: tf.constant(inputs)})["probabilities"].numpy()
-        err = float(np.abs(got - expected).max())
-        if err > atol:
-            raise RuntimeError(f"exported model disagrees with the trained model (max |Δp| = {err:.2e})")
+        loaded = tf.saved_model.load(str(path))
+        if expected_ids is not None:
+            out = loaded.signatures["tokenize"](**{input_name: tf.constant(inputs)})
+            rows = [ids[:n].tolist() for ids, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
+            for text, want, got in zip(inputs, expected_ids, rows):
+                if want != got:
+                    at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+                    raise ExportCheckError(f"export check failed: the exported tokenizer's ids differ from the "
+                                           f"Python tokenizer's for {text[:40]!r} (from position {at})")
+        got = loaded.signatures["serving_default"](**{input_name: tf.constant(inputs)})["probabilities"].numpy()
+        errors = np.abs(got - expected).max(axis=-1)
+        worst = int(errors.argmax()) if len(errors) else 0
+        if len(errors) and errors[worst] > atol:
+            raise ExportCheckError(f"export check failed: exported probabilities differ from the trained model's by "
+                                   f"{errors[worst]:.2e} (> {atol:.0e}) for {inputs[worst][:40]!r}")
 
     return verify
 
@@ -149,3 +174,60 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
         raise UserError(f"{version_dir} was written by a newer sentiment_tf (format "
                         f"{meta['format_version']}); upgrade sentiment_tf to load it")
     return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m sentiment_tf.export --run RUN_DIR
+
+
+FAILED_EXPORT = "unverified-export"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exports a finished run whose export check failed, from the model kept in its run directory."""
+    import argparse
+
+    from sentiment_tf.config import build_configs, load_config_file
+    from sentiment_tf.data import load_splits
+    from sentiment_tf.errors import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.export", description=main.__doc__)
+    parser.add_argument("--run", required=True, help="run directory of `train` (it holds unverified-export/)")
+    parser.add_argument("--output", help="export base directory (default: the run's --output)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    run = Path(args.run)
+    kept = run / FAILED_EXPORT
+    if not metadata_path(kept).is_file():
+        raise UserError(f"--run {run}: no {FAILED_EXPORT}/ in it; only a run whose export check failed is exported "
+                        "again (a run that exported has its version in its --output)")
+    if not (run / "config.json").is_file():
+        raise UserError(f"--run {run}: no config.json there; pass a run directory written by `train`")
+    configs = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    data_cfg, _, _, train_cfg = build_configs(load_config_file(str(run / "config.json")))
+    output = args.output or train_cfg.output
+    check_base_dir(output)
+    meta = read_metadata(kept)
+    if meta["family"] == "bert":
+        from sentiment_tf.models.bert import load_trained
+    else:
+        from sentiment_tf.models.lstm import load_trained
+    trained = load_trained(kept, meta)
+    # The same texts train checked the export on: the run's test split, rebuilt from its data and seed.
+    texts = load_splits(data_cfg.resolved()).test["text"].tolist()
+    version = trained.export(output, configs, meta.get("metrics", {}), texts, keep_failed=kept)
+    shutil.rmtree(kept, ignore_errors=True)
+    print(f"exported: {version}")
+    return 0
+
+
+def cli() -> None:
+    import sys
+
+    from sentiment_tf.errors import run_cli
+
+    run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()

@@ -90,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
                "test_size": evaluation.support, "run_dir": str(run_dir)}
-    version_dir = trained.export(train_cfg.output, configs, metrics, test_texts)
+    try:
+        version_dir = trained.export(train_cfg.output, configs, metrics, test_texts,
+                                     keep_failed=run_dir / export.FAILED_EXPORT)
+    except export.ExportCheckError as err:
+        raise UserError(f"{err}; nothing was published. The trained model is kept in "
+                        f"{run_dir / export.FAILED_EXPORT}; export it with: python -m sentiment_tf.export "
+                        f"--run {run_dir}") from None
     history = trained.history
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})

@@ -78,3 +78,45 @@ def test_interrupted_training_resumes_from_its_backup(tiny_csv: Path, tmp_path: 
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
             "--run-dir", str(run), *TINY_MODEL_ARGS, "--epochs", "3", "--patience", "5"]
     assert_training_resumes(keras.callbacks, args, run, out, monkeypatch)
+
+
+def test_failed_export_check_keeps_the_model_and_export_run_publishes_it(tiny_csv: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """A failing export check is one line naming where the model is and the command that exports it;
+    `python -m sentiment_tf.export --run` then publishes exactly that model."""
+    import numpy as np
+    import pytest
+
+    from sentiment_tf import export as export_lib
+    from sentiment_tf import train
+    from sentiment_tf.errors import UserError
+    from sentiment_tf.predict import Predictor
+
+    out, run = tmp_path / "models", tmp_path / "run"
+    args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
+            "--run-dir", str(run), *TINY_MODEL_ARGS]
+    original = export_lib.signature_verifier
+
+    def failing(*a, **k):
+        def verify(path):
+            original(*a, **k)(path)
+            raise export_lib.ExportCheckError("export check failed: simulated")
+        return verify
+
+    monkeypatch.setattr(export_lib, "signature_verifier", failing)
+    with pytest.raises(UserError) as err:
+        train.main(args)
+    message = str(err.value)
+    assert "\n" not in message and "simulated" in message
+    assert f"python -m sentiment_tf.export --run {run}" in message and str(run / "unverified-export") in message
+    assert not out.exists() or not any(out.iterdir())  # nothing published
+    assert (run / "unverified-export" / "saved_model.pb").is_file()
+    kept = Predictor.load(run / "unverified-export").predict(["这家酒店很干净", "太差了"]).probabilities
+
+    monkeypatch.setattr(export_lib, "signature_verifier", original)
+    proc = cli("export", "--run", str(run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "1").is_dir() and not (run / "unverified-export").exists()
+    published = Predictor.load(out).predict(["这家酒店很干净", "太差了"]).probabilities
+    np.testing.assert_allclose(published, kept, atol=1e-6)
+    assert_user_error(cli("export", "--run", str(run), cwd=tmp_path), "unverified-export")

@@ -2,10 +2,11 @@
 
 Only this module (and ``pretrain.py``) touches tf-keras; the Keras 3 LSTM lives in ``lstm.py``.
 
-The exported SavedModel takes **raw strings**: cleaning (``text_graph``), ``tensorflow_text.BertTokenizer``
-(not FastBertTokenizer, whose ops stock TF Serving lacks), truncation, ``[CLS]``/``[SEP]``, padding,
-the model and softmax all run in the graph. A second signature, ``encoded``, takes
-``input_ids``/``attention_mask`` for clients that tokenize themselves.
+The exported SavedModel takes **raw strings**: cleaning (``text_graph``), the checkpoint's WordPiece
+tokenization (``wordpiece_graph``: the ops ``tensorflow_text.BertTokenizer`` is built from, arranged to
+give the Hugging Face tokenizer's ids; never FastBertTokenizer, whose ops stock TF Serving lacks),
+truncation, ``[CLS]``/``[SEP]``, padding, the model and softmax all run in the graph. A second
+signature, ``encoded``, takes ``input_ids``/``attention_mask`` for clients that tokenize themselves.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from sentiment_tf import batching
 from sentiment_tf.errors import UserError
+from sentiment_tf.wordpiece_graph import WordPieceGraph, WordPieceSettings
 
 if TYPE_CHECKING:
     from sentiment_tf.config import ModelConfig, TrainConfig
@@ -31,7 +33,10 @@ log = logging.getLogger(__name__)
 
 SERVING_INPUT = "text"
 VOCAB_FILE = "vocab.txt"
-HF_DIR = "hf_model"  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
+HF_DIR = "hf_model"
+# Graph vs eager float32 noise on the export check's probabilities measured at most 7e-6 (bench/README.md);
+# a tokenizer mismatch is caught by the exact token-id check, so this bound only needs to clear the noise.
+PROBABILITY_ATOL = 1e-3  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,6 +61,13 @@ def _safetensors_format(path: str) -> str | None:
         return (f.metadata() or {}).get("format")
 
 
+WEIGHT_FILES = ("tf_model.h5", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+# Weights Hugging Face initialises afresh when a checkpoint lacks them (the pooler: run_mlm.py's
+# BertForMaskedLM has none); everything else of the encoder must load.
+FRESH_ALWAYS = ("bert.pooler.",)
+
+
 def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
     """The checkpoint's config and tokenizer; a one-line error if it is not a usable BERT checkpoint.
 
@@ -64,15 +76,23 @@ def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
     from transformers import AutoConfig, BertTokenizerFast
 
     local = Path(name_or_dir)
-    if local.is_dir() and not ((local / "config.json").is_file() and (local / "vocab.txt").is_file()):
-        raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory (it needs config.json, "
-                        "vocab.txt and weights); pass a Hub id such as bert-base-chinese or a saved checkpoint")
+    if local.is_dir():
+        missing = [what for what, ok in (
+            ("config.json", (local / "config.json").is_file()),
+            ("vocab.txt or tokenizer.json", (local / "vocab.txt").is_file() or (local / "tokenizer.json").is_file()),
+            ("weights (" + ", ".join(WEIGHT_FILES) + ")", any((local / f).is_file() for f in WEIGHT_FILES))) if not ok]
+        if missing:
+            raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory (no {'; no '.join(missing)}); "
+                            "pass a Hub id such as bert-base-chinese or a directory saved by save_pretrained")
+        if not any((local / f).is_file() for f in WEIGHT_FILES[:3]):
+            _require_torch(name_or_dir)
     try:
         config = AutoConfig.from_pretrained(name_or_dir)
         tokenizer = BertTokenizerFast.from_pretrained(name_or_dir)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory or reachable Hub id "
                         f"({str(err).splitlines()[0]})") from None
+    WordPieceSettings.from_hf(tokenizer, source=f"--pretrained {name_or_dir}")
     if config.model_type != "bert":
         raise UserError(f"--pretrained {name_or_dir} is a {config.model_type!r} model; --model bert needs a "
                         "BERT checkpoint (e.g. bert-base-chinese)")
@@ -97,44 +117,105 @@ def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
 def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes: tuple[str, ...] = ()) -> Any:
     """``model_class`` (a Hugging Face TF BERT class) with the checkpoint's weights.
 
-    Accepts checkpoints with TF weights (``tf_model.h5``, TF-format safetensors) and checkpoints
-    that ship only PyTorch-layout ``model.safetensors`` — loaded here as numpy arrays, because
-    transformers 4.57's own TF loader fails on them ("'safe_open' object is not iterable") and its
-    fallback needs torch. Weights under ``fresh_prefixes`` (task heads) may be missing or reshaped.
+    Accepts TF weights (``tf_model.h5``, TF-format safetensors); PyTorch-layout safetensors, single or
+    sharded, from any BERT class (``bert.`` keys or a bare ``BertModel``), in float32/16 or bfloat16 —
+    read as numpy arrays, because transformers 4.57's own TF loader fails on them and its fallback
+    needs torch; and ``pytorch_model.bin`` when torch is installed. Weights under ``fresh_prefixes``
+    (task heads) and the pooler may be missing (initialised afresh, with a warning naming them).
     """
-    tf_h5 = _weights_file(name_or_dir, "tf_model.h5")
-    safetensors_path = _weights_file(name_or_dir, "model.safetensors")
-    if tf_h5:
+    if _weights_file(name_or_dir, "tf_model.h5"):
         return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=False,
                                            ignore_mismatched_sizes=bool(fresh_prefixes))
-    if safetensors_path and _safetensors_format(safetensors_path) == "tf":
+    single = _weights_file(name_or_dir, "model.safetensors")
+    if single and _safetensors_format(single) == "tf":
         return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=True,
                                            ignore_mismatched_sizes=bool(fresh_prefixes))
-    if safetensors_path:
-        return _from_pytorch_safetensors(model_class, config, safetensors_path, fresh_prefixes)
-    raise UserError(f"{name_or_dir} has neither tf_model.h5 nor model.safetensors; convert pytorch_model.bin "
-                    "with `transformers` + torch (save_pretrained(safe_serialization=True))")
+    shards = [single] if single else _safetensors_shards(name_or_dir)
+    if shards:
+        return _from_pytorch_safetensors(model_class, config, shards, fresh_prefixes, name_or_dir)
+    if _weights_file(name_or_dir, "pytorch_model.bin") or _weights_file(name_or_dir, "pytorch_model.bin.index.json"):
+        _require_torch(name_or_dir)
+        return model_class.from_pretrained(name_or_dir, config=config, from_pt=True,
+                                           ignore_mismatched_sizes=bool(fresh_prefixes))
+    raise UserError(f"{name_or_dir} holds no weights ({', '.join(WEIGHT_FILES)})")
 
 
-def _from_pytorch_safetensors(model_class: Any, config: Any, path: str, fresh_prefixes: tuple[str, ...]) -> Any:
+def _require_torch(name_or_dir: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UserError(f"{name_or_dir} ships its weights only as pytorch_model.bin, which needs torch to read: "
+                        "pip install torch, or convert it once with save_pretrained(safe_serialization=True)")
+
+
+def _safetensors_shards(name_or_dir: str) -> list[str]:
+    index = _weights_file(name_or_dir, "model.safetensors.index.json")
+    if not index:
+        return []
+    try:
+        files = sorted(set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        raise UserError(f"{index}: not a safetensors shard index ({err})") from None
+    paths = [_weights_file(name_or_dir, f) for f in files]
+    if None in paths:
+        raise UserError(f"{index} names shard {files[paths.index(None)]}, which is not there")
+    return paths
+
+
+def _read_state(paths: list[str]) -> dict[str, np.ndarray]:
+    """Every tensor of the shards; float16/bfloat16/float64 weights become float32 (the TF model's dtype)."""
     from safetensors.numpy import load_file
+
+    state: dict[str, np.ndarray] = {}
+    for path in paths:
+        for k, v in load_file(path).items():
+            state[k] = v.astype(np.float32) if v.dtype.name in ("float16", "bfloat16", "float64") else v
+    return state
+
+
+def _from_pytorch_safetensors(model_class: Any, config: Any, paths: list[str], fresh_prefixes: tuple[str, ...],
+                              source: str) -> Any:
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
     model = model_class(config)
     model(model.dummy_inputs, training=False)  # build the variables
-    state = load_file(path)
+    state = _read_state(paths)
+    if not any(k.startswith("bert.") for k in state):  # a bare BertModel: its keys lack the prefix
+        state = {k if k.startswith(fresh_prefixes or ("\0",)) else f"bert.{k}": v for k, v in state.items()}
     # A head for another label set cannot be reused: drop it and keep the fresh one.
     if "classifier.weight" in state and "classifier." in fresh_prefixes \
             and state["classifier.weight"].shape[0] != config.num_labels:
         for k in [k for k in state if k.startswith("classifier.")]:
             del state[k]
+    expected = {w.name.split("/", 1)[1]: tuple(w.shape) for w in model.weights}
+    _check_shapes(state, model, source, fresh_prefixes)
     model, info = load_pytorch_state_dict_in_tf2_model(model, state, tf_inputs=False, allow_missing_keys=True,
                                                        output_loading_info=True)
-    missing = [k for k in info["missing_keys"] if not k.startswith(fresh_prefixes or ("\0",))]
+    fresh = fresh_prefixes + FRESH_ALWAYS
+    missing = [k for k in info["missing_keys"] if not k.startswith(fresh)]
     if missing:
-        raise UserError(f"{path}: weights missing for {', '.join(missing[:5])}; is it a BERT checkpoint?")
-    log.info("loaded PyTorch-layout weights from %s without torch", path)
+        raise UserError(f"{source}: weights missing for {', '.join(missing[:5])}; is it a BERT checkpoint?")
+    if info["missing_keys"]:
+        log.warning("%s: no weights for %s in the checkpoint; initialised afresh, as Hugging Face does", source,
+                    ", ".join(info["missing_keys"]))
+    log.info("loaded PyTorch-layout weights from %s without torch (%d tensors, %d variables)", source, len(state),
+             len(expected))
     return model
+
+
+def _check_shapes(state: dict[str, np.ndarray], model: Any, source: str, fresh_prefixes: tuple[str, ...]) -> None:
+    """A one-line error naming the first checkpoint weight whose shape the model cannot take."""
+    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+    for w in model.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape,
+                                                                   start_prefix_to_remove=f"{model.name}/")
+        if name not in state or name.startswith(fresh_prefixes or ("\0",)):
+            continue
+        want = tuple(w.shape)[::-1] if transpose.name == "SIMPLE" else tuple(w.shape)
+        if tuple(state[name].shape) != want and int(np.prod(state[name].shape)) != int(np.prod(want)):
+            raise UserError(f"{source}: weight {name} has shape {tuple(state[name].shape)}, the model config "
+                            f"needs {want}; is config.json the one these weights were saved with?")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +224,9 @@ def _from_pytorch_safetensors(model_class: Any, config: Any, path: str, fresh_pr
 
 def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor:
     """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], truncated to ``max_length``."""
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True,
+                    split_special_tokens=True)["input_ids"]
     return tf.ragged.constant(ids, dtype=tf.int64)
 
 
@@ -181,8 +264,9 @@ class TrainedBert:
         logits = self.model.predict(ds, verbose=0)["logits"]
         return tf.nn.softmax(logits, axis=-1).numpy()
 
-    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
-        return export(self, base_dir, config, metrics, check_texts)
+    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
+               keep_failed: Path | None = None) -> Path:
+        return export(self, base_dir, config, metrics, check_texts, keep_failed)
 
 
 def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", run_dir: Path, lowercase: bool,
@@ -244,12 +328,10 @@ def weights_by_name(model: Any) -> dict[str, tf.Variable]:
 
 
 class BertServing(tf.Module):
-    """Raw strings → cleaning → BertTokenizer → [CLS] ids [SEP] → padding → model → softmax."""
+    """Raw strings → cleaning → the checkpoint's WordPiece → [CLS] ids [SEP] → padding → model → softmax."""
 
-    def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int, lower_case: bool,
-                 lowercase_clean: bool, special_ids: dict[str, int]):
-        import tensorflow_text as tf_text
-
+    def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int,
+                 wordpiece: WordPieceSettings, lowercase_clean: bool, special_ids: dict[str, int]):
         super().__init__()
         # The network's variables by name, not the Keras model: serving needs only the variables, and
         # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
@@ -257,22 +339,17 @@ class BertServing(tf.Module):
         self.model_weights = weights_by_name(model)
         self._logits = lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).logits
         self.vocab = tf.saved_model.Asset(vocab_path)
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(self.vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
-            default_value=special_ids["unk"])
-        self.tokenizer = tf_text.BertTokenizer(self.table, token_out_type=tf.int64, lower_case=lower_case,
-                                               unknown_token="[UNK]")
+        self.wordpiece = WordPieceGraph(self.vocab, wordpiece, special_ids["unk"])
         self.label_names = tf.constant(labels)
         self.max_length = max_length
         self.lowercase_clean = lowercase_clean
         self.ids = special_ids
 
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """Raw strings → ragged ids with [CLS]/[SEP], as the Python tokenizer makes them from cleaned text."""
+        """Raw strings → ragged ids with [CLS]/[SEP], as :func:`encode` makes them from cleaned text."""
         from sentiment_tf.text_graph import clean_text_graph
 
-        pieces = self.tokenizer.tokenize(clean_text_graph(text, self.lowercase_clean)).merge_dims(-2, -1)
+        pieces = self.wordpiece(clean_text_graph(text, self.lowercase_clean))
         pieces = pieces[:, : self.max_length - 2]
         n = tf.shape(text, out_type=tf.int64)[0]
         cls = tf.fill([n, 1], tf.constant(self.ids["cls"], tf.int64))
@@ -307,7 +384,7 @@ class BertServing(tf.Module):
 def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None:
     tok = trained.tokenizer
     module = BertServing(trained.model, vocab_path, trained.labels, trained.max_length,
-                         lower_case=bool(getattr(tok, "do_lower_case", True)), lowercase_clean=trained.lowercase,
+                         WordPieceSettings.from_hf(tok), lowercase_clean=trained.lowercase,
                          special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
                                       "unk": tok.unk_token_id})
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
@@ -315,18 +392,22 @@ def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None
                                                        "tokenize": module.tokenize})
 
 
-def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
-    """A new version under ``base_dir``; its probabilities on ``check_texts`` must match within 1e-4."""
+def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
+           keep_failed: Path | None = None) -> Path:
+    """A new version under ``base_dir``; on ``check_texts`` its token ids must equal :func:`encode`'s and its
+    probabilities the trained model's within ``PROBABILITY_ATOL``."""
     import tempfile
 
     from sentiment_tf import export as export_lib
 
     from sentiment_tf.text import clean_text
 
-    check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn"]
+    check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn", "Ünïcödé ÇAFÉ [SEP] Σ ^_^ " + "😀" * 30]
     # The graph takes raw text and cleans it; the Python model takes cleaned text.
-    expected = trained.predict_proba([clean_text(t, trained.lowercase) for t in check_texts])
-    verify = export_lib.signature_verifier(check_texts, expected, 1e-4, SERVING_INPUT)
+    cleaned = [clean_text(t, trained.lowercase) for t in check_texts]
+    expected = trained.predict_proba(cleaned)
+    expected_ids = encode(trained.tokenizer, cleaned, trained.max_length).to_list()
+    verify = export_lib.signature_verifier(check_texts, expected, PROBABILITY_ATOL, SERVING_INPUT, expected_ids)
 
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
@@ -345,6 +426,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
             "label2id": {name: i for i, name in enumerate(trained.labels)},
             "input_format": "raw",
             "cleaning": {"lowercase": trained.lowercase},
+            "wordpiece": WordPieceSettings.from_hf(trained.tokenizer).to_dict(),
             "max_length": trained.max_length,
             "pretrained": config.get("ModelConfig", {}).get("pretrained"),
             "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
@@ -357,7 +439,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
             "metrics": metrics,
         }
         return export_lib.write_version(base_dir, lambda path: write_saved_model(trained, path, vocab_path),
-                                        metadata, files, verify)
+                                        metadata, files, verify, keep_failed=keep_failed)
 
 
 def _versions() -> dict[str, str]:

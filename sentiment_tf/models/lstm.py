@@ -197,7 +197,7 @@ def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers
 
 def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
            labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
-           check_texts: list[str]) -> Path:
+           check_texts: list[str], keep_failed: Path | None = None) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
@@ -244,7 +244,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         files[KERAS_FILE] = keras_path
         return export_lib.write_version(
             base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path),
-            metadata, files, verify)
+            metadata, files, verify, keep_failed=keep_failed)
 
 
 def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], tok_cfg: "TokenizerConfig",
@@ -303,9 +303,10 @@ class TrainedLSTM:
         """Probabilities for cleaned texts, in input order."""
         return predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
 
-    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str]) -> Path:
+    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
+               keep_failed: Path | None = None) -> Path:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
-                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True))
+                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed)
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",

@@ -1,0 +1,121 @@
+"""Hugging Face's BERT WordPiece tokenization as TensorFlow ops, for raw-text SavedModels.
+
+``tensorflow_text.BertTokenizer`` differs from the Hugging Face tokenizer a checkpoint ships in
+ways that change token ids: it case-folds before stripping accents (HF strips, then lower-cases,
+character by character), replaces control characters with a space (HF deletes them), gives
+``[UNK]`` to words over 100 *bytes* (HF: over 100 *characters*, so 34 emoji or kana in a row already
+differ), and splits off U+2B820–U+2B91F, which the Rust tokenizers do not.
+So this module rebuilds HF's pipeline step by step from the settings in the checkpoint's
+``tokenizer.json`` — normalizer, pre-tokenizer, WordPiece model — using only core ops plus
+tensorflow-text's ``NormalizeUTF8``, ``RegexSplitWithOffsets`` and ``WordpieceTokenizeWithOffsets``,
+which stock TF Serving builds include. Settings it cannot reproduce are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import tensorflow as tf
+
+from sentiment_tf.errors import UserError
+
+# HF BasicTokenizer / tokenizers' BertPreTokenizer: every ASCII symbol and Unicode punctuation.
+PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|\p{P}"
+# CJK ideographs that HF surrounds with spaces (handle_chinese_chars), as the Rust `tokenizers` define
+# them: U+2B920, not the slow tokenizer's U+2B820, starts the sixth range (checked by the parity test).
+CJK = ("[\\x{4E00}-\\x{9FFF}]|[\\x{3400}-\\x{4DBF}]|[\\x{20000}-\\x{2A6DF}]|[\\x{2A700}-\\x{2B73F}]"
+       "|[\\x{2B740}-\\x{2B81F}]|[\\x{2B920}-\\x{2CEAF}]|[\\x{F900}-\\x{FAFF}]|[\\x{2F800}-\\x{2FA1F}]")
+# HF's clean_text deletes NUL, U+FFFD and every "other" character (Cc, Cf, Co, Cs) but tab/newline/CR,
+# which become spaces; RE2's \p{C} covers the same categories.
+CONTROL = r"[\p{C}\x{FFFD}]"
+WHITESPACE_KEEP = r"[\t\n\r]"
+
+
+@dataclasses.dataclass(frozen=True)
+class WordPieceSettings:
+    """What decides a BERT tokenizer's word pieces; read from the HF tokenizer, saved with exports."""
+
+    lowercase: bool
+    strip_accents: bool
+    clean_text: bool = True
+    handle_chinese_chars: bool = True
+    continuing_subword_prefix: str = "##"
+    max_input_chars_per_word: int = 100
+    unk_token: str = "[UNK]"
+
+    @classmethod
+    def from_hf(cls, tokenizer: Any, source: str = "the checkpoint") -> "WordPieceSettings":
+        """Reads a ``BertTokenizerFast``'s backend; refuses normalizers and models it cannot express."""
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+        norm, pre, model = spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+        problems = []
+        if norm.get("type") != "BertNormalizer":
+            problems.append(f"normalizer {norm.get('type')!r} (only BertNormalizer is reproduced in the graph)")
+        if pre.get("type") != "BertPreTokenizer":
+            problems.append(f"pre-tokenizer {pre.get('type')!r} (only BertPreTokenizer is reproduced in the graph)")
+        if model.get("type") != "WordPiece":
+            problems.append(f"model {model.get('type')!r} (only WordPiece)")
+        if problems:
+            raise UserError(f"{source}: its tokenizer cannot run inside the SavedModel: {'; '.join(problems)}")
+        lowercase = bool(norm.get("lowercase", True))
+        strip = norm.get("strip_accents")
+        return cls(lowercase=lowercase, strip_accents=lowercase if strip is None else bool(strip),
+                   clean_text=bool(norm.get("clean_text", True)),
+                   handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
+                   continuing_subword_prefix=model.get("continuing_subword_prefix") or "##",
+                   max_input_chars_per_word=int(model.get("max_input_chars_per_word") or 100),
+                   unk_token=model.get("unk_token") or "[UNK]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class WordPieceGraph(tf.Module):
+    """Cleaned text → word-piece ids (ragged, no [CLS]/[SEP]), equal to the HF tokenizer's."""
+
+    def __init__(self, vocab: Any, settings: WordPieceSettings, unk_id: int):
+        import tensorflow_text as tf_text
+
+        super().__init__()
+        self.settings = settings
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            default_value=unk_id)
+        # Words are limited in characters below, so no word within that limit may hit the byte limit.
+        self.wordpiece = tf_text.WordpieceTokenizer(
+            self.table, suffix_indicator=settings.continuing_subword_prefix,
+            max_bytes_per_word=4 * settings.max_input_chars_per_word + 4, token_out_type=tf.int64,
+            unknown_token=settings.unk_token)
+
+    def words(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """BertNormalizer + BertPreTokenizer: [n] strings → [n, words] strings."""
+        import tensorflow_text as tf_text
+
+        s = self.settings
+        if s.clean_text:
+            text = tf.strings.regex_replace(text, WHITESPACE_KEEP, " ")
+            text = tf.strings.regex_replace(text, CONTROL, "")
+        if s.strip_accents:
+            text = tf_text.normalize_utf8(text, "NFD")
+            text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+        if s.lowercase:
+            # ICU lower-cases a word-final Σ to ς; HF maps every Σ to σ, character by character.
+            text = tf.strings.lower(tf.strings.regex_replace(text, "Σ", "σ"), encoding="utf-8")
+        keep = PUNCTUATION + ("|" + CJK if s.handle_chinese_chars else "")
+        # HF splits on Unicode White_Space; after cleaning only ' ' remains, but a cased, uncleaned
+        # text may still hold others, so split on the same set the Python cleaning maps to ' '.
+        from sentiment_tf.text import WHITESPACE
+
+        words, _, _ = tf_text.regex_split_with_offsets(text, WHITESPACE + "|" + keep, keep)
+        return words
+
+    def __call__(self, text: tf.Tensor) -> tf.RaggedTensor:
+        words = self.words(text)
+        # HF gives [UNK] to a whole word longer than max_input_chars_per_word characters.
+        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.settings.max_input_chars_per_word
+        words = tf.ragged.map_flat_values(
+            lambda w, long: tf.where(long, tf.constant(self.settings.unk_token), w), words, too_long)
+        return self.wordpiece.tokenize(words).merge_dims(-2, -1)
