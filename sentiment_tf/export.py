@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ FORMAT = "sentiment_tf"
 FORMAT_VERSION = 1
 META_DIR = "assets.extra"
 META_FILE = "sentiment_tf.json"
+FAILED_EXPORT = "unverified-export"  # in a run directory: a version that failed its export check
 
 
 def metadata_path(version_dir: str | Path) -> Path:
@@ -176,11 +178,19 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def load_trained(version_dir: Path, metadata: dict[str, Any]) -> Any:
+    """The trainable model inside an export (``TrainedLSTM`` or ``TrainedBert``), by its family."""
+    if metadata.get("family") == "bert":
+        from sentiment_tf.models import bert
+
+        return bert.load_trained(version_dir, metadata)
+    from sentiment_tf.models import lstm
+
+    return lstm.load_trained(version_dir, metadata)
+
+
 # ---------------------------------------------------------------------------------------------
 # python -m sentiment_tf.export --run RUN_DIR
-
-
-FAILED_EXPORT = "unverified-export"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,15 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                         "again (a run that exported has its version in its --output)")
     if not (run / "config.json").is_file():
         raise UserError(f"--run {run}: no config.json there; pass a run directory written by `train`")
-    configs = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    data_cfg, _, _, train_cfg = build_configs(load_config_file(str(run / "config.json")))
+    configs = json.loads((run / "config.json").read_text(encoding="utf-8"))  # passed on as saved
+    data_cfg, _, _, train_cfg = build_configs(load_config_file(str(run / "config.json")))  # flattened
     output = args.output or train_cfg.output
     check_base_dir(output)
     meta = read_metadata(kept)
-    if meta["family"] == "bert":
-        from sentiment_tf.models.bert import load_trained
-    else:
-        from sentiment_tf.models.lstm import load_trained
     trained = load_trained(kept, meta)
     # The same texts train checked the export on: the run's test split, rebuilt from its data and seed.
     texts = load_splits(data_cfg.resolved()).test["text"].tolist()
@@ -222,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> None:
-    import sys
-
     from sentiment_tf.errors import run_cli
 
     run_cli(main, sys.argv[1:])

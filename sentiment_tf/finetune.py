@@ -140,13 +140,7 @@ class Source:
 
     def load(self) -> Any:
         """A fresh trainable copy (TrainedLSTM or TrainedBert); each adaptation starts from one."""
-        if self.family == "lstm":
-            from sentiment_tf.models import lstm
-
-            return lstm.load_trained(self.version_dir, self.metadata)
-        from sentiment_tf.models import bert
-
-        return bert.load_trained(self.version_dir, self.metadata)
+        return export.load_trained(self.version_dir, self.metadata)
 
     def model_config(self) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -334,6 +328,53 @@ def build_parser() -> argparse.ArgumentParser:
     return config_lib.build_parser("finetune", __doc__, DataConfig, FinetuneConfig)
 
 
+def adapt_with_extras(source: Source, domain: Splits, original: Splits | None, cfg: FinetuneConfig,
+                      data_cfg: DataConfig, labels: LabelMap, run_dir: Path) -> tuple[Any, pd.DataFrame | None]:
+    """The adapted model, trained on the domain split plus replayed original examples (``--replay``),
+    then again with pseudo-labelled ``--unlabelled`` texts; and those pseudo-labels (or None)."""
+    train = domain.train
+    if cfg.replay:
+        exclude = set(domain.val[TEXT]) | set(domain.test[TEXT])
+        extra = replay_sample(original, cfg.replay, exclude, data_cfg.seed)
+        log.info("replay: %d original training examples mixed into %d domain examples", len(extra), len(train))
+        train = pd.concat([train, extra[train.columns.intersection(extra.columns)]], ignore_index=True)
+    adapted = adapt(source, train, domain.val, cfg, run_dir, data_cfg.seed)
+    pseudo = None
+    if cfg.unlabelled:
+        exclude = set(domain.train[TEXT]) | set(domain.val[TEXT]) | set(domain.test[TEXT])
+        if original is not None:
+            exclude |= set(original.test[TEXT])
+        pseudo = pseudo_labels(adapted, cfg, labels, exclude, data_cfg.lowercase, data_cfg.text_col)
+        if len(pseudo):
+            adapted = adapt(source, pd.concat([train, pseudo], ignore_index=True), domain.val, cfg,
+                            run_dir / "self_training", data_cfg.seed)
+    return adapted, pseudo
+
+
+def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: FinetuneConfig, before: dict,
+                  after: dict, adapted: Any, pseudo: pd.DataFrame | None, labels: LabelMap) -> dict[str, Any]:
+    """Prints the before/after reports on each test split (and per domain) and returns them as JSON."""
+    summary: dict[str, Any] = {"source": str(source.version_dir), "family": source.family,
+                               "domain_train": len(domain.train), "replay": cfg.replay,
+                               "pseudo_labels": 0 if pseudo is None else len(pseudo), "results": {}}
+    for split_name in before:
+        b, a = before[split_name], after[split_name]
+        title = "domain test split" if split_name == "domain" else "original test split (forgetting)"
+        print(f"\n=== {title}: {a.support} texts ===\n--- before (source model) ---\n{b.text}"
+              f"--- after (adapted) ---\n{a.text}")
+        summary["results"][split_name] = {"before": b.to_json(), "after": a.to_json(),
+                                          "accuracy_change": a.accuracy - b.accuracy}
+    if data_cfg.domain_col:
+        table, summary["by_domain"] = report.by_domain(domain.test[Y], adapted.predict_proba(domain.test[TEXT].tolist()),
+                                                       domain.test[DOMAIN], labels.names)
+        print(f"By domain ({data_cfg.domain_col}), adapted model:\n{table}\n")
+    print(f"{'test split':<34}{'before':>9}{'after':>9}{'change':>9}")
+    for split_name, r in summary["results"].items():
+        print(f"{split_name + ' accuracy':<34}{r['before']['accuracy']:>9.4f}{r['after']['accuracy']:>9.4f}"
+              f"{100 * r['accuracy_change']:>+8.2f}p")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     (data_cfg, cfg), _ = parse_configs(build_parser(), argv, (DataConfig, FinetuneConfig))
     setup_logging(cfg.verbose)
@@ -373,46 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         before["original"] = score(before_model, original.test, labels.names)
     del before_model
 
-    # 3. Adapt (with replay of original training data if asked).
-    train = domain.train
-    if cfg.replay:
-        exclude = set(domain.val[TEXT]) | set(domain.test[TEXT])
-        extra = replay_sample(original, cfg.replay, exclude, data_cfg.seed)
-        log.info("replay: %d original training examples mixed into %d domain examples", len(extra), len(train))
-        train = pd.concat([train, extra[train.columns.intersection(extra.columns)]], ignore_index=True)
-    adapted = adapt(source, train, domain.val, cfg, run_dir, data_cfg.seed)
-    pseudo = None
-    if cfg.unlabelled:
-        exclude = set(domain.train[TEXT]) | set(domain.val[TEXT]) | set(domain.test[TEXT])
-        if original is not None:
-            exclude |= set(original.test[TEXT])
-        pseudo = pseudo_labels(adapted, cfg, labels, exclude, lowercase, data_cfg.text_col)
-        if len(pseudo):
-            adapted = adapt(source, pd.concat([train, pseudo], ignore_index=True), domain.val, cfg,
-                            run_dir / "self_training", data_cfg.seed)
+    # 3. Adapt (with replay of original training data and self-training if asked).
+    adapted, pseudo = adapt_with_extras(source, domain, original, cfg, data_cfg, labels, run_dir)
     after = {"domain": score(adapted, domain.test, labels.names)}
     if original is not None:
         after["original"] = score(adapted, original.test, labels.names)
 
     # 4. Reports: before/after on both test sets, per domain when asked.
-    summary: dict[str, Any] = {"source": str(source.version_dir), "family": source.family,
-                               "domain_train": len(domain.train), "replay": cfg.replay,
-                               "pseudo_labels": 0 if pseudo is None else len(pseudo), "results": {}}
-    for split_name in before:
-        b, a = before[split_name], after[split_name]
-        title = "domain test split" if split_name == "domain" else "original test split (forgetting)"
-        print(f"\n=== {title}: {a.support} texts ===\n--- before (source model) ---\n{b.text}"
-              f"--- after (adapted) ---\n{a.text}")
-        summary["results"][split_name] = {"before": b.to_json(), "after": a.to_json(),
-                                          "accuracy_change": a.accuracy - b.accuracy}
-    if data_cfg.domain_col:
-        table, summary["by_domain"] = report.by_domain(domain.test[Y], adapted.predict_proba(domain.test[TEXT].tolist()),
-                                                       domain.test[DOMAIN], labels.names)
-        print(f"By domain ({data_cfg.domain_col}), adapted model:\n{table}\n")
-    print(f"{'test split':<34}{'before':>9}{'after':>9}{'change':>9}")
-    for split_name, r in summary["results"].items():
-        print(f"{split_name + ' accuracy':<34}{r['before']['accuracy']:>9.4f}{r['after']['accuracy']:>9.4f}"
-              f"{100 * r['accuracy_change']:>+8.2f}p")
+    summary = print_summary(source, domain, data_cfg, cfg, before, after, adapted, pseudo, labels)
 
     # 5. Export the adapted model as a new version.
     configs = {**source.config, "FinetuneConfig": dataclasses.asdict(cfg), "DataConfig": dataclasses.asdict(data_cfg)}

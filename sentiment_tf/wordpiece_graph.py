@@ -20,6 +20,7 @@ from typing import Any
 import tensorflow as tf
 
 from sentiment_tf.errors import UserError
+from sentiment_tf.text import WHITESPACE
 
 # HF BasicTokenizer / tokenizers' BertPreTokenizer: every ASCII symbol and Unicode punctuation.
 PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|\p{P}"
@@ -105,10 +106,7 @@ class WordPieceGraph(tf.Module):
             # ICU lower-cases a word-final Σ to ς; HF maps every Σ to σ, character by character.
             text = tf.strings.lower(tf.strings.regex_replace(text, "Σ", "σ"), encoding="utf-8")
         keep = PUNCTUATION + ("|" + CJK if s.handle_chinese_chars else "")
-        # HF splits on Unicode White_Space; after cleaning only ' ' remains, but a cased, uncleaned
-        # text may still hold others, so split on the same set the Python cleaning maps to ' '.
-        from sentiment_tf.text import WHITESPACE
-
+        # HF splits on Unicode White_Space; cleaned text holds only ' ', so cleaning's set is enough.
         words, _, _ = tf_text.regex_split_with_offsets(text, WHITESPACE + "|" + keep, keep)
         return words
 

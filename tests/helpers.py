@@ -81,3 +81,18 @@ def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: P
     assert (out / "1").is_dir() and not (run / "backup").exists()
     with pytest.raises(UserError, match="already finished"):
         train.main(["--resume", str(run)])
+
+
+def pytorch_state(tf_dir: Path) -> dict[str, np.ndarray]:
+    """A TF checkpoint's weights as ``BertForSequenceClassification`` saves them (PyTorch names and
+    layout), made without torch."""
+    from transformers import TFBertForSequenceClassification
+    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+    model = TFBertForSequenceClassification.from_pretrained(str(tf_dir))
+    state = {}
+    for w in model.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
+        value = w.numpy()
+        state[name] = np.ascontiguousarray(value.T if transpose.name == "SIMPLE" else value)
+    return state

@@ -13,24 +13,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_user_error, cli
+from tests.helpers import pytorch_state
 
 tf = pytest.importorskip("tensorflow")
 
 TEXTS = ["这家酒店很干净", "质量太差了，不推荐", "ok"]
-
-
-def _pt_state(tf_dir: Path) -> dict[str, np.ndarray]:
-    """The tiny checkpoint's weights as ``BertForSequenceClassification`` would save them."""
-    from transformers import TFBertForSequenceClassification
-    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
-
-    model = TFBertForSequenceClassification.from_pretrained(str(tf_dir))
-    state = {}
-    for w in model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
-        value = w.numpy()
-        state[name] = np.ascontiguousarray(value.T if transpose.name == "SIMPLE" else value)
-    return state
 
 
 def _checkpoint(tf_dir: Path, out: Path, state: dict[str, np.ndarray], shards: int = 1,
@@ -74,7 +61,7 @@ def reference(tiny_bert):
 
 @pytest.fixture(scope="module")
 def state(tiny_bert):
-    return _pt_state(tiny_bert)
+    return pytorch_state(tiny_bert)
 
 
 def _mlm_heads(state: dict[str, np.ndarray], with_nsp: bool) -> dict[str, np.ndarray]:
@@ -189,7 +176,6 @@ def test_missing_encoder_weight_is_an_error(tiny_bert, tmp_path, state):
 
 
 def test_pytorch_bin_only_without_torch_is_one_line_error(tiny_bert, tmp_path, tiny_csv):
-    pytest.importorskip("tensorflow")
     try:
         import torch  # noqa: F401
         pytest.skip("torch is installed: pytorch_model.bin loads through from_pt")

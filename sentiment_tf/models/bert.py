@@ -187,7 +187,6 @@ def _from_pytorch_safetensors(model_class: Any, config: Any, paths: list[str], f
             and state["classifier.weight"].shape[0] != config.num_labels:
         for k in [k for k in state if k.startswith("classifier.")]:
             del state[k]
-    expected = {w.name.split("/", 1)[1]: tuple(w.shape) for w in model.weights}
     _check_shapes(state, model, source, fresh_prefixes)
     model, info = load_pytorch_state_dict_in_tf2_model(model, state, tf_inputs=False, allow_missing_keys=True,
                                                        output_loading_info=True)
@@ -198,8 +197,7 @@ def _from_pytorch_safetensors(model_class: Any, config: Any, paths: list[str], f
     if info["missing_keys"]:
         log.warning("%s: no weights for %s in the checkpoint; initialised afresh, as Hugging Face does", source,
                     ", ".join(info["missing_keys"]))
-    log.info("loaded PyTorch-layout weights from %s without torch (%d tensors, %d variables)", source, len(state),
-             len(expected))
+    log.info("loaded PyTorch-layout weights from %s without torch (%d tensors)", source, len(state))
     return model
 
 
@@ -213,6 +211,7 @@ def _check_shapes(state: dict[str, np.ndarray], model: Any, source: str, fresh_p
         if name not in state or name.startswith(fresh_prefixes or ("\0",)):
             continue
         want = tuple(w.shape)[::-1] if transpose.name == "SIMPLE" else tuple(w.shape)
+        # Same element count is left to HF's loader, which reshapes such weights itself.
         if tuple(state[name].shape) != want and int(np.prod(state[name].shape)) != int(np.prod(want)):
             raise UserError(f"{source}: weight {name} has shape {tuple(state[name].shape)}, the model config "
                             f"needs {want}; is config.json the one these weights were saved with?")
