@@ -34,17 +34,11 @@ ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "Ca
 def _pt_layout_copy(tf_dir: Path, out: Path) -> Path:
     """The same checkpoint with only a PyTorch-layout model.safetensors (written without torch)."""
     from safetensors.numpy import save_file
-    from transformers import TFBertForSequenceClassification
-    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+    from tests.helpers import pytorch_state
 
     shutil.copytree(tf_dir, out, ignore=shutil.ignore_patterns("tf_model.h5"))
-    model = TFBertForSequenceClassification.from_pretrained(str(tf_dir))
-    state = {}
-    for w in model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
-        value = w.numpy()
-        state[name] = np.ascontiguousarray(value.T if transpose.name == "SIMPLE" else value)
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(pytorch_state(tf_dir), str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
 
 
@@ -131,16 +125,18 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
     import tensorflow_text  # noqa: F401
     from transformers import BertTokenizerFast
 
+    from sentiment_tf.models.bert import encode
     from sentiment_tf.text import clean_text
+    from tests.test_wordpiece_graph import synthetic_texts
 
     work, _ = bert_run
     version = work / "out" / "1"
     tok = BertTokenizerFast.from_pretrained(str(version / "assets.extra" / "hf_model"))
-    texts = reviews["text"].tolist()[300:1300] + MIXED
+    texts = reviews["text"].tolist()[300:1300] + MIXED + synthetic_texts(200)
     sig = tf.saved_model.load(str(version)).signatures["tokenize"]
     out = sig(text=tf.constant(texts))
     graph_ids = [row[:n].tolist() for row, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
-    py_ids = tok([clean_text(t) for t in texts], truncation=True, max_length=64)["input_ids"]
+    py_ids = encode(tok, [clean_text(t) for t in texts], 64).to_list()
     mismatches = [(t, g, p) for t, g, p in zip(texts, graph_ids, py_ids) if g != p]
     assert not mismatches, mismatches[:3]
 
