@@ -72,7 +72,7 @@ def export_before(trained, base: Path) -> Path:
     trained.model.save_pretrained(str(hf_dir))
     tok.save_pretrained(str(hf_dir))
     module = bert.BertServing(trained.model, str(hf_dir / bert.VOCAB_FILE), trained.labels, trained.max_length,
-                              lower_case=False, lowercase_clean=True,
+                              bert.WordPieceSettings.from_hf(tok), lowercase_clean=True,
                               special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id,
                                            "pad": tok.pad_token_id, "unk": tok.unk_token_id})
     module.model = trained.model  # tracked, as before: its optimizer and tf-keras' layer traces come along
@@ -118,7 +118,7 @@ def main() -> None:
                         args.repeats)
 
     print(f"\nbert-base-sized model: {params / 1e6:.1f} M parameters = {weight_mb:.0f} MB of float32 weights\n")
-    print(f"| export | on disk (MB) | × weights | tf_model.h5 (MB) | optimizer variables | load (s) | peak RSS (MB) |")
+    print("| export | on disk (MB) | × weights | tf_model.h5 (MB) | optimizer variables | load (s) | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|")
     for name, r in (("before", before), ("now", after)):
         print(f"| {name} | {r['bytes'] / 2**20:.0f} | {r['bytes'] / 2**20 / weight_mb:.2f} | "
