@@ -202,3 +202,43 @@ def test_inexpressible_tokenizer_is_refused(tiny_bert, tmp_path):
     (ckpt / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     with pytest.raises(UserError, match="cannot run inside the SavedModel.*normalizer 'Sequence'"):
         check_pretrained(str(ckpt))
+
+
+@pytest.mark.parametrize("layout", ["sequence_classification", "masked_lm", "pretraining", "base_model",
+                                    "sharded", "float16", "pytorch_bin"])
+def test_encoder_equals_pytorch_for_every_layout(tiny_bert, tmp_path, layout):
+    """Each layout saved by Hugging Face's PyTorch classes loads to the same encoder: hidden states
+    equal PyTorch's within 1e-4 (and the logits too where the checkpoint has the head)."""
+    torch = pytest.importorskip("torch", reason="torch not installed: PyTorch parity needs it (pip install torch)")
+    import transformers
+    from transformers import BertConfig, BertTokenizerFast
+
+    from sentiment_tf.models.bert import load_pretrained
+
+    torch.manual_seed(0)
+    cfg = BertConfig.from_pretrained(str(tiny_bert), num_labels=2)
+    cls = {"sequence_classification": "BertForSequenceClassification", "masked_lm": "BertForMaskedLM",
+           "pretraining": "BertForPreTraining", "base_model": "BertModel"}.get(layout, "BertForSequenceClassification")
+    pt = getattr(transformers, cls)(cfg).eval()
+    out = tmp_path / layout
+    kwargs = {"safe_serialization": layout != "pytorch_bin"}
+    if layout == "sharded":
+        kwargs["max_shard_size"] = "100KB"
+    if layout == "float16":
+        pt.half().save_pretrained(str(out), **kwargs)
+        pt.float()  # compared in float32, with the weights rounded as the checkpoint holds them
+    else:
+        pt.save_pretrained(str(out), **kwargs)
+    BertTokenizerFast.from_pretrained(str(tiny_bert)).save_pretrained(str(out))
+    if layout == "sharded":
+        assert (out / "model.safetensors.index.json").is_file()
+    model, tok = load_pretrained(str(out), ["x", "y"])
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    encoder = pt if layout == "base_model" else pt.bert
+    with torch.no_grad():
+        want = encoder(**enc).last_hidden_state.numpy()
+    got = model.bert(**{k: v.numpy() for k, v in enc.items()}, training=False).last_hidden_state.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    if cls == "BertForSequenceClassification":
+        with torch.no_grad():
+            np.testing.assert_allclose(_logits(model, tok), pt(**enc).logits.numpy(), atol=1e-4)
