@@ -41,7 +41,8 @@ class DataConfig:
                                   default=None)
     val_size: float = _help("Validation fraction when splitting --data.", default=0.1)
     test_size: float = _help("Test fraction when splitting --data.", default=0.1)
-    lowercase: bool = _help("Lower-case Latin letters during cleaning.", default=True)
+    lowercase: bool = _help("Lower-case Latin letters during cleaning (for --model bert, the default follows "
+                            "the checkpoint's do_lower_case).", default=True)
     seed: int = _help("Seed for the split, shuffling and weight initialisation.", default=42)
 
     def resolved(self) -> "DataConfig":

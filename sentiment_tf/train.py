@@ -12,6 +12,7 @@ fit → evaluate → export. Reports, the resolved config, checkpoints and Tenso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -30,29 +31,35 @@ def build_parser() -> argparse.ArgumentParser:
     return config_lib.build_parser("train", __doc__, *CONFIG_CLASSES)
 
 
-def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, ModelConfig, TrainConfig]:
-    (data_cfg, tok_cfg, model_cfg, train_cfg), _ = parse_configs(build_parser(), argv)
+def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, ModelConfig, TrainConfig, bool]:
+    """The configs, and whether ``lowercase`` was chosen (a flag, a config file or the resumed run)."""
+    (data_cfg, tok_cfg, model_cfg, train_cfg), ns = parse_configs(build_parser(), argv)
+    config_file = getattr(ns, "config", None)
+    lowercase_given = "lowercase" in vars(ns) or bool(config_file and "lowercase" in config_lib.load_config_file(config_file))
     if train_cfg.resume:
         # A resumed run must see exactly the data, split and settings it started with.
         values = config_lib.resumed_values(train_cfg.resume, "train")
         if (Path(train_cfg.resume) / "report.json").is_file():
             raise UserError(f"--resume {train_cfg.resume}: that run already finished (report.json exists)")
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
-    return data_cfg.resolved(), tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model)
+        lowercase_given = True
+    return data_cfg.resolved(), tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model), lowercase_given
 
 
 def main(argv: list[str] | None = None) -> int:
-    data_cfg, tok_cfg, model_cfg, train_cfg = parse_args(argv)
+    data_cfg, tok_cfg, model_cfg, train_cfg, lowercase_given = parse_args(argv)
     setup_logging(train_cfg.verbose)
     export.check_base_dir(train_cfg.output)  # refuse a foreign --output before training, not after
+    if model_cfg.model == "bert":
+        from sentiment_tf.models import bert
+
+        _, tokenizer = bert.check_pretrained(model_cfg.pretrained)
+        lowercase = bert.cleaning_lowercase(tokenizer, data_cfg.lowercase if lowercase_given else None)
+        data_cfg = dataclasses.replace(data_cfg, lowercase=lowercase)
 
     # 1. Load, clean, de-duplicate and split (before any tokenization, so nothing leaks).
     splits = load_splits(data_cfg)
     labels = splits.labels.names
-    if model_cfg.model == "bert":
-        from sentiment_tf.models import bert
-
-        bert.check_pretrained(model_cfg.pretrained)
 
     run_dir = Path(train_cfg.resume) if train_cfg.resume else training.new_run_dir(model_cfg.model, train_cfg.run_dir)
     configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)

@@ -222,3 +222,36 @@ def test_interrupted_bert_training_resumes_from_its_backup(tiny_bert, reviews, t
     args = ["--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv", "--epochs", "3",
             "--patience", "5", "--batch-size", "16", "--max-length", "48", "--output", str(out), "--run-dir", str(run)]
     assert_training_resumes(tf_keras.callbacks, args, run, out, monkeypatch)
+
+
+def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path):
+    """A do_lower_case: false checkpoint: cleaning follows it unless --lowercase is given, so the
+    export's graph sees case exactly as the Python tokenizer did in training."""
+    from transformers import BertTokenizerFast
+
+    cased = tmp_path / "cased"
+    shutil.copytree(tiny_bert, cased)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (cased / f).unlink()
+    BertTokenizerFast(vocab_file=str(tiny_bert / "vocab.txt"), do_lower_case=False).save_pretrained(str(cased))
+    rows = reviews.head(120).copy()
+    rows["text"] = rows["text"] + " GOOD"
+    rows.to_csv(tmp_path / "small.csv", index=False)
+    common = ["--model", "bert", "--pretrained", str(cased), "--data", "small.csv", "--epochs", "1",
+              "--batch-size", "16", "--max-length", "48"]
+    proc = cli("train", *common, "--output", "out", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((tmp_path / "out" / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
+    assert meta["cleaning"] == {"lowercase": False} and meta["wordpiece"]["lowercase"] is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["DataConfig"]["lowercase"] is False
+    import tensorflow_text  # noqa: F401
+
+    sig = tf.saved_model.load(str(tmp_path / "out" / "1")).signatures["tokenize"]
+    ids = sig(text=tf.constant(["GOOD", "good"]))["input_ids"].numpy().tolist()
+    assert ids[0] != ids[1]  # case reaches the tokenizer
+
+    proc = cli("train", *common, "--lowercase", "--output", "out2", "--run-dir", "run2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "folds case before a cased checkpoint" in proc.stderr
+    meta = json.loads((tmp_path / "out2" / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
+    assert meta["cleaning"] == {"lowercase": True}

@@ -99,6 +99,18 @@ def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
     return config, tokenizer
 
 
+def cleaning_lowercase(tokenizer: Any, requested: bool | None) -> bool:
+    """Whether cleaning lower-cases text for this checkpoint: as its tokenizer does, unless the user chose."""
+    uncased = WordPieceSettings.from_hf(tokenizer).lowercase
+    if requested is None:
+        if not uncased:
+            log.info("the checkpoint is cased (do_lower_case: false): cleaning keeps case (--lowercase folds it)")
+        return uncased
+    if requested and not uncased:
+        log.warning("--lowercase folds case before a cased checkpoint's tokenizer; its upper-case pieces go unused")
+    return requested
+
+
 def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
     """A ``TFBertForSequenceClassification`` with ``len(labels)`` outputs, and the checkpoint's tokenizer.
 
