@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 SERVING_INPUT = "text"
 VOCAB_FILE = "vocab.txt"
 HF_DIR = "hf_model"
-# Graph vs eager float32 noise on the export check's probabilities measured at most 7e-6 (bench/README.md);
-# a tokenizer mismatch is caught by the exact token-id check, so this bound only needs to clear the noise.
-PROBABILITY_ATOL = 1e-3  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
+# Graph vs eager float32 noise on the export check's probabilities reaches 6e-4 on a bert-base-sized model
+# (bench/README.md); a tokenizer mismatch is caught by the exact token-id check, so this only clears the noise.
+PROBABILITY_ATOL = 5e-3  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
 
 
 # ---------------------------------------------------------------------------------------------
