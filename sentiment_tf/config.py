@@ -20,9 +20,13 @@ from sentiment_tf.errors import UserError
 DEFAULT_DATA = "data/reviews.csv"
 
 
-def _help(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, **kw: Any) -> Any:
-    """A dataclass field with its ``--help`` text, extra option spellings and metavar."""
-    return dataclasses.field(metadata={"help": text, "flags": flags, "metavar": metavar}, **kw)
+def _help(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, at_least: float | None = None,
+          above: float | None = None, below: float | None = None, at_most: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with its ``--help`` text, extra option spellings, metavar and allowed range
+    (checked by :func:`build_configs` for flags and config files alike, before any work)."""
+    bounds = {"at_least": at_least, "above": above, "below": below, "at_most": at_most}
+    return dataclasses.field(metadata={"help": text, "flags": flags, "metavar": metavar,
+                                       "bounds": {k: v for k, v in bounds.items() if v is not None}}, **kw)
 
 
 @dataclasses.dataclass
@@ -69,9 +73,9 @@ class TokenizerConfig:
     hmm: bool = _help("jieba HMM for words missing from the dictionary.", default=True)
     user_dict: str | None = _help("jieba user dictionary (one 'word [freq] [tag]' per line).", default=None)
     stopwords: str | None = _help("File of stopwords to drop, one per line.", default=None)
-    max_tokens: int = _help("Keep the first N tokens of each text.", default=200)
-    min_freq: int = _help("Drop tokens seen fewer times than this in the training split.", default=2)
-    max_vocab: int = _help("Keep at most this many tokens (most frequent first).", default=50000)
+    max_tokens: int = _help("Keep the first N tokens of each text.", at_least=1, default=200)
+    min_freq: int = _help("Drop tokens seen fewer times than this in the training split.", at_least=1, default=2)
+    max_vocab: int = _help("Keep at most this many tokens (most frequent first).", at_least=2, default=50000)
 
 
 @dataclasses.dataclass
@@ -84,15 +88,15 @@ class ModelConfig:
     pretrained: str = _help("BERT only: Hugging Face Hub id or local checkpoint directory to fine-tune "
                             "(TF weights, or PyTorch-layout model.safetensors; torch not needed).",
                             default="bert-base-chinese")
-    max_length: int = _help("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", default=128)
+    max_length: int = _help("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", at_least=3, default=128)
     rnn: Literal["lstm", "gru"] = _help("Recurrent cell.", default="lstm")
     bidirectional: bool = _help("Run the RNN both ways.", default=True)
-    embedding_dim: int = _help("Embedding size.", default=128)
-    rnn_units: int = _help("RNN units per direction.", default=64)
+    embedding_dim: int = _help("Embedding size.", at_least=1, default=128)
+    rnn_units: int = _help("RNN units per direction.", at_least=1, default=64)
     pooling: Literal["max", "last"] = _help(
         "'max': max over all time steps of the RNN outputs (measured +1 point on the bundled data); "
         "'last': the final state only.", default="max")
-    dropout: float = _help("Dropout before the output layer (and on embeddings).", default=0.3)
+    dropout: float = _help("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.3)
 
 
 @dataclasses.dataclass
@@ -100,14 +104,14 @@ class TrainConfig:
     """Optimisation, callbacks and outputs."""
 
     epochs: int | None = _help("Maximum epochs (early stopping usually ends sooner); default 8 for lstm, 3 "
-                               "for bert.", default=None)
-    batch_size: int | None = _help("Batch size; default 64 for lstm, 32 for bert.", default=None)
+                               "for bert.", at_least=1, default=None)
+    batch_size: int | None = _help("Batch size; default 64 for lstm, 32 for bert.", at_least=1, default=None)
     learning_rate: float | None = _help("Peak learning rate; default 2e-3 (Adam) for lstm, 5e-5 (AdamW with "
-                                        "linear warmup and decay) for bert.", default=None)
-    weight_decay: float = _help("BERT only: AdamW weight decay (not on biases and LayerNorm).", default=0.01)
+                                        "linear warmup and decay) for bert.", above=0, default=None)
+    weight_decay: float = _help("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)
     warmup_ratio: float = _help("BERT only: fraction of training steps with linear learning-rate warmup.",
-                                default=0.1)
-    patience: int = _help("Early-stopping patience in epochs (on validation loss).", default=2)
+                                at_least=0, below=1, default=0.1)
+    patience: int = _help("Early-stopping patience in epochs (on validation loss).", at_least=0, default=2)
     class_weight: Literal["none", "balanced"] = _help(
         "'balanced' weights classes inversely to their frequency.", default="none")
     bucketing: bool = _help("Batch texts of similar length together (little padding, much faster; accuracy "
@@ -224,16 +228,53 @@ def load_config_file(path: str) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in flat.items()}
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_BOUND_WORDS = {"at_least": ("at least", lambda v, b: v >= b), "above": ("above", lambda v, b: v > b),
+                "below": ("below", lambda v, b: v < b), "at_most": ("at most", lambda v, b: v <= b)}
+
+
+def checked_value(field: dataclasses.Field, hint: Any, value: Any) -> Any:
+    """``value`` for ``field`` if its type and range fit (ints widen to floats), else a UserError naming the option."""
+    option = "--" + field.name.replace("_", "-")
+    tp, optional = _base_type(hint)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{option} needs a value, got null")
+    if typing.get_origin(tp) is Literal:
+        if value not in typing.get_args(tp):
+            raise UserError(f"{option} must be one of {', '.join(map(str, typing.get_args(tp)))}; got {value!r}")
+        return value
+    if typing.get_origin(tp) is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{option} must be a list of strings, got {value!r}")
+        return value
+    ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
+        tp is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise UserError(f"{option} must be {_TYPE_NAMES.get(tp, tp.__name__)}, got {value!r}")
+    value = float(value) if tp is float else value
+    for kind, bound in field.metadata.get("bounds", {}).items():
+        words, holds = _BOUND_WORDS[kind]
+        if not holds(value, bound):
+            raise UserError(f"{option} must be {words} {bound:g}, got {value!r}")
+    return value
+
+
 def build_configs(values: dict[str, Any], classes: tuple[type, ...] = CONFIG_CLASSES) -> list[Any]:
-    """Instantiates each dataclass from a flat dict; unknown keys are an error."""
+    """Instantiates each dataclass from a flat dict: unknown keys, wrong types and out-of-range values
+    are one-line errors (config files are checked exactly like flags)."""
     known = {f.name for cls in classes for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(f"unknown option(s) {', '.join(unknown)}; see --help for the valid ones")
     out = []
     for cls in classes:
-        names = {f.name for f in dataclasses.fields(cls)}
-        out.append(cls(**{k: v for k, v in values.items() if k in names}))
+        hints = typing.get_type_hints(cls)
+        out.append(cls(**{f.name: checked_value(f, hints[f.name], values[f.name])
+                          for f in dataclasses.fields(cls) if f.name in values}))
     return out
 
 

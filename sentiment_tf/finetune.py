@@ -54,34 +54,34 @@ class FinetuneConfig:
     output: str | None = _help("Export base directory for the adapted model (default: <from base>-finetuned).",
                                default=None)
     epochs: int | None = _help("Maximum epochs (early stopping on the domain validation split); default 10 for "
-                               "lstm, 4 for bert.", default=None)
-    batch_size: int | None = _help("Batch size; default 32 for lstm, 16 for bert.", default=None)
+                               "lstm, 4 for bert.", at_least=1, default=None)
+    batch_size: int | None = _help("Batch size; default 32 for lstm, 16 for bert.", at_least=1, default=None)
     learning_rate: float | None = _help("Peak learning rate; default 5e-4 for lstm, 2e-5 for bert (a quarter "
-                                        "to a half of training's).", default=None)
-    patience: int = _help("Early-stopping patience in epochs (domain validation loss).", default=3)
+                                        "to a half of training's).", above=0, default=None)
+    patience: int = _help("Early-stopping patience in epochs (domain validation loss).", at_least=0, default=3)
     freeze: Literal["none", "embeddings", "encoder"] = _help(
         "Keep these layers at their source values: 'embeddings' (LSTM: the embedding table, so no vocabulary "
         "growth; BERT: the embedding layer), 'encoder' (everything but the output layer).", default="none")
-    freeze_layers: int = _help("BERT only: also freeze the embeddings and the first N encoder layers.", default=0)
+    freeze_layers: int = _help("BERT only: also freeze the embeddings and the first N encoder layers.", at_least=0, default=0)
     grow_vocab: bool = _help("LSTM only: add domain words missing from the vocabulary as new embedding rows "
                              "(trained rows keep their values).", default=True)
     user_dict: str | None = _help("LSTM only: a jieba user dictionary of domain terms (added to the source "
                                   "model's own; recorded in the export).", default=None)
     min_freq: int = _help("LSTM only: a domain word joins the vocabulary once seen this often in the domain "
-                          "training split.", default=2)
+                          "training split.", at_least=1, default=2)
     replay: int = _help("Mix this many examples of the source model's original training split into the domain "
-                        "training data, to limit forgetting (0 = none).", default=0)
+                        "training data, to limit forgetting (0 = none).", at_least=0, default=0)
     unlabelled: str | None = _help("Unlabelled domain texts (one per line, or a table with --text-col): after "
                                    "adapting, confident predictions on them become extra training labels and the "
                                    "model is adapted again from the source (self-training).", default=None)
-    pseudo_threshold: float = _help("Self-training keeps predictions at least this confident.", default=0.9)
+    pseudo_threshold: float = _help("Self-training keeps predictions at least this confident.", at_least=0, at_most=1, default=0.9)
     original_data: str | None = _help("The source model's training data file, if it moved since training "
                                       "(its split is re-created from the recorded seed and sizes).", default=None)
     learning_curve: str | None = _help("Comma-separated numbers of domain training labels, e.g. 0,100,250,500,1000: "
                                        "adapt on each and plot domain accuracy vs a TF-IDF baseline.", default=None)
     cv: int = _help("K-fold cross-validation on the domain data (K ≥ 2): mean ± std accuracy and weighted F1.",
-                    default=0)
-    seeds: int = _help("Repeat the adaptation with this many seeds and report mean ± std.", default=1)
+                    at_least=0, default=0)
+    seeds: int = _help("Repeat the adaptation with this many seeds and report mean ± std.", at_least=1, default=1)
     run_dir: str | None = _help("Directory for reports, checkpoints and logs (default: runs/finetune-<time>).",
                                 default=None)
     verbose: bool = _help("Debug logging.", default=False)
@@ -89,12 +89,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not self.from_model:
             raise UserError("--from: give the export to adapt (e.g. saved_models/lstm)")
-        if self.cv == 1 or self.cv < 0:
-            raise UserError(f"--cv needs at least 2 folds, got {self.cv}")
-        if self.seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {self.seeds}")
-        if self.replay < 0 or self.freeze_layers < 0:
-            raise UserError("--replay and --freeze-layers must be 0 or more")
+        if self.cv == 1:
+            raise UserError("--cv needs at least 2 folds (0 turns cross-validation off)")
         if sum(bool(x) for x in (self.learning_curve, self.cv, self.seeds > 1)) > 1:
             raise UserError("--learning-curve, --cv and --seeds are separate evaluations; pick one per run")
         if self.unlabelled and not Path(self.unlabelled).is_file():  # now, not after the first adaptation

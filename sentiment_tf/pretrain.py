@@ -55,25 +55,25 @@ class PretrainConfig:
     text_col: str = _help("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
     vocab: str | None = _help("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
                               default=None)
-    vocab_size: int = _help("Size of the WordPiece vocabulary built from the corpus.", default=8000)
-    min_frequency: int = _help("Pieces seen fewer times than this stay out of the built vocabulary.", default=2)
-    hidden_size: int = _help("Hidden size (from scratch only).", default=256)
-    layers: int = _help("Transformer layers (from scratch only).", default=4)
-    heads: int = _help("Attention heads; must divide --hidden-size (from scratch only).", default=4)
-    intermediate_size: int = _help("Feed-forward size (from scratch only).", default=1024)
+    vocab_size: int = _help("Size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
+    min_frequency: int = _help("Pieces seen fewer times than this stay out of the built vocabulary.", at_least=1, default=2)
+    hidden_size: int = _help("Hidden size (from scratch only).", at_least=1, default=256)
+    layers: int = _help("Transformer layers (from scratch only).", at_least=1, default=4)
+    heads: int = _help("Attention heads; must divide --hidden-size (from scratch only).", at_least=1, default=4)
+    intermediate_size: int = _help("Feed-forward size (from scratch only).", at_least=1, default=1024)
     max_length: int = _help("Word pieces per training sequence, [CLS]/[SEP] included; longer texts are "
                             "cut into several sequences.", default=128)
     mlm_probability: float = _help("Share of word pieces masked per sequence (re-drawn every epoch).",
                                    default=0.15)
     epochs: int = _help("Passes over the corpus (0 writes the initialised model: a random-init baseline).",
-                        default=3)
-    batch_size: int = _help("Sequences per batch.", default=64)
-    learning_rate: float = _help("Peak AdamW learning rate (linear warmup then decay).", default=5e-4)
-    warmup_ratio: float = _help("Fraction of steps with learning-rate warmup.", default=0.06)
-    weight_decay: float = _help("AdamW weight decay.", default=0.01)
+                        at_least=0, default=3)
+    batch_size: int = _help("Sequences per batch.", at_least=1, default=64)
+    learning_rate: float = _help("Peak AdamW learning rate (linear warmup then decay).", above=0, default=5e-4)
+    warmup_ratio: float = _help("Fraction of steps with learning-rate warmup.", at_least=0, below=1, default=0.06)
+    weight_decay: float = _help("AdamW weight decay.", at_least=0, default=0.01)
     holdout: float = _help("Share of texts held out to report masked-LM loss and perplexity.", default=0.02)
     max_texts: int | None = _help("Use at most this many texts (after de-duplication, in random order).",
-                                  default=None)
+                                  at_least=1, default=None)
     lowercase: bool = _help("Lower-case Latin letters (must match the fine-tuning --lowercase).", default=True)
     seed: int = _help("Seed for the hold-out split, masking and initialisation.", default=42)
     run_dir: str | None = _help("Directory for per-epoch backups and TensorBoard logs (default: "
@@ -93,8 +93,6 @@ class PretrainConfig:
             raise UserError(f"--mlm-probability must be between 0 and 1, got {self.mlm_probability}")
         if not 0.0 <= self.holdout < 0.5:
             raise UserError(f"--holdout must be between 0 and 0.5, got {self.holdout}")
-        if self.epochs < 0:
-            raise UserError(f"--epochs must be 0 or more, got {self.epochs}")
         if self.max_length < 8:
             raise UserError(f"--max-length must be at least 8, got {self.max_length}")
 

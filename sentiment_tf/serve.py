@@ -50,29 +50,26 @@ class ServeConfig:
                              "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
                              metavar="[NAME=]DIR", default_factory=list)
     host: str = _help("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
-    port: int = _help("Port.", default=8501)
-    max_texts: int = _help("Most texts in one request (more → 413).", default=256)
-    max_chars: int = _help("Most characters in one text (longer → 413).", default=5000)
+    port: int = _help("Port.", at_least=0, at_most=65535, default=8501)
+    max_texts: int = _help("Most texts in one request (more → 413).", at_least=1, default=256)
+    max_chars: int = _help("Most characters in one text (longer → 413).", at_least=1, default=5000)
     max_batch: int = _help("Most texts predicted together when batching concurrent requests. Large batches "
                            "pay off: an LSTM call costs mostly per time step, not per text (measured on 2 "
-                           "cores: 64 random texts 1.6k texts/s, 1024 texts 5.7k texts/s).", default=1024)
+                           "cores: 64 random texts 1.6k texts/s, 1024 texts 5.7k texts/s).", at_least=1, default=1024)
     batch_timeout_ms: float = _help("Wait up to this long for more requests to fill a batch (0: batch only what "
-                                    "is already waiting).", default=0.0)
+                                    "is already waiting).", at_least=0, default=0.0)
     segment: bool = _help("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
                           "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
                           "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
     segment_workers: int = _help("Processes that segment text for LSTM models (jieba is pure Python, so threads "
-                                 "would share one core); 0 segments in a thread of the server process.", default=2)
+                                 "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
     poll_seconds: float = _help("How often to look for new version directories (0 disables hot reload).",
-                                default=2.0)
+                                at_least=0, default=2.0)
     verbose: bool = _help("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
         if not self.model:
             raise UserError("--model: give at least one exported model directory (e.g. saved_models/lstm)")
-        for name in ("max_texts", "max_chars", "max_batch"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
 
     def model_dirs(self) -> dict[str, Path]:
         out: dict[str, Path] = {}
