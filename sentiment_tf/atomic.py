@@ -1,4 +1,9 @@
-"""Atomic writes: a reader sees the old file or the complete new one, never half of either."""
+"""Atomic writes: a reader sees the old file or the complete new one, never half of either.
+
+Files and directories get the modes a plain ``open``/``mkdir`` would give under the umask (0644/0755
+under umask 022): ``mkstemp``/``mkdtemp`` create them private, and that would survive the rename,
+leaving exports unreadable to TF Serving running as another user.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,51 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sentiment_tf.errors import UserError
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only swap)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def check_writable(path: str | Path, option: str, directory: bool = False) -> None:
+    """Refuses, before any work, an output whose nearest existing parent is not a writable directory
+    (by trying: permission bits say nothing for root or read-only mounts)."""
+    target = Path(path)
+    if target.exists() and (target.is_dir() != directory):
+        raise UserError(f"{option} {path} is a {'file' if directory else 'directory'}; pass a "
+                        f"{'directory' if directory else 'file path'}")
+    probe = target if directory and target.is_dir() else target.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{option} {path}: {probe} is a file, not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot write in {probe} ({err.strerror}); choose a writable "
+                        "location") from None
+
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -21,6 +71,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,13 +89,15 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 @contextlib.contextmanager
 def temp_dir_beside(target_parent: str | Path, prefix: str) -> Iterator[Path]:
-    """A hidden temporary directory in ``target_parent`` (same filesystem, so rename is atomic).
+    """A hidden temporary directory in ``target_parent`` (same filesystem, so rename is atomic), with
+    the umask's normal directory mode.
 
     Removed on any failure; on success the caller must have renamed it away (or it is removed).
     """
     parent = Path(target_parent)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, dir_mode())
     try:
         yield tmp
     finally:

@@ -56,17 +56,16 @@ def decode_bytes(raw: bytes, path: str | Path) -> tuple[str, str]:
                     "re-save it as UTF-8")
 
 
-def read_table(path: str | Path, text_col: str, label_col: str | None, domain_col: str | None = None) -> pd.DataFrame:
-    """Reads CSV/TSV/JSON lines/Excel into a frame of strings with columns ``text`` (``label``, ``domain``).
-
-    Missing values are NaN; the file's own column names are checked and listed on a mismatch.
-    """
+def read_frame(path: str | Path) -> tuple[pd.DataFrame, str | None]:
+    """Every column of a CSV/TSV/JSON lines/Excel file as strings (empty cells NaN), and the text
+    encoding it was decoded from (None for Excel)."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"data file not found: {path}")
     if p.is_dir():
         raise UserError(f"{path} is a directory; pass a CSV, TSV, JSON lines or Excel file")
     ext = p.suffix.lower()
+    enc = None
     try:
         if ext in _EXCEL:
             frame = pd.read_excel(p, dtype=str)
@@ -89,6 +88,15 @@ def read_table(path: str | Path, text_col: str, label_col: str | None, domain_co
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot parse {path} as {ext.lstrip('.') or 'CSV'}: {first}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    return frame, enc
+
+
+def read_table(path: str | Path, text_col: str, label_col: str | None, domain_col: str | None = None) -> pd.DataFrame:
+    """Reads CSV/TSV/JSON lines/Excel into a frame of strings with columns ``text`` (``label``, ``domain``).
+
+    Missing values are NaN; the file's own column names are checked and listed on a mismatch.
+    """
+    frame, _ = read_frame(path)
     wanted = [c for c in (text_col, label_col, domain_col) if c is not None]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
@@ -241,10 +249,13 @@ def _load_clean(path: str, cfg: DataConfig, role: str) -> tuple[pd.DataFrame, di
     return clean_frame(frame, cfg.lowercase, source=f"{role} ({path})")
 
 
-def _drop_overlap(frame: pd.DataFrame, other: pd.DataFrame, name: str, other_name: str) -> pd.DataFrame:
+def _drop_overlap(frame: pd.DataFrame, other: pd.DataFrame, name: str, other_name: str,
+                  stats: dict) -> pd.DataFrame:
+    """``frame`` without the texts that also occur in ``other``; the count goes to ``stats["overlap_removed"]``."""
     overlap = frame[TEXT].isin(set(other[TEXT]))
     if overlap.any():
         log.warning("removed %d texts from %s that also occur in %s", int(overlap.sum()), name, other_name)
+    stats.setdefault("overlap_removed", {})[f"{name}_vs_{other_name}"] = int(overlap.sum())
     return frame[~overlap].reset_index(drop=True)
 
 
@@ -279,12 +290,12 @@ def load_splits(cfg: DataConfig, labels: LabelMap | None = None) -> Splits:
     test = val = None
     if cfg.test_data:
         test, all_stats["test_file"] = _load_clean(cfg.test_data, cfg, "test")
-        train = _drop_overlap(train, test, "train", "test")
+        train = _drop_overlap(train, test, "train", "test", all_stats)
     if cfg.val_data:
         val, all_stats["val_file"] = _load_clean(cfg.val_data, cfg, "val")
         if test is not None:
-            val = _drop_overlap(val, test, "validation", "test")
-        train = _drop_overlap(train, val, "train", "validation")
+            val = _drop_overlap(val, test, "validation", "test", all_stats)
+        train = _drop_overlap(train, val, "train", "validation", all_stats)
 
     if labels is not None:
         for role, frame in (("data", train), ("validation", val), ("test", test)):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_tf import __version__, atomic
-from sentiment_tf.errors import UserError
+from sentiment_tf.errors import DISK_ERRNOS, UserError
 
 log = logging.getLogger(__name__)
 
@@ -190,38 +190,75 @@ def load_trained(version_dir: Path, metadata: dict[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# python -m sentiment_tf.export --run RUN_DIR
+# Publishing a trained model, keeping it when that fails, and exporting a kept one again
+
+
+KEPT_INFO = "unverified-export.json"  # in a run directory: where the kept model was headed, its check texts
+
+
+def publish(trained: Any, output: str | Path, configs: dict, metrics: dict, check_texts: list[str],
+            run_dir: Path) -> Path:
+    """Exports ``trained`` as a new version of ``output``. When that fails — the export check, a full
+    disk, permissions — the trained model is kept in ``run_dir/unverified-export`` and the one-line
+    error says how to export it again (``python -m sentiment_tf.export --run RUN``)."""
+    kept = run_dir / FAILED_EXPORT
+    again = f"export it with: python -m sentiment_tf.export --run {run_dir}"
+    atomic.write_json(run_dir / KEPT_INFO, {"output": str(output), "check_texts": list(check_texts[:64])})
+    try:
+        version = trained.export(output, configs, metrics, check_texts, keep_failed=kept)
+    except ExportCheckError as err:
+        raise UserError(f"{err}; nothing was published. The trained model is kept in {kept}; {again}") from None
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        problem = f"cannot write the export to {output} ({err.strerror})"
+        try:
+            keep(trained, kept, configs, metrics, check_texts)
+        except OSError as err2:
+            raise UserError(f"{problem}, nor keep the trained model in {run_dir} ({err2.strerror}); its best "
+                            f"checkpoint is in {run_dir / 'checkpoints'}; free space and train again") from None
+        raise UserError(f"{problem}; nothing was published. The trained model is kept in {kept}; free space or "
+                        f"fix permissions, then {again} [--output DIR]") from None
+    (run_dir / KEPT_INFO).unlink(missing_ok=True)
+    return version
+
+
+def keep(trained: Any, kept: Path, configs: dict, metrics: dict, check_texts: list[str]) -> None:
+    """Writes ``trained`` as a (verified) export at ``kept``, beside the run, replacing an earlier one."""
+    staging = kept.parent / f".{kept.name}-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        version = trained.export(staging, configs, metrics, check_texts)
+        shutil.rmtree(kept, ignore_errors=True)
+        os.replace(version, kept)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exports a finished run whose export check failed, from the model kept in its run directory."""
+    """Exports a run's kept model (after a failed export check, a full disk or a permission error)."""
     import argparse
 
-    from sentiment_tf.config import build_configs, load_config_file
-    from sentiment_tf.data import load_splits
     from sentiment_tf.errors import setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m sentiment_tf.export", description=main.__doc__)
-    parser.add_argument("--run", required=True, help="run directory of `train` (it holds unverified-export/)")
-    parser.add_argument("--output", help="export base directory (default: the run's --output)")
+    parser.add_argument("--run", required=True, help="run directory of `train` or `finetune` (it holds "
+                        f"{FAILED_EXPORT}/)")
+    parser.add_argument("--output", help="export base directory (default: where the run was exporting to)")
     args = parser.parse_args(argv)
     setup_logging()
     run = Path(args.run)
     kept = run / FAILED_EXPORT
-    if not metadata_path(kept).is_file():
-        raise UserError(f"--run {run}: no {FAILED_EXPORT}/ in it; only a run whose export check failed is exported "
+    if not metadata_path(kept).is_file() or not (run / KEPT_INFO).is_file():
+        raise UserError(f"--run {run}: no {FAILED_EXPORT}/ in it; only a run whose export failed is exported "
                         "again (a run that exported has its version in its --output)")
-    if not (run / "config.json").is_file():
-        raise UserError(f"--run {run}: no config.json there; pass a run directory written by `train`")
-    configs = json.loads((run / "config.json").read_text(encoding="utf-8"))  # passed on as saved
-    data_cfg, _, _, train_cfg = build_configs(load_config_file(str(run / "config.json")))  # flattened
-    output = args.output or train_cfg.output
+    info = json.loads((run / KEPT_INFO).read_text(encoding="utf-8"))
+    output = args.output or info["output"]
     check_base_dir(output)
     meta = read_metadata(kept)
+    configs = json.loads((kept / META_DIR / "config.json").read_text(encoding="utf-8"))  # passed on as saved
     trained = load_trained(kept, meta)
-    # The same texts train checked the export on: the run's test split, rebuilt from its data and seed.
-    texts = load_splits(data_cfg.resolved()).test["text"].tolist()
-    version = trained.export(output, configs, meta.get("metrics", {}), texts, keep_failed=kept)
+    version = publish(trained, output, configs, meta.get("metrics", {}), info["check_texts"], run)
     shutil.rmtree(kept, ignore_errors=True)
     print(f"exported: {version}")
     return 0

@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     output = cfg.output or f"{source.version_dir.parent}-finetuned"
     cfg = dataclasses.replace(cfg, output=output)
     export.check_base_dir(output)
+    atomic.check_writable(output, "--output", directory=True)
+    atomic.check_writable(cfg.run_dir or "runs", "--run-dir", directory=True)
 
     # 1. Domain data, split after cleaning and de-duplication; labels must be the model's. Cleaning
     #    follows the source model (its tokenizer saw text cleaned that way).
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir)}
     if original is not None:
         metrics["original_test_accuracy"] = after["original"].accuracy
-    version_dir = adapted.export(output, configs, metrics, domain.test[TEXT].tolist())
+    version_dir = export.publish(adapted, output, configs, metrics, domain.test[TEXT].tolist(), run_dir)
     summary["export"] = str(version_dir)
     atomic.write_json(run_dir / "finetune_report.json", summary)
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})

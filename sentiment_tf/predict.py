@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,10 +80,13 @@ class Predictor(ExportInputs):
             import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
         self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
 
-    def predict(self, texts: list[str], batch_size: int = 256, prepared: bool = False) -> Predictions:
-        """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns)."""
+    def predict(self, texts: list[str] | str, batch_size: int = 256, prepared: bool = False) -> Predictions:
+        """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns); a single
+        string is one text."""
         import tensorflow as tf
 
+        if isinstance(texts, str):
+            texts = [texts]  # not one text per character
         inputs = [str(t) for t in texts] if prepared else self.prepare([str(t) for t in texts])
         # Similar lengths per batch: the signature pads each batch only to its longest text.
         order = np.argsort([len(s) for s in inputs], kind="stable")
@@ -109,23 +112,38 @@ def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
     return tok
 
 
-def _read_inputs(args: argparse.Namespace) -> list[str]:
+def read_inputs(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The input table (every column kept; texts in ``--text-col``) and its encoding."""
+    import pandas as pd
+
     if args.input:
-        from sentiment_tf.data import TEXT, read_table
+        from sentiment_tf.data import decode_bytes, read_frame
 
         path = Path(args.input)
         if path.suffix.lower() == ".txt":
-            from sentiment_tf.data import decode_bytes
-
             if not path.is_file():
                 raise UserError(f"input file not found: {path}")
-            text, _ = decode_bytes(path.read_bytes(), path)
-            return [line for line in text.splitlines() if line.strip()]
-        return [t if isinstance(t, str) else "" for t in read_table(path, args.text_col, None)[TEXT]]
-    return list(args.texts)
+            text, enc = decode_bytes(path.read_bytes(), path)
+            return pd.DataFrame({args.text_col: [line for line in text.splitlines() if line.strip()]}), enc
+        frame, enc = read_frame(path)
+        if args.text_col not in frame.columns:
+            raise UserError(f"column {args.text_col!r} not found in {path}; its columns are: "
+                            f"{', '.join(frame.columns) or '(none)'} (choose with --text-col)")
+        return frame, enc
+    return pd.DataFrame({args.text_col: list(args.texts)}), None
 
 
-def main(argv: list[str] | None = None) -> int:
+def with_predictions(frame: Any, preds: Predictions) -> Any:
+    """``frame`` with ``pred_label`` and one ``pred_prob_<label>`` column per label appended (replacing
+    columns of those names, as when predicting on an earlier output)."""
+    out = frame.copy()
+    out["pred_label"] = preds.labels
+    for j, name in enumerate(preds.label_names):
+        out[f"pred_prob_{name}"] = preds.probabilities[:, j].round(6)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sentiment_tf.predict", description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="Texts to classify.")
     parser.add_argument("--model", required=True, help="Export version directory, or a base directory "
@@ -133,29 +151,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", help="Read texts from a .txt file (one per line) or a CSV/TSV/JSONL/Excel "
                         "file (column --text-col).")
     parser.add_argument("--text-col", default="text", help="Text column of --input. [default: text]")
-    parser.add_argument("--output", help="Write predictions as CSV (text, label, one probability column "
-                        "per label) instead of printing them.")
+    parser.add_argument("--output", help="Write a CSV: the input's columns, then pred_label and one "
+                        "pred_prob_<label> column per label.")
+    parser.add_argument("--excel", action="store_true", help="Write --output as UTF-8 with a byte-order mark, "
+                        "which Excel needs to show Chinese (done anyway when the input had one).")
     parser.add_argument("--batch-size", type=int, default=256, help="Texts per model call. [default: 256]")
     parser.add_argument("--verbose", action="store_true", help="Debug logging.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.input and args.texts:
         raise UserError("give texts on the command line or --input FILE, not both")
-    texts = _read_inputs(args)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.output:
+        atomic.check_writable(args.output, "--output")
+    frame, encoding = read_inputs(args)
+    texts = [t if isinstance(t, str) else "" for t in frame[args.text_col]]
     if not texts:
         raise UserError("nothing to classify: pass texts as arguments or --input FILE")
     predictor = Predictor.load(args.model)
+    print(f"model: {predictor.version_dir} (version {predictor.version_dir.name}, trained "
+          f"{predictor.metadata.get('created', '?')})", file=sys.stderr)
     preds = predictor.predict(texts, batch_size=args.batch_size)
     if args.output:
-        import pandas as pd
-
-        frame = pd.DataFrame({"text": texts, "label": preds.labels})
-        for j, name in enumerate(preds.label_names):
-            frame[f"prob_{name}"] = preds.probabilities[:, j].round(6)
-        buf = io.StringIO()
-        frame.to_csv(buf, index=False)
-        atomic.write_text(args.output, buf.getvalue())
-        print(f"wrote {len(frame)} predictions to {args.output} (model {predictor.version_dir})")
+        out = with_predictions(frame, preds)
+        bom = args.excel or encoding == "utf-8-sig"
+        atomic.write_bytes(args.output, out.to_csv(index=False).encode("utf-8-sig" if bom else "utf-8"))
+        print(f"wrote {len(out)} predictions to {args.output}")
     else:
         for text, label, p in zip(texts, preds.labels, preds.probabilities):
             print(f"{label}\t{p.max():.4f}\t{text}")

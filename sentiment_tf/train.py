@@ -49,7 +49,10 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
 def main(argv: list[str] | None = None) -> int:
     data_cfg, tok_cfg, model_cfg, train_cfg, lowercase_given = parse_args(argv)
     setup_logging(train_cfg.verbose)
-    export.check_base_dir(train_cfg.output)  # refuse a foreign --output before training, not after
+    # Refuse a foreign or unwritable --output or --run-dir before training, not after.
+    export.check_base_dir(train_cfg.output)
+    atomic.check_writable(train_cfg.output, "--output", directory=True)
+    atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
     if model_cfg.model == "bert":
         from sentiment_tf.models import bert
 
@@ -97,13 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
                "test_size": evaluation.support, "run_dir": str(run_dir)}
-    try:
-        version_dir = trained.export(train_cfg.output, configs, metrics, test_texts,
-                                     keep_failed=run_dir / export.FAILED_EXPORT)
-    except export.ExportCheckError as err:
-        raise UserError(f"{err}; nothing was published. The trained model is kept in "
-                        f"{run_dir / export.FAILED_EXPORT}; export it with: python -m sentiment_tf.export "
-                        f"--run {run_dir}") from None
+    version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
     history = trained.history
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})

@@ -16,7 +16,9 @@ BUNDLED = REPO / "data" / "reviews.csv"
 
 def cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Runs ``python -m sentiment_tf.<module>`` in a fresh process, as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    # TF_CPP_MIN_LOG_LEVEL unset, as for a user: the commands quiet TensorFlow's C++ logs themselves.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
     return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 
 from tests.helpers import assert_training_resumes
@@ -20,6 +22,9 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Keras warns when a dataset of unknown length ends; ours tell their length, so no false alarm.
     assert "ran out of data" not in proc.stderr + proc.stdout
+    # TensorFlow's C++ start-up lines are hidden without --verbose.
+    for noise in ("oneDNN", "absl::InitializeLog", "cuInit", "cudart_stub", "Assets written to"):
+        assert noise not in proc.stderr, noise
     # The sklearn report, with label names, is printed.
     for name in ("正面", "负面", "中性", "weighted avg", "precision"):
         assert name in proc.stdout
@@ -42,14 +47,67 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(line.split("\t")[0] in {"正面", "负面", "中性"} for line in lines)
+    assert f"model: {out / '2'} (version 2" in proc.stderr  # which version answered
+    # A file to CSV: the input's columns kept, predictions beside them (a BOM in, a BOM out for Excel).
     preds = tmp_path / "preds.csv"
-    proc = cli("predict", "--model", str(out / "1"), "--input", str(tiny_csv), "--text-col", "review",
+    bom_input = tmp_path / "bom.csv"
+    bom_input.write_bytes(b"\xef\xbb\xbf" + tiny_csv.read_bytes())
+    proc = cli("predict", "--model", str(out / "1"), "--input", str(bom_input), "--text-col", "review",
                "--output", str(preds), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    frame = pd.read_csv(preds)
-    assert list(frame.columns) == ["text", "label", "prob_中性", "prob_正面", "prob_负面"]
-    assert len(frame) == 360
-    assert abs(frame[["prob_中性", "prob_正面", "prob_负面"]].sum(axis=1) - 1).max() < 1e-4
+    assert preds.read_bytes().startswith(b"\xef\xbb\xbf")
+    frame = pd.read_csv(preds, encoding="utf-8-sig")
+    assert list(frame.columns) == ["review", "sentiment", "source", "pred_label", "pred_prob_中性",
+                                   "pred_prob_正面", "pred_prob_负面"]
+    assert len(frame) == 360 and frame["sentiment"].tolist() == pd.read_csv(tiny_csv)["sentiment"].tolist()
+    assert abs(frame[["pred_prob_中性", "pred_prob_正面", "pred_prob_负面"]].sum(axis=1) - 1).max() < 1e-4
+    proc = cli("predict", "--model", str(out), "--input", str(tiny_csv), "--text-col", "review",
+               "--output", str(preds), cwd=tmp_path)
+    assert proc.returncode == 0 and not preds.read_bytes().startswith(b"\xef\xbb\xbf")  # none in, none out
+    proc = cli("predict", "--model", str(out), "--input", str(tiny_csv), "--text-col", "review",
+               "--output", str(preds), "--excel", cwd=tmp_path)
+    assert proc.returncode == 0 and preds.read_bytes().startswith(b"\xef\xbb\xbf")
+
+    # Exports and reports get the umask's normal modes (0755/0644 under umask 022), not mkdtemp's 0700.
+    from sentiment_tf.atomic import dir_mode, file_mode
+
+    for path in [out / "1", out / "1" / "variables", out / "1" / "assets.extra"]:
+        assert path.stat().st_mode & 0o777 == dir_mode(), path
+    for path in [out / "1" / "saved_model.pb", out / "1" / "assets.extra" / "sentiment_tf.json",
+                 run / "report.json", run / "report.txt", run / "config.json", preds]:
+        assert path.stat().st_mode & 0o777 == file_mode(), path
+
+
+def test_predict_accepts_one_string_as_one_text(tiny_csv: Path, tmp_path: Path) -> None:
+    from sentiment_tf.predict import Predictor
+
+    out = tmp_path / "models"
+    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               "--output", str(out), *TINY_MODEL_ARGS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    predictor = Predictor.load(out)
+    one = predictor.predict("这家酒店很干净")
+    assert len(one.labels) == 1
+    assert one.probabilities.tolist() == predictor.predict(["这家酒店很干净"]).probabilities.tolist()
+
+
+def test_unwritable_output_is_refused_before_loading_data(tiny_csv: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    base = ["--data", str(tmp_path / "missing.csv")]  # never read: the output check comes first
+    assert_user_error(cli("train", *base, "--output", str(blocker / "models"), cwd=tmp_path),
+                      "--output", "is a file, not a directory")
+    assert_user_error(cli("train", *base, "--run-dir", str(blocker / "run"), cwd=tmp_path),
+                      "--run-dir", "is a file, not a directory")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes through permission bits")
+def test_read_only_output_directory_is_refused_before_loading_data(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert_user_error(cli("train", "--data", str(tmp_path / "missing.csv"), "--output", str(locked / "m"),
+                          cwd=tmp_path), "--output", "cannot write in", "Permission denied")
 
 
 def test_predict_cli_errors(tmp_path: Path) -> None:
@@ -80,12 +138,14 @@ def test_interrupted_training_resumes_from_its_backup(tiny_csv: Path, tmp_path: 
     assert_training_resumes(keras.callbacks, args, run, out, monkeypatch)
 
 
-def test_failed_export_check_keeps_the_model_and_export_run_publishes_it(tiny_csv: Path, tmp_path: Path,
-                                                                        monkeypatch) -> None:
-    """A failing export check is one line naming where the model is and the command that exports it;
-    `python -m sentiment_tf.export --run` then publishes exactly that model."""
+@pytest.mark.parametrize("failure", ["export check", "disk full"])
+def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str, tiny_csv: Path, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A failing export check, or a full disk under --output, is one line naming where the model is kept
+    and the command that exports it; `python -m sentiment_tf.export --run` then publishes exactly that model."""
+    import errno
+
     import numpy as np
-    import pytest
 
     from sentiment_tf import export as export_lib
     from sentiment_tf import train
@@ -95,25 +155,34 @@ def test_failed_export_check_keeps_the_model_and_export_run_publishes_it(tiny_cs
     out, run = tmp_path / "models", tmp_path / "run"
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
             "--run-dir", str(run), *TINY_MODEL_ARGS]
-    original = export_lib.signature_verifier
+    original_verifier, original_write = export_lib.signature_verifier, export_lib.write_version
 
-    def failing(*a, **k):
+    def failing_verifier(*a, **k):
         def verify(path):
-            original(*a, **k)(path)
+            original_verifier(*a, **k)(path)
             raise export_lib.ExportCheckError("export check failed: simulated")
         return verify
 
-    monkeypatch.setattr(export_lib, "signature_verifier", failing)
+    def full_disk(base, *a, **k):
+        if Path(base) == out:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out))
+        return original_write(base, *a, **k)
+
+    if failure == "export check":
+        monkeypatch.setattr(export_lib, "signature_verifier", failing_verifier)
+    else:
+        monkeypatch.setattr(export_lib, "write_version", full_disk)
     with pytest.raises(UserError) as err:
         train.main(args)
     message = str(err.value)
-    assert "\n" not in message and "simulated" in message
+    assert "\n" not in message and ("simulated" if failure == "export check" else "No space left") in message
     assert f"python -m sentiment_tf.export --run {run}" in message and str(run / "unverified-export") in message
     assert not out.exists() or not any(out.iterdir())  # nothing published
     assert (run / "unverified-export" / "saved_model.pb").is_file()
     kept = Predictor.load(run / "unverified-export").predict(["这家酒店很干净", "太差了"]).probabilities
 
-    monkeypatch.setattr(export_lib, "signature_verifier", original)
+    monkeypatch.setattr(export_lib, "signature_verifier", original_verifier)
+    monkeypatch.setattr(export_lib, "write_version", original_write)
     proc = cli("export", "--run", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "1").is_dir() and not (run / "unverified-export").exists()
