@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,13 +98,34 @@ def temp_dir_beside(target_parent: str | Path, prefix: str) -> Iterator[Path]:
     """
     parent = Path(target_parent)
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{socket.gethostname()}-", dir=parent))
     os.chmod(tmp, dir_mode())
     try:
         yield tmp
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temp_dirs(parent: str | Path, prefix: str) -> list[Path]:
+    """Removes :func:`temp_dir_beside` leftovers of killed processes: those whose owner (pid and host
+    in the name) is no longer running on this host. Others' live work and other hosts' are left alone."""
+    parent, removed = Path(parent), []
+    if not parent.is_dir():
+        return removed
+    host = socket.gethostname()
+    for entry in parent.iterdir():
+        match = re.fullmatch(re.escape(prefix) + r"(\d+)@(.+)-[^-]+", entry.name)
+        if not match or match.group(2) != host or not entry.is_dir():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        except PermissionError:
+            pass  # alive, another user's
+    return removed
 
 
 def savefig(fig: Any, path: str | Path) -> None:

@@ -79,6 +79,8 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
             model survives for ``python -m sentiment_tf.export --run``.
     """
     base = check_base_dir(base)
+    for stale in atomic.remove_stale_temp_dirs(base, ".export-"):
+        log.info("removed %s, left by a killed export", stale)
     with atomic.temp_dir_beside(base, prefix=".export-") as tmp:
         write_model(tmp)
         extra = tmp / META_DIR
@@ -162,6 +164,24 @@ def resolve_version_dir(path: str | Path) -> Path:
             return p / str(ours[-1])
     raise UserError(f"{path} is not a sentiment_tf model (no {META_DIR}/{META_FILE} in it or in a numbered "
                     "version directory); pass a directory written by `python -m sentiment_tf.train`")
+
+
+def load_saved_model(version_dir: str | Path) -> Any:
+    """``tf.saved_model.load``, with a damaged export (truncated or corrupt ``saved_model.pb`` or
+    variables) reported in one line naming the file, not TensorFlow's traceback."""
+    import tensorflow as tf
+
+    version_dir = Path(version_dir)
+    try:
+        return tf.saved_model.load(str(version_dir))
+    except Exception as err:  # noqa: BLE001 - protobuf, checkpoint reader and OpErrors all mean "damaged"
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else type(err).__name__
+        graph = version_dir / "saved_model.pb"
+        culprit = graph if "saved_model.pb" in text or not (version_dir / "variables").is_dir() else (
+            version_dir / "variables")
+        raise UserError(f"{culprit}: cannot load this export, the file is damaged or incomplete ({first[:160]}); "
+                        "export the model again or use another version") from None
 
 
 def read_metadata(version_dir: str | Path) -> dict[str, Any]:

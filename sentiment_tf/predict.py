@@ -18,7 +18,7 @@ import numpy as np
 
 from sentiment_tf import atomic
 from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.export import META_DIR, read_metadata, resolve_version_dir
+from sentiment_tf.export import META_DIR, load_saved_model, read_metadata, resolve_version_dir
 from sentiment_tf.text import Tokenizer, TokenizerSettings
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,10 @@ class Predictor(ExportInputs):
     """
 
     def __init__(self, version_dir: Path, metadata: dict, tokenizer: Tokenizer | None):
-        import tensorflow as tf
-
         super().__init__(version_dir, metadata, tokenizer)
         if metadata.get("input_format") == "raw":
             import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
-        self._signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        self._signature = load_saved_model(version_dir).signatures["serving_default"]
 
     def predict(self, texts: list[str] | str, batch_size: int = 256, prepared: bool = False) -> Predictions:
         """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns); a single

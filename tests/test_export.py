@@ -133,3 +133,63 @@ def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
     (version / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")
     with pytest.raises(UserError, match="user_dict_sha256"):
         Predictor.load(version)
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("saved_model.pb", "saved_model.pb"),
+    ("variables/variables.data-00000-of-00001", "variables"),
+    ("variables/variables.index", "variables"),
+    ("assets.extra/keras_model.keras", "keras_model.keras"),
+])
+def test_damaged_export_is_one_line_naming_the_file(trained, tmp_path: Path, damage: str, named: str) -> None:
+    """A truncated file (a copy cut short, a full disk) is refused by predict and finetune without a traceback."""
+    from sentiment_tf.models import lstm
+    from tests.conftest import assert_user_error, cli
+
+    version = _export(trained, tmp_path / "lstm")
+    path = version / damage
+    with open(path, "r+b") as f:
+        f.truncate(max(8, path.stat().st_size // 3))
+    meta = export_lib.read_metadata(version)
+    if named == "keras_model.keras":
+        with pytest.raises(UserError, match=r"keras_model\.keras: cannot load .* damaged"):
+            lstm.load_trained(version, meta)
+        return
+    with pytest.raises(UserError, match="damaged") as err:
+        Predictor.load(version)
+    assert str(err.value).startswith(str(version / named)) and "\n" not in str(err.value)
+    assert_user_error(cli("predict", "--model", str(version), "好", cwd=tmp_path), str(version / named), "damaged")
+
+
+def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp_path: Path) -> None:
+    """A killed export leaves its hidden temporary directory; the next export removes it, but never the
+    directory of an export still running."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    base = tmp_path / "lstm"
+    _export(trained, base)
+    script = ("import sys, time\nfrom sentiment_tf import export\n"
+              "def write(path):\n    (path / 'saved_model.pb').write_bytes(b'partial')\n    print('writing', flush=True)\n"
+              "    time.sleep(600)\n"
+              f"export.write_version({str(base)!r}, write, {{}}, {{}}, lambda p: None)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed, running = (subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+                       for _ in range(2))
+    try:
+        for proc in (killed, running):
+            assert proc.stdout.readline().strip() == "writing"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        temps = sorted(p.name for p in base.iterdir() if p.name.startswith(".export-"))
+        assert len(temps) == 2
+        _export(trained, base)
+        left = sorted(p.name for p in base.iterdir() if p.name.startswith(".export-"))
+        assert left == [t for t in temps if t.startswith(f".export-{running.pid}@")]
+        assert (base / "2").is_dir()
+    finally:
+        running.kill()
+        running.wait(timeout=30)

@@ -336,7 +336,12 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
     if not keras_path.is_file():
         raise UserError(f"{version_dir} holds no {KERAS_FILE} (exported by an older sentiment_tf); retrain it "
                         "with `python -m sentiment_tf.train` to fine-tune it")
-    model = keras.saving.load_model(keras_path)
+    try:
+        model = keras.saving.load_model(keras_path)
+    except Exception as err:  # noqa: BLE001 - a truncated zip or h5 inside it: the file is damaged
+        raise UserError(f"{keras_path}: cannot load this export's Keras model, the file is damaged or incomplete "
+                        f"({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                        "export the model again or use another version") from None
     lines = (version_dir / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
     vocabulary = lines[2:-1] if lines[-1] == "" else lines[2:]  # ids 0 and 1 are padding and [UNK]
     tokenizer = tokenizer_from_metadata(version_dir, metadata)
