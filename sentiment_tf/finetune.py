@@ -172,6 +172,23 @@ def original_splits(source: Source, override: str | None, labels: LabelMap) -> S
         return None
 
 
+def source_overlap(domain: Splits, original: Splits | None) -> dict[str, int] | None:
+    """How many domain evaluation texts the source model trained on: its "before" score on those
+    measures memory, not the domain (warned about, and recorded in the reports)."""
+    if original is None:
+        log.warning("cannot check whether the domain test texts were in the source model's training data "
+                    "(its data is not found; pass --original-data)")
+        return None
+    seen = set(original.train[TEXT]) | set(original.val[TEXT])
+    counts = {f"domain_{role}_in_source_training": int(frame[TEXT].isin(seen).sum())
+              for role, frame in (("test", domain.test), ("val", domain.val), ("train", domain.train))}
+    if counts["domain_test_in_source_training"]:
+        log.warning("%d of %d domain test texts were in the source model's training data: the 'before' score on "
+                    "them measures memory, not the domain; hold out texts the source never saw for a fair "
+                    "baseline", counts["domain_test_in_source_training"], len(domain.test))
+    return counts
+
+
 # ---------------------------------------------------------------------------------------------
 # Adaptation
 
@@ -394,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         # The original test split must not teach the adapted model; drop its texts from domain training.
         domain.train = domain.train[~domain.train[TEXT].isin(set(original.test[TEXT]))].reset_index(drop=True)
 
+    overlap = source_overlap(domain, original)
+
     run_dir = training.new_run_dir("finetune", cfg.run_dir)
     atomic.write_json(run_dir / "config.json", {**to_dict(data_cfg, cfg), "source": str(source.version_dir)})
+    atomic.write_json(run_dir / "data_stats.json", {**domain.stats, "source_overlap": overlap})
     log.info("run directory: %s; adapting %s model %s", run_dir, source.family, source.version_dir)
 
     if cfg.learning_curve:
@@ -420,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Reports: before/after on both test sets, per domain when asked.
     summary = print_summary(source, domain, data_cfg, cfg, before, after, adapted, pseudo, labels)
+    summary["source_overlap"] = overlap
 
     # 5. Export the adapted model as a new version.
     configs = {**source.config, "FinetuneConfig": dataclasses.asdict(cfg), "DataConfig": dataclasses.asdict(data_cfg)}

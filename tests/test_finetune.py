@@ -193,3 +193,31 @@ def test_missing_unlabelled_file_fails_before_any_training(tmp_path: Path) -> No
                "--unlabelled", "nope.txt", "--output", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
     assert_user_error(proc, "--unlabelled nope.txt: file not found")
     assert not (tmp_path / "out").exists()
+
+
+def test_domain_texts_the_source_trained_on_are_warned_about_and_recorded(domain_files, source_model, tmp_path):
+    """Adapting on the source's own data: the 'before' score is memory, so say so and count it."""
+    proc = cli("finetune", "--from", str(source_model), "--data", str(domain_files / "source.csv"), "--epochs", "1",
+               "--seed", "7", "--output", "o", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "domain test texts were in the source model's training data" in proc.stderr
+    summary = json.loads((tmp_path / "run" / "finetune_report.json").read_text(encoding="utf-8"))
+    stats = json.loads((tmp_path / "run" / "data_stats.json").read_text(encoding="utf-8"))
+    overlap = summary["source_overlap"]
+    assert overlap == stats["source_overlap"]
+    # The source trained on 90 % of source.csv (train + validation); another seed's test split of 30
+    # texts shares about 27 with it (with the source's seed it would be the source's own test split).
+    assert 20 <= overlap["domain_test_in_source_training"] <= 30 == summary["results"]["domain"]["after"]["support"]
+
+
+def test_data_stats_record_the_overlap_removed_between_files(tmp_path, reviews):
+    from sentiment_tf.config import DataConfig
+    from sentiment_tf.data import load_splits
+
+    train = reviews.head(200)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    pd.concat([train.head(7), reviews.iloc[200:260]]).to_csv(tmp_path / "test.csv", index=False)
+    pd.concat([train.iloc[10:13], reviews.iloc[300:360]]).to_csv(tmp_path / "val.csv", index=False)
+    splits = load_splits(DataConfig(data=str(tmp_path / "train.csv"), test_data=str(tmp_path / "test.csv"),
+                                    val_data=str(tmp_path / "val.csv")))
+    assert splits.stats["overlap_removed"] == {"train_vs_test": 7, "validation_vs_test": 0, "train_vs_validation": 3}
