@@ -75,7 +75,7 @@ def steps_per_pass(n: int, batch_size: int) -> int:
 
 def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch_size: int, seed: int,
                      sort_by_length: bool = True, pad_value: int = 0,
-                     bucketed_shapes: bool = False) -> tf.data.Dataset:
+                     bucketed_shapes: bool = False, first_pass: int = 0) -> tf.data.Dataset:
     """Endless training batches ``(padded ids, *columns)`` of exactly ``batch_size`` texts,
     :func:`steps_per_pass` per pass (end the pipeline with :func:`prefetched`).
 
@@ -99,6 +99,8 @@ def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch
         sort_by_length: False batches the shuffled texts as they come (``--no-bucketing``).
         bucketed_shapes: pad to the next of ``BUCKET_BOUNDARIES`` (few distinct shapes, for XLA)
             instead of to the batch's longest text.
+        first_pass: the pass to start from (a resumed run's finished epochs), so its batches are the
+            uninterrupted run's.
     """
     n = int(ids.nrows())
     lengths = ids.row_lengths().numpy()
@@ -128,4 +130,4 @@ def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch
         others = [tf.ensure_shape(tf.gather(c, index), [size] + c.shape[1:]) for c in columns]
         return (padded, *others)
 
-    return tf.data.Dataset.range(2**62).flat_map(one_pass).map(gather)
+    return tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).map(gather)

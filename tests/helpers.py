@@ -49,9 +49,12 @@ def assert_export_matches(model, lookup, export_dir: Path, segmented: list[str],
     assert names == [labels[i] for i in expected.argmax(-1)]
 
 
-def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: Path, monkeypatch) -> None:
-    """`train.main(args)` (3 epochs) crashes after epoch 1; `--resume run` then trains epochs 2–3 only,
-    exports, removes the backup, and a second `--resume` is refused.
+def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: Path, monkeypatch,
+                            crash_after: int = 1, atol: float = 1e-4) -> None:
+    """A run of `train.main(args)` that crashes after epoch ``crash_after`` and is then resumed with
+    `--resume run` equals the uninterrupted run: the same losses and metrics per epoch (within
+    ``atol``), the same history length, the same restored best epoch (so the same test accuracy);
+    its backup is removed and a second `--resume` is refused.
 
     ``callbacks_module`` is the Keras flavour's callbacks (keras.callbacks or tf_keras.callbacks).
     """
@@ -60,24 +63,33 @@ def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: P
     from sentiment_tf import train, training
     from sentiment_tf.errors import UserError
 
+    ref_run, ref_out = run.parent / f"{run.name}-uninterrupted", out.parent / f"{out.name}-uninterrupted"
+    swap = {str(run): str(ref_run), str(out): str(ref_out)}
+    assert train.main([swap.get(a, a) for a in args]) == 0
+    reference = json.loads((ref_run / "report.json").read_text(encoding="utf-8"))
+
     class Crash(Exception):
         pass
 
-    class CrashAfterFirstEpoch(callbacks_module.Callback):
+    class CrashAfter(callbacks_module.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            raise Crash("power cut")
+            if epoch + 1 == crash_after:
+                raise Crash("power cut")
 
     original = training.standard_callbacks
-    # The crash comes after BackupAndRestore has saved epoch 1 (callbacks run in order).
-    monkeypatch.setattr(training, "standard_callbacks", lambda *a, **k: original(*a, **k) + [CrashAfterFirstEpoch()])
+    # The crash comes after the backup of that epoch was saved (callbacks run in order).
+    monkeypatch.setattr(training, "standard_callbacks", lambda *a, **k: original(*a, **k) + [CrashAfter()])
     with pytest.raises(Crash):
         train.main(args)
     assert (run / "backup").is_dir() and not out.exists()
 
     monkeypatch.setattr(training, "standard_callbacks", original)
     assert train.main(["--resume", str(run)]) == 0
-    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
-    assert len(report["history"]["loss"]) == 2  # epochs 2 and 3 only: epoch 1 came from the backup
+    resumed = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert resumed["history"].keys() == reference["history"].keys()
+    for key, values in reference["history"].items():
+        np.testing.assert_allclose(resumed["history"][key], values, atol=atol, rtol=0, err_msg=key)
+    assert resumed["accuracy"] == reference["accuracy"]  # the same best epoch restored
     assert (out / "1").is_dir() and not (run / "backup").exists()
     with pytest.raises(UserError, match="already finished"):
         train.main(["--resume", str(run)])

@@ -128,14 +128,19 @@ def test_output_dir_that_is_not_ours_is_refused_before_training(tiny_csv: Path, 
     assert sorted(p.name for p in out.iterdir()) == ["important.txt"]
 
 
-def test_interrupted_training_resumes_from_its_backup(tiny_csv: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("crash_after", [1, 4])
+def test_interrupted_training_resumes_to_the_uninterrupted_result(crash_after: int, tiny_csv: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Killed at an epoch boundary (early, or at the best epoch: early stopping ends the run one epoch
+    later and restores it) and resumed: the same run."""
     import keras
 
     run, out = tmp_path / "run", tmp_path / "models"
     monkeypatch.chdir(tmp_path)
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
-            "--run-dir", str(run), *TINY_MODEL_ARGS, "--epochs", "3", "--patience", "5"]
-    assert_training_resumes(keras.callbacks, args, run, out, monkeypatch)
+            "--run-dir", str(run), *TINY_MODEL_ARGS, "--epochs", "8", "--patience", "1",
+            "--learning-rate", "0.03"]
+    assert_training_resumes(keras.callbacks, args, run, out, monkeypatch, crash_after=crash_after)
 
 
 @pytest.mark.parametrize("failure", ["export check", "disk full"])

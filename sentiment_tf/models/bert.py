@@ -290,6 +290,9 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
 
     from sentiment_tf import training
 
+    # Dropout draws from tf.random.Generator variables, which the resume backup saves with the weights:
+    # a resumed run then sees the uninterrupted run's masks (tf-keras' default per-op seeds restart).
+    tf_keras.backend.experimental.enable_tf_random_generator()
     tf_keras.utils.set_random_seed(seed)
     labels = splits.labels.names
     gpus = tf.config.list_physical_devices("GPU")
@@ -305,7 +308,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         train_ds = batching.training_batches(
             ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
             sort_by_length=train_cfg.bucketing, pad_value=tokenizer.pad_token_id,
-            bucketed_shapes=True)
+            bucketed_shapes=True, first_pass=training.epochs_done(run_dir))
         train_ds = batching.prefetched(train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y)))
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
                               model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
@@ -321,12 +324,11 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     class_weight = None
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), len(labels))
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
-                        class_weight=class_weight,
-                        callbacks=training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience,
-                                                              extra_callbacks, weights_only=True),
-                        verbose=2 if not sys.stdout.isatty() else "auto")
-    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.history_dict(history))
+    callbacks = training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience, extra_callbacks,
+                                            weights_only=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
+              class_weight=class_weight, callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
+    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks))
 
 
 # ---------------------------------------------------------------------------------------------

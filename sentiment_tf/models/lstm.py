@@ -264,7 +264,7 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, tok_cfg.max_tokens)
     train_ds = batching.prefetched(batching.training_batches(
         train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
-        sort_by_length=train_cfg.bucketing))
+        sort_by_length=train_cfg.bucketing, first_pass=training.epochs_done(run_dir)))
     steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
     val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, tok_cfg.max_tokens,
                           max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
@@ -277,13 +277,12 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps,
-                        class_weight=class_weight,
-                        shuffle=False,  # training_batches shuffles (before sorting by length)
-                        callbacks=training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience,
-                                                              extra_callbacks),
-                        verbose=2 if not sys.stdout.isatty() else "auto")
-    return model, lookup, training.history_dict(history)
+    callbacks = training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience, extra_callbacks)
+    model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps,
+              class_weight=class_weight,
+              shuffle=False,  # training_batches shuffles (before sorting by length)
+              callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
+    return model, lookup, training.fitted_history(callbacks)
 
 
 
