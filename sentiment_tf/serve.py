@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +64,21 @@ class ServeConfig:
                           "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
     segment_workers: int = _help("Processes that segment text for LSTM models (jieba is pure Python, so threads "
                                  "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
+    max_body_bytes: int = _help("Largest request body; a bigger one is a 413, refused from its Content-Length "
+                                "before it is read.", at_least=1, default=8 * 1024 * 1024)
+    timeout_request: float = _help("Seconds a client has to send a request's headers (from connecting, or from "
+                                   "the previous response), and then its body; the connection is closed or the "
+                                   "request answered 408.", above=0, default=15.0)
+    timeout_keep_alive: float = _help("Seconds an idle keep-alive connection stays open (uvicorn's).", above=0,
+                                      default=5.0)
+    limit_concurrency: int = _help("Most concurrent connections and requests; more get 503 (uvicorn's).",
+                                   at_least=1, default=256)
+    shutdown_timeout: float = _help("On SIGTERM, wait at most this long for requests in flight (uvicorn's "
+                                    "graceful shutdown).", at_least=0, default=10.0)
+    api_key: str | None = _help("Require this key on every route but /healthz (header 'Authorization: Bearer "
+                                "KEY' or 'X-API-Key: KEY'); default: the SENTIMENT_TF_API_KEY environment "
+                                "variable, else none. Use it when the port is reachable by others.", default=None)
+    docs: bool = _help("Serve the OpenAPI docs at /docs (Swagger UI loads its scripts from a CDN).", default=False)
     poll_seconds: float = _help("How often to look for new version directories (0 disables hot reload).",
                                 at_least=0, default=2.0)
     verbose: bool = _help("Debug logging.", default=False)
@@ -70,6 +86,11 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise UserError("--model: give at least one exported model directory (e.g. saved_models/lstm)")
+
+    def resolved_api_key(self) -> str | None:
+        import os
+
+        return self.api_key or os.environ.get("SENTIMENT_TF_API_KEY") or None
 
     def model_dirs(self) -> dict[str, Path]:
         out: dict[str, Path] = {}
@@ -116,93 +137,185 @@ def make_pool(predictor: Any, workers: int) -> Any:
     return pool
 
 
+def pool_broken(pool: Any) -> bool:
+    """A ProcessPoolExecutor one of whose workers died (it refuses all work from then on)."""
+    return pool is not None and bool(getattr(pool, "_broken", False))
+
+
+def version_identity(version_dir: Path) -> tuple[int, ...]:
+    """What tells a version directory's contents apart when its number is reused (as TF Serving keys
+    on the path and its files): inodes, size and modification times of the graph and metadata."""
+    from sentiment_tf.export import metadata_path
+
+    graph, meta = (version_dir / "saved_model.pb").stat(), metadata_path(version_dir).stat()
+    return (version_dir.stat().st_ino, graph.st_ino, graph.st_size, graph.st_mtime_ns, meta.st_ino, meta.st_mtime_ns)
+
+
+def public_message(err: BaseException) -> str:
+    """An error's first line with every filesystem path cut to its last part (no server paths leak)."""
+    import re
+
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = re.sub(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"(),]+)+/?", lambda m: Path(m.group()).name or m.group(), text)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+@dataclasses.dataclass
+class Loaded:
+    """One loaded version: what answers requests, and the directory contents it came from."""
+
+    version: int
+    identity: tuple[int, ...]
+    predictor: Any
+    pool: Any = None  # segmentation processes for this predictor's tokenizer
+
+
 @dataclasses.dataclass
 class ModelSlot:
-    """One served model: its current version and what happened to newer ones."""
+    """One served model: the version serving it (None once every version is gone) and the versions
+    that failed to load (retried when their files change)."""
 
     name: str
     base: Path
-    version: int
-    predictor: Any
-    failed: dict[int, str] = dataclasses.field(default_factory=dict)  # version → error message
-    pool: Any = None  # segmentation processes for the current predictor's tokenizer
+    workers: int = 0
+    current: Loaded | None = None
+    failed: dict[int, tuple[tuple[int, ...], str]] = dataclasses.field(default_factory=dict)  # → (identity, error)
     queue: asyncio.Queue | None = None
     worker: asyncio.Task | None = None
-
-    workers: int = 0
+    pool_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, name: str, base: Path, workers: int = 0) -> "ModelSlot":
+        """The newest version of ``base`` that loads (broken newer ones are reported, not fatal)."""
         from sentiment_tf.export import resolve_version_dir
 
-        version_dir = resolve_version_dir(base)
-        predictor = load_predictor(version_dir)
-        return cls(name, version_dir.parent, int(version_dir.name), predictor, pool=make_pool(predictor, workers),
-                   workers=workers)
+        slot = cls(name, resolve_version_dir(base).parent, workers)  # refuses a directory that is not ours
+        slot.refresh()
+        if slot.current is None:
+            errors = "; ".join(f"version {v}: {msg}" for v, (_, msg) in sorted(slot.failed.items(), reverse=True))
+            raise UserError(f"--model {base}: no version loads ({errors})")
+        return slot
+
+    def candidates(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(version, identity) of every complete export version, newest first."""
+        from sentiment_tf.export import metadata_path, versions
+
+        out = []
+        for v in reversed(versions(self.base) if self.base.is_dir() else []):
+            try:
+                if metadata_path(self.base / str(v)).is_file():
+                    out.append((v, version_identity(self.base / str(v))))
+            except OSError:
+                continue  # removed while we looked
+        return out
+
+    def refresh(self) -> None:
+        """Serves the newest version that loads, as TF Serving does: a new or replaced version is loaded
+        and swapped in; one that vanished is unloaded (falling back to the newest remaining one);
+        a failed one is retried once its files change (runs in a worker thread)."""
+        current = self.current
+        for version, identity in self.candidates():
+            if current is not None and (version, identity) == (current.version, current.identity):
+                return  # the newest loadable version is the one serving
+            if self.failed.get(version, (None,))[0] == identity:
+                continue  # failed before, unchanged since
+            try:
+                predictor = load_predictor(self.base / str(version))
+                loaded = Loaded(version, identity, predictor, make_pool(predictor, self.workers))
+            except Exception as err:  # noqa: BLE001 - any failure keeps the old version serving
+                self.failed[version] = (identity, public_message(err))
+                log.error("model %s: version %d failed to load (%s)", self.name, version, self.failed[version][1])
+                continue
+            self.failed.pop(version, None)
+            self.swap(loaded)
+            return
+        if current is not None:
+            log.error("model %s: version %d is gone and no other version loads; unloaded", self.name,
+                      current.version)
+            self.swap(None)
+
+    def swap(self, loaded: Loaded | None) -> None:
+        # One assignment: a batch that already took the old version finishes with it.
+        old, self.current = self.current, loaded
+        if loaded is not None:
+            log.info("model %s: now serving version %d", self.name, loaded.version)
+        if old is not None and old.pool is not None:
+            old.pool.shutdown(wait=True)  # after the swap: requests already segmenting finish first
+
+    def heal_pool(self, loaded: Loaded) -> None:
+        """Replaces ``loaded``'s segmentation pool if a worker died (the OOM killer, a crash); blocking."""
+        with self.pool_lock:
+            if pool_broken(loaded.pool):
+                log.error("model %s: a segmentation worker died; starting new workers", self.name)
+                old, loaded.pool = loaded.pool, make_pool(loaded.predictor, self.workers)
+                old.shutdown(wait=False)
+
+    def healthy(self) -> bool:
+        return self.current is not None and not pool_broken(self.current.pool)
 
     async def submit(self, texts: list[str], segmenter: ThreadPoolExecutor, prepared: bool = False) -> "BatchResult":
         """Queues ``texts`` for the batch worker (segmented first unless ``prepared``) and awaits their result."""
         loop = asyncio.get_running_loop()
+        loaded = self.available()
         if prepared:
             pending = _Pending(texts, texts, None, loop.create_future())
         else:
             # Segment here, in its own thread, so jieba (Python, holds the GIL) for the next requests
             # overlaps the model call for the current batch (TensorFlow releases the GIL).
-            predictor, pool = self.predictor, self.pool
-            if pool is not None:
-                from sentiment_tf.text import segment_texts
-
-                inputs = await asyncio.wrap_future(pool.submit(segment_texts, texts))
-            else:
-                inputs = await loop.run_in_executor(segmenter, predictor.prepare, texts)
-            pending = _Pending(texts, inputs, predictor, loop.create_future())
+            inputs = await self.segment(loaded, texts, segmenter)
+            pending = _Pending(texts, inputs, loaded.predictor, loop.create_future())
         assert self.queue is not None
         await self.queue.put(pending)
         return await pending.future
 
+    def available(self) -> Loaded:
+        loaded = self.current
+        if loaded is None:
+            raise ApiError(503, f"no version of model {self.name} is available (every version was removed or "
+                                f"fails to load; see GET /v1/models/{self.name})")
+        return loaded
+
+    async def segment(self, loaded: Loaded, texts: list[str], segmenter: ThreadPoolExecutor) -> list[str]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from sentiment_tf.text import segment_texts
+
+        loop = asyncio.get_running_loop()
+        for _ in range(2):  # a dead worker breaks the pool: replace it once, then retry
+            pool = loaded.pool
+            if pool is None:
+                return await loop.run_in_executor(segmenter, loaded.predictor.prepare, texts)
+            try:
+                return await asyncio.wrap_future(pool.submit(segment_texts, texts))
+            except BrokenProcessPool:
+                await loop.run_in_executor(None, self.heal_pool, loaded)
+            except RuntimeError:  # "cannot schedule new futures after shutdown": the version was swapped
+                loaded = self.available()
+        raise ApiError(503, "segmentation workers keep failing; try again shortly")
+
     def status(self) -> dict[str, Any]:
         """TF Serving's GetModelStatus response."""
-        entries = [{"version": str(self.version), "state": "AVAILABLE",
-                    "status": {"error_code": "OK", "error_message": ""}}]
+        entries = []
+        if self.current is not None:
+            entries.append({"version": str(self.current.version), "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""}})
         entries += [{"version": str(v), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": err}}
-                    for v, err in sorted(self.failed.items(), reverse=True)]
+                    for v, (_, err) in sorted(self.failed.items(), reverse=True)]
         return {"model_version_status": entries}
 
     def metadata(self) -> dict[str, Any]:
-        meta = self.predictor.metadata
+        loaded = self.available()
+        meta = loaded.predictor.metadata
         signature = meta.get("signature", {})
-        return {"model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
+        metrics = {k: v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}  # no paths
+        return {"model_spec": {"name": self.name, "signature_name": "", "version": str(loaded.version)},
                 "metadata": {"signature_def": {"signature_def": {"serving_default": {
                     "inputs": {signature.get("input", "text"): {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
                                                                 "description": "raw text (segmented by this service)"}},
                     "outputs": signature.get("outputs", {}), "method_name": "tensorflow/serving/predict"}}},
-                    "sentiment_tf": {k: meta.get(k) for k in ("family", "labels", "label2id", "tokenizer",
-                                                              "max_tokens", "max_length", "input_format", "metrics")
-                                     if k in meta}}}
-
-    def reload_if_newer(self) -> None:
-        """Loads the newest version if it is newer than the one served (runs in a worker thread)."""
-        from sentiment_tf.export import versions as version_numbers
-
-        versions = [v for v in version_numbers(self.base) if v > self.version and v not in self.failed]
-        if not versions:
-            return
-        newest = versions[-1]
-        try:
-            predictor = load_predictor(self.base / str(newest))
-        except Exception as err:  # noqa: BLE001 - any failure keeps the old version serving
-            message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            self.failed[newest] = message
-            log.error("model %s: version %d failed to load, still serving version %d (%s)", self.name, newest,
-                      self.version, message)
-            return
-        # One assignment each: a batch that already took the old predictor finishes with it.
-        old_pool = self.pool
-        self.pool = make_pool(predictor, self.workers)
-        self.predictor, self.version = predictor, newest
-        if old_pool is not None:
-            old_pool.shutdown(wait=True)  # after the swap: requests already segmenting finish first
-        log.info("model %s: now serving version %d", self.name, newest)
+                    "sentiment_tf": {**{k: meta.get(k) for k in ("family", "labels", "label2id", "tokenizer",
+                                                                 "max_tokens", "max_length", "input_format", "created")
+                                        if k in meta}, "metrics": metrics}}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,48 +354,89 @@ def _run_batch(predictor: Any, items: list[_Pending]) -> Any:
     return predictor.predict(inputs, prepared=True)
 
 
+async def _take_batch(queue: asyncio.Queue, cfg: ServeConfig) -> list[_Pending]:
+    """The next request and whatever else is waiting (up to ``--max-batch`` texts, ``--batch-timeout-ms``)."""
+    loop = asyncio.get_running_loop()
+    items = [await queue.get()]
+    n = len(items[0].texts)
+    deadline = loop.time() + cfg.batch_timeout_ms / 1000
+    while n < cfg.max_batch:
+        try:
+            item = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(queue.get(), remaining)
+            except asyncio.TimeoutError:
+                break
+        items.append(item)
+        n += len(item.texts)
+    return items
+
+
+def _answer(items: list[_Pending], version: int, result: Any) -> None:
+    start = 0
+    for it in items:
+        end = start + len(it.texts)
+        if not it.future.done():
+            it.future.set_result(BatchResult(version, result.labels[start:end], result.label_ids[start:end],
+                                             result.probabilities[start:end], result.label_names))
+        start = end
+
+
+def _still_predicts(predictor: Any) -> bool:
+    """Whether the model answers a known-good text: tells a request's fault (400) from the server's (500)."""
+    try:
+        predictor.predict(["预热 warm-up"])
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolExecutor) -> None:
     loop = asyncio.get_running_loop()
     assert slot.queue is not None
     while True:
-        items = [await slot.queue.get()]
-        n = len(items[0].texts)
-        deadline = loop.time() + cfg.batch_timeout_ms / 1000
-        while n < cfg.max_batch:
-            try:
-                item = slot.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(slot.queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
-            items.append(item)
-            n += len(item.texts)
-        predictor, version = slot.predictor, slot.version
-        try:
-            result = await loop.run_in_executor(executor, _run_batch, predictor, items)
-        except Exception as err:  # noqa: BLE001 - reported to each waiting request
+        items = await _take_batch(slot.queue, cfg)
+        loaded = slot.current
+        if loaded is None:
             for it in items:
                 if not it.future.done():
-                    it.future.set_exception(err)
+                    it.future.set_exception(ApiError(503, f"no version of model {slot.name} is available"))
             continue
-        start = 0
-        for it in items:
-            end = start + len(it.texts)
+        try:
+            _answer(items, loaded.version, await loop.run_in_executor(executor, _run_batch, loaded.predictor, items))
+            continue
+        except Exception as err:  # noqa: BLE001 - find the culprit below
+            if len(items) == 1:
+                failures = [(items[0], err)]
+            else:
+                failures = []
+                # One request's texts must not fail the others batched with it: retry each alone.
+                for it in items:
+                    try:
+                        _answer([it], loaded.version, await loop.run_in_executor(executor, _run_batch,
+                                                                                 loaded.predictor, [it]))
+                    except Exception as one_err:  # noqa: BLE001 - reported to that request only
+                        failures.append((it, one_err))
+        server_fault = not await loop.run_in_executor(executor, _still_predicts, loaded.predictor)
+        for it, one_err in failures:
+            log.error("model %s: prediction failed: %s", slot.name, public_message(one_err))
+            status = 500 if server_fault else 400
             if not it.future.done():
-                it.future.set_result(BatchResult(version, result.labels[start:end], result.label_ids[start:end],
-                                                 result.probabilities[start:end], result.label_names))
-            start = end
+                it.future.set_exception(ApiError(status, f"these texts could not be predicted "
+                                                         f"({public_message(one_err)})"))
 
 
 # ---------------------------------------------------------------------------------------------
 # Requests: parsing and validation (pure; every problem is an ApiError with a 4xx status)
 
 
-def slot_for(slots: dict[str, ModelSlot], name: str | None) -> ModelSlot:
+def slot_for(slots: dict[str, ModelSlot], name: Any) -> ModelSlot:
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, f'"model" must be a string naming a served model: {sorted(slots)}')
     if name is None:
         if len(slots) == 1:
             return next(iter(slots.values()))
@@ -297,6 +451,8 @@ def json_body(raw: bytes) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"malformed JSON request body: {err}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON request body: nested too deeply") from None
 
 
 def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
@@ -310,6 +466,11 @@ def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
             t = next(iter(t.values()))
         if not isinstance(t, str):
             raise ApiError(400, f"{what}[{i}] must be a string, got {type(t).__name__}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:  # valid JSON ("\ud800") but no text: a lone UTF-16 surrogate
+            raise ApiError(400, f"{what}[{i}] is not valid Unicode text (it holds a lone surrogate, "
+                                "e.g. \\ud800)") from None
         out.append(t)
     if len(out) > cfg.max_texts:
         raise ApiError(413, f"{len(out)} texts in one request; the limit is {cfg.max_texts} (--max-texts)")
@@ -353,8 +514,11 @@ def add_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from sentiment_tf.http_limits import LimitExceeded
+
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+    @app.exception_handler(LimitExceeded)
+    async def api_error(_: Request, err: ApiError | LimitExceeded) -> JSONResponse:
         return JSONResponse({"error": err.message}, status_code=err.status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -366,41 +530,69 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(err)}, status_code=400)
 
 
+def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, Any]]:
+    """/predict's rows: a text with nothing to classify (empty, spaces, only emoji or punctuation) gets
+    ``"label": null`` and a reason instead of a confident-looking guess."""
+    from sentiment_tf.text import has_words
+
+    rows = []
+    for text, label, probs in zip(texts, out.labels, out.probabilities.tolist()):
+        if has_words(text):
+            rows.append({"text": text, "label": label, "probabilities": dict(zip(out.label_names, probs))})
+        else:
+            rows.append({"text": text, "label": None, "probabilities": None,
+                         "reason": "no letters, digits or CJK characters to classify"})
+    return rows
+
+
 def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
     segmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment")  # jieba: one GIL anyway
 
-    async def poll_versions() -> None:
+    async def maintain() -> None:
+        """Replaces dead segmentation workers every second; looks for new or removed versions every
+        ``--poll-seconds``."""
         loop = asyncio.get_running_loop()
+        last_poll = loop.time()
         while True:
-            await asyncio.sleep(cfg.poll_seconds)
+            await asyncio.sleep(1.0 if cfg.poll_seconds <= 0 else min(1.0, cfg.poll_seconds))
             for slot in slots.values():
-                await loop.run_in_executor(None, slot.reload_if_newer)
+                if slot.current is not None and pool_broken(slot.current.pool):
+                    await loop.run_in_executor(None, slot.heal_pool, slot.current)
+            if cfg.poll_seconds > 0 and loop.time() - last_poll >= cfg.poll_seconds:
+                last_poll = loop.time()
+                for slot in slots.values():
+                    await loop.run_in_executor(None, slot.refresh)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for slot in slots.values():
             slot.queue = asyncio.Queue()
             slot.worker = asyncio.create_task(_batch_worker(slot, cfg, executor))
-        poller = asyncio.create_task(poll_versions()) if cfg.poll_seconds > 0 else None
+        maintainer = asyncio.create_task(maintain())
         yield
-        for task in [poller, *(s.worker for s in slots.values())]:
+        for task in [maintainer, *(s.worker for s in slots.values())]:
             if task:
                 task.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
         segmenter.shutdown(wait=False, cancel_futures=True)
         for slot in slots.values():
-            if slot.pool is not None:
-                slot.pool.shutdown(wait=True, cancel_futures=True)  # idle by now; wait so workers exit
+            if slot.current is not None and slot.current.pool is not None:
+                slot.current.pool.shutdown(wait=True, cancel_futures=True)  # idle by now; wait so workers exit
 
-    app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # Swagger UI loads its assets from a CDN: off unless asked for.
+    app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs" if cfg.docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if cfg.docs else None)
 
     add_error_handlers(app)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "models": {name: s.version for name, s in slots.items()}}
+    async def healthz() -> JSONResponse:
+        healthy = all(s.healthy() for s in slots.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable",
+                             "models": {name: s.current.version if s.current else None for name, s in slots.items()}},
+                            status_code=200 if healthy else 503)
 
     @app.get("/v1/models/{name}")
     async def model_status(name: str) -> dict[str, Any]:
@@ -429,8 +621,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         texts = check_texts(raw_texts, "texts", cfg)
         out = await slot.submit(texts, segmenter)
         return JSONResponse({"model": slot.name, "version": out.version,
-                             "predictions": [{"text": t, "label": lab, "probabilities": dict(zip(out.label_names, row))}
-                                             for t, lab, row in zip(texts, out.labels, out.probabilities.tolist())]})
+                             "predictions": friendly_predictions(texts, out)})
 
     return app
 
@@ -440,16 +631,20 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.verbose)
     import uvicorn
 
+    from sentiment_tf.http_limits import RequestLimits, protocol_with_timeout
+
     slots = {}
     for name, base in cfg.model_dirs().items():
         t0 = time.perf_counter()
-        slots[name] = ModelSlot.open(name, base, cfg.segment_workers)
-        log.info("model %s: version %d of %s (%s) loaded in %.1fs", name, slots[name].version, slots[name].base,
-                 slots[name].predictor.metadata.get("family"), time.perf_counter() - t0)
-    app = create_app(cfg, slots)
+        slots[name] = slot = ModelSlot.open(name, base, cfg.segment_workers)
+        log.info("model %s: version %d of %s (%s) loaded in %.1fs", name, slot.current.version, slot.base,
+                 slot.current.predictor.metadata.get("family"), time.perf_counter() - t0)
+    app = RequestLimits(create_app(cfg, slots), cfg.max_body_bytes, cfg.timeout_request, cfg.resolved_api_key())
     print(f"serving {', '.join(slots)} on http://{cfg.host}:{cfg.port}  (POST /predict, "
           f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz)", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if cfg.verbose else "warning")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if cfg.verbose else "warning",
+                http=protocol_with_timeout(cfg.timeout_request), limit_concurrency=cfg.limit_concurrency,
+                timeout_keep_alive=cfg.timeout_keep_alive, timeout_graceful_shutdown=cfg.shutdown_timeout)
     return 0
 
 

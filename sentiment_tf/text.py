@@ -96,6 +96,12 @@ def clean_text(text: str, lowercase: bool = True) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
+def has_words(text: str) -> bool:
+    """Whether a text holds anything to classify: a letter, digit or CJK character once cleaned (not
+    only spaces, emoji or punctuation)."""
+    return any(unicodedata.category(c)[0] in "LN" for c in clean_text(text))
+
+
 def file_sha256(path: str | Path | None) -> str | None:
     if path is None:
         return None
