@@ -183,6 +183,7 @@ class ModelSlot:
     queue: asyncio.Queue | None = None
     worker: asyncio.Task | None = None
     pool_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    refresh_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, name: str, base: Path, workers: int = 0) -> "ModelSlot":
@@ -213,6 +214,10 @@ class ModelSlot:
         """Serves the newest version that loads, as TF Serving does: a new or replaced version is loaded
         and swapped in; one that vanished is unloaded (falling back to the newest remaining one);
         a failed one is retried once its files change (runs in a worker thread)."""
+        with self.refresh_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         current = self.current
         for version, identity in self.candidates():
             if current is not None and (version, identity) == (current.version, current.identity):
@@ -257,6 +262,10 @@ class ModelSlot:
         """Queues ``texts`` for the batch worker (segmented first unless ``prepared``) and awaits their result."""
         loop = asyncio.get_running_loop()
         loaded = self.available()
+        if not self.on_disk(loaded):
+            # Deleted or replaced since it was loaded: never answer from it; load what is there now.
+            await loop.run_in_executor(None, self.refresh)
+            loaded = self.available()
         if prepared:
             pending = _Pending(texts, texts, None, loop.create_future())
         else:
@@ -267,6 +276,13 @@ class ModelSlot:
         assert self.queue is not None
         await self.queue.put(pending)
         return await pending.future
+
+    def on_disk(self, loaded: Loaded) -> bool:
+        """Whether ``loaded``'s directory still holds what was loaded (three stat calls: cheap per request)."""
+        try:
+            return version_identity(self.base / str(loaded.version)) == loaded.identity
+        except OSError:
+            return False
 
     def available(self) -> Loaded:
         loaded = self.current

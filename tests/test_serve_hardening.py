@@ -1,0 +1,296 @@
+"""The local service under a fault probe, on 127.0.0.1: poisoned and malformed requests, a killed
+segmentation worker, oversize bodies, idle and half-sent connections, shutdown, versions deleted and
+re-used, a corrupt newest version, leaks and the API key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TINY_MODEL_ARGS, cli
+from tests.test_serve import Server
+
+httpx = pytest.importorskip("httpx")
+
+TEXTS = ["这家酒店很干净，服务也好", "太差了，再也不来了", "一般般吧", "物流很快包装完好"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, reviews: pd.DataFrame) -> Path:
+    """Two exports of differently seeded models (``a/1`` and ``b/1``) in a work directory."""
+    work = tmp_path_factory.mktemp("hardening")
+    reviews.head(300).to_csv(work / "small.csv", index=False)
+    for name, seed in (("a", "1"), ("b", "2")):
+        proc = cli("train", "--data", "small.csv", "--output", name, "--run-dir", f"run-{name}", *TINY_MODEL_ARGS,
+                   "--seed", seed, "--learning-rate", "0.02", cwd=work)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+def _probs(body: dict) -> np.ndarray:
+    return np.array([[p["probabilities"][n] for n in ("正面", "负面")] for p in body["predictions"]])
+
+
+def _reference(version_dir: Path, texts: list[str]) -> np.ndarray:
+    from sentiment_tf.predict import Predictor
+
+    return Predictor.load(version_dir).predict(texts).probabilities
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+@pytest.fixture
+def served(exports: Path, tmp_path: Path):
+    """A server on a private copy of export ``a`` with short limits; yields (server, base dir)."""
+    base = tmp_path / "models"
+    shutil.copytree(exports / "a", base)
+    srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--timeout-request", "1",
+                 "--timeout-keep-alive", "1", "--shutdown-timeout", "2", "--max-body-bytes", "100000",
+                 "--segment-workers", "2", cwd=tmp_path)
+    yield srv, base
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+def test_poisoned_and_malformed_requests_fail_alone(served):
+    srv, base = served
+    ref = _reference(base / "1", TEXTS)
+    poison = [b'{"texts": ["\\ud800"]}', b'{"texts": ["ok", "\\udfff bad"]}', b'{"texts": ["x"], "model": ["lstm"]}',
+              b'{"texts": ["x"], "model": {"a": 1}}', b'{"texts": ' + b"[" * 40_000 + b"]" * 40_000 + b"}",
+              b"[" * 90_000]
+
+    def valid(i: int):
+        return srv.post("/predict", {"texts": [TEXTS[i % 4]]})
+
+    def bad(i: int):
+        return srv.post("/predict", poison[i % len(poison)])
+
+    with ThreadPoolExecutor(12) as pool:
+        good = [pool.submit(valid, i) for i in range(120)]
+        evil = [pool.submit(bad, i) for i in range(36)]
+        good, evil = [f.result() for f in good], [f.result() for f in evil]
+    assert [r.status_code for r in good].count(200) == 120
+    for i, r in enumerate(good):
+        np.testing.assert_allclose(_probs(r.json())[0], ref[i % 4], atol=1e-5)
+    assert {r.status_code for r in evil} == {400}, {r.status_code: r.text[:200] for r in evil}
+    messages = " ".join(r.json()["error"] for r in evil)
+    for fragment in ("lone surrogate", '"model" must be a string', "nested too deeply"):
+        assert fragment in messages
+
+
+def test_texts_without_words_get_no_label(served):
+    srv, _ = served
+    body = srv.post("/predict", {"texts": ["", "   ", "😀😀👍", "！！？", "好"]}).json()
+    labels = [p["label"] for p in body["predictions"]]
+    assert labels[:4] == [None] * 4 and labels[4] in ("正面", "负面")
+    assert all(p["reason"] for p in body["predictions"][:4])
+    # TF Serving routes stay TF Serving's: a prediction for every instance.
+    rows = srv.post("/v1/models/lstm:predict", {"instances": ["", "好"]}).json()["predictions"]
+    assert len(rows) == 2 and all(len(r["probabilities"]) == 2 for r in rows)
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
+def test_a_killed_segmentation_worker_is_replaced_within_5_seconds(served):
+    srv, base = served
+    ref = _reference(base / "1", TEXTS)
+    workers = [pid for pid, cmd in _children(srv.proc.pid) if "spawn_main" in cmd]
+    assert len(workers) == 2, _children(srv.proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    killed_at = time.time()
+
+    def answers():
+        r = srv.post("/predict", {"texts": TEXTS})
+        return r if r.status_code == 200 else None
+
+    r = _wait(answers, 5, "predictions after a worker was killed")
+    np.testing.assert_allclose(_probs(r.json()), ref, atol=1e-5)
+    _wait(lambda: httpx.get(srv.url + "/healthz").status_code == 200, 5 - (time.time() - killed_at) + 1, "healthy")
+    assert not any(pid == workers[0] for pid, _ in _children(srv.proc.pid))
+
+
+def _raw(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock
+
+
+def test_oversize_bodies_are_refused_before_they_are_read(served):
+    srv, _ = served
+    sock = _raw(srv.port)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100000000\r\n\r\n" + b'{"texts": ["' + b"a" * 1000)
+    head = sock.recv(65536).decode()  # answered after 1 kB of a declared 100 MB
+    assert head.startswith("HTTP/1.1 413") and "--max-body-bytes" in head
+    sock.close()
+    # Without Content-Length (chunked): cut off once the streamed bytes pass the limit.
+    chunks = (b"x" * 50_000 for _ in range(10))
+    r = httpx.post(srv.url + "/predict", content=chunks, timeout=30)
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["error"]
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_timeout(served):
+    srv, _ = served
+    idle, half_headers, half_body = _raw(srv.port), _raw(srv.port), _raw(srv.port)
+    half_headers.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+    half_body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+    t0 = time.time()
+    assert idle.recv(100) == b""  # closed by the server, about --timeout-request 1 later
+    assert half_headers.recv(100) == b""
+    assert half_body.recv(65536).startswith(b"HTTP/1.1 408")
+    assert time.time() - t0 < 5
+    for s in (idle, half_headers, half_body):
+        s.close()
+    assert srv.post("/predict", {"texts": ["好"]}).status_code == 200  # others unaffected
+
+
+def test_sigterm_does_not_wait_for_a_client_that_never_finishes(served):
+    srv, _ = served
+    stuck = _raw(srv.port)
+    stuck.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(0.2)
+    t0 = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.proc.wait(timeout=15)
+    assert time.time() - t0 < 5  # --shutdown-timeout 2 (and the 1 s request timeout)
+    stuck.close()
+    srv.log.close()
+
+
+def test_delete_and_retrain_serves_the_new_weights_within_one_poll(served, exports: Path):
+    srv, base = served
+    old = _reference(base / "1", TEXTS)
+    new = _reference(exports / "b" / "1", TEXTS)
+    assert np.abs(old - new).max() > 1e-3  # the two models differ
+    shutil.rmtree(base / "1")
+    shutil.copytree(exports / "b" / "1", base / ".incoming")
+    (base / ".incoming").rename(base / "1")  # the number is reused, as an export after deleting does
+    # The very next request is answered by the new weights (it waits for them to load), not the old.
+    r = srv.post("/predict", {"texts": TEXTS})
+    assert r.status_code == 200 and r.json()["version"] == 1
+    np.testing.assert_allclose(_probs(r.json()), new, atol=1e-5)
+
+    # Every version gone: not served any more (503 from the next request on), and health says so.
+    shutil.rmtree(base / "1")
+    assert srv.post("/predict", {"texts": ["好"]}).status_code == 503
+    _wait(lambda: httpx.get(srv.url + "/healthz").status_code == 503, 5, "unhealthy")
+    assert "no version" in srv.post("/predict", {"texts": ["好"]}).json()["error"]
+
+    # A version that fails to load is retried when its files change.
+    shutil.copytree(exports / "a" / "1", base / ".incoming")
+    pb = base / ".incoming" / "saved_model.pb"
+    good_pb = pb.read_bytes()
+    pb.write_bytes(b"caught mid-copy")
+    (base / ".incoming").rename(base / "2")
+    _wait(lambda: any(e["version"] == "2" and e["state"] == "END" for e in
+                      httpx.get(srv.url + "/v1/models/lstm").json()["model_version_status"]), 10, "failure reported")
+    pb = base / "2" / "saved_model.pb"
+    pb.write_bytes(good_pb)
+    r = _wait(lambda: (lambda r: r if r.status_code == 200 else None)(srv.post("/predict", {"texts": TEXTS})), 10,
+              "the mended version served")
+    assert r.json()["version"] == 2
+    np.testing.assert_allclose(_probs(r.json()), old, atol=1e-5)
+
+
+def test_corrupt_newest_version_does_not_stop_startup(exports: Path, tmp_path: Path):
+    base = tmp_path / "models"
+    shutil.copytree(exports / "a", base)
+    shutil.copytree(exports / "b" / "1", base / "2")
+    (base / "2" / "saved_model.pb").write_bytes(b"truncated")
+    srv = Server("--model", f"lstm={base}", "--poll-seconds", "0", cwd=tmp_path)
+    try:
+        status = httpx.get(srv.url + "/v1/models/lstm").json()["model_version_status"]
+        assert status[0]["version"] == "1" and status[0]["state"] == "AVAILABLE"
+        broken = next(e for e in status if e["version"] == "2")
+        assert broken["state"] == "END" and "damaged" in broken["status"]["error_message"]
+        assert str(tmp_path) not in json.dumps(status)  # no server paths
+        assert srv.post("/predict", {"texts": ["好"]}).json()["version"] == 1
+    finally:
+        srv.stop()
+
+
+def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Path):
+    srv = Server("--model", f"lstm={exports / 'a'}", "--api-key", "s3cret", "--poll-seconds", "0", cwd=tmp_path)
+    try:
+        assert httpx.get(srv.url + "/healthz").status_code == 200  # for load balancers
+        r = srv.post("/predict", {"texts": ["好"]})
+        assert r.status_code == 401 and "API key" in r.json()["error"]
+        wrong = httpx.post(srv.url + "/predict", json={"texts": ["好"]}, headers={"X-API-Key": "s3creT"})
+        assert wrong.status_code == 401
+        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"}):
+            assert httpx.post(srv.url + "/predict", json={"texts": ["好"]}, headers=headers).status_code == 200
+        meta = httpx.get(srv.url + "/v1/models/lstm/metadata", headers={"X-API-Key": "s3cret"}).json()
+        text = json.dumps(meta, ensure_ascii=False)
+        assert str(exports) not in text and "run_dir" not in text and meta["metadata"]["sentiment_tf"]["labels"]
+        assert httpx.get(srv.url + "/docs", headers={"X-API-Key": "s3cret"}).status_code == 404
+    finally:
+        srv.stop()
+
+
+def test_one_request_failing_in_a_batch_fails_alone():
+    """The batch worker retries a failed batch request by request: only the culprit gets an error (400),
+    the others their predictions; a model that fails even a known-good text is the server's fault (500)."""
+    from sentiment_tf.predict import Predictions
+    from sentiment_tf.serve import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
+
+    class Picky:
+        label_names = ["正面", "负面"]
+        broken = False
+
+        def prepare(self, texts):
+            return texts
+
+        def predict(self, texts, prepared=False):
+            if self.broken or "毒" in texts:
+                raise ValueError("cannot convert")
+            probs = np.tile([[0.9, 0.1]], (len(texts), 1)).astype(np.float32)
+            return Predictions(["正面"] * len(texts), np.zeros(len(texts), np.int64), probs, self.label_names)
+
+    async def scenario(broken: bool):
+        predictor = Picky()
+        slot = ModelSlot("m", Path("."), current=Loaded(1, (), predictor))
+        slot.queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        pending = [_Pending([t], [t], predictor, loop.create_future()) for t in ("好", "毒", "棒")]
+        for p in pending:
+            slot.queue.put_nowait(p)  # all waiting: one batch
+        predictor.broken = broken
+        worker = asyncio.create_task(_batch_worker(slot, ServeConfig(model=["m"]), ThreadPoolExecutor(1)))
+        results = await asyncio.gather(*(p.future for p in pending), return_exceptions=True)
+        worker.cancel()
+        return results
+
+    ok, poisoned, ok2 = asyncio.run(scenario(False))
+    assert ok.labels == ["正面"] and ok2.labels == ["正面"]
+    assert isinstance(poisoned, ApiError) and poisoned.status == 400 and "could not be predicted" in poisoned.message
+    assert all(isinstance(r, ApiError) and r.status == 500 for r in asyncio.run(scenario(True)))
