@@ -19,6 +19,7 @@ import numpy as np
 from sentiment_tf import atomic
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export import META_DIR, load_saved_model, read_metadata, resolve_version_dir
+from sentiment_tf.progress import progress
 from sentiment_tf.text import Tokenizer, TokenizerSettings
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Predictor(ExportInputs):
         # Similar lengths per batch: the signature pads each batch only to its longest text.
         order = np.argsort([len(s) for s in inputs], kind="stable")
         probs = np.zeros((len(inputs), len(self.label_names)), dtype=np.float32)
-        for start in range(0, len(inputs), batch_size):
+        for start in progress(range(0, len(inputs), batch_size), len(inputs), "predicting", per_item=batch_size):
             idx = order[start:start + batch_size]
             out = self._signature(**{self.input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
             probs[idx] = out["probabilities"].numpy()

@@ -209,8 +209,11 @@ class Tokenizer:
 
     def segment(self, texts: Iterable[str], cleaned: bool = False) -> list[str]:
         """Space-joined tokens per text: the input format of the LSTM SavedModel's signature."""
+        from sentiment_tf.progress import progress
+
         fn = self.tokenize_clean if cleaned else self.tokenize
-        return [" ".join(fn(t)) for t in texts]
+        texts = list(texts)
+        return [" ".join(fn(t)) for t in progress(texts, len(texts), "segmenting")]
 
     def ensure_matches(self, saved: TokenizerSettings) -> None:
         """Refuses to tokenize for a model whose recorded settings differ from this tokenizer's."""

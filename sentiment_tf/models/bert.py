@@ -235,9 +235,13 @@ def _check_shapes(state: dict[str, np.ndarray], model: Any, source: str, fresh_p
 
 def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor:
     """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], truncated to ``max_length``."""
-    # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True,
-                    split_special_tokens=True)["input_ids"]
+    from sentiment_tf.progress import progress
+
+    texts, chunk, ids = list(texts), 2000, []
+    for start in progress(range(0, len(texts), chunk), len(texts), "tokenizing", per_item=chunk):
+        # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
+        ids += tokenizer(texts[start:start + chunk], truncation=True, max_length=max_length,
+                         add_special_tokens=True, split_special_tokens=True)["input_ids"]
     return tf.ragged.constant(ids, dtype=tf.int64)
 
 
