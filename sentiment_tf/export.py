@@ -198,6 +198,39 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def describe_versions(base: str | Path) -> list[dict[str, Any]]:
+    """One row per version directory under ``base`` (newest first): date, family, test metrics, training
+    data and tokenizer, or why it is not a usable export."""
+    base = Path(base)
+    if not base.is_dir():
+        raise UserError(f"--model {base}: no such directory")
+    if metadata_path(base).is_file():
+        raise UserError(f"--model {base} is one version; pass its base directory ({base.parent}) to list versions")
+    rows = []
+    for v in reversed(versions(base)):
+        try:
+            meta = read_metadata(base / str(v))
+        except UserError as err:
+            rows.append({"version": v, "problem": str(err)})
+            continue
+        metrics = meta.get("metrics", {})
+        try:
+            config = json.loads((base / str(v) / META_DIR / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        data = config.get("DataConfig", {}).get("data")
+        tok = meta.get("tokenizer") or {}
+        tokenizer = (f"jieba {tok.get('jieba_version')} {tok.get('mode')}" + (" +user dict" if tok.get("user_dict_sha256") else "")
+                     if tok else "WordPiece " + ("lower-cased" if meta.get("wordpiece", {}).get("lowercase") else "cased")
+                     if meta.get("family") == "bert" else "-")
+        rows.append({"version": v, "created": meta.get("created"), "family": meta.get("family"),
+                     "test_accuracy": metrics.get("test_accuracy"), "test_weighted_f1": metrics.get("test_weighted_f1"),
+                     "test_size": metrics.get("test_size"), "data": Path(data).name if data else None,
+                     "finetuned_from": metrics.get("finetuned_from"), "tokenizer": tokenizer,
+                     "labels": meta.get("labels")})
+    return rows
+
+
 def load_trained(version_dir: Path, metadata: dict[str, Any]) -> Any:
     """The trainable model inside an export (``TrainedLSTM`` or ``TrainedBert``), by its family."""
     if metadata.get("family") == "bert":

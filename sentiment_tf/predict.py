@@ -155,13 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--excel", action="store_true", help="Write --output as UTF-8 with a byte-order mark, "
                         "which Excel needs to show Chinese (done anyway when the input had one).")
     parser.add_argument("--batch-size", type=int, default=256, help="Texts per model call. [default: 256]")
+    parser.add_argument("--list-versions", action="store_true", help="List the versions in --model (a base "
+                        "directory): date, family, test metrics, training data, tokenizer; then exit.")
     parser.add_argument("--verbose", action="store_true", help="Debug logging.")
     return parser
+
+
+def print_versions(base: str) -> None:
+    from sentiment_tf.export import describe_versions
+
+    rows = describe_versions(base)
+    if not rows:
+        raise UserError(f"--model {base} holds no versions yet")
+    print(f"{'version':>7}  {'created':<25} {'family':<6} {'accuracy':>8} {'w-F1':>6} {'test':>5}  {'data':<20} tokenizer")
+    for r in rows:
+        if "problem" in r:
+            print(f"{r['version']:>7}  (unusable: {r['problem']})")
+            continue
+        acc, f1 = (f"{r[k]:.4f}" if isinstance(r[k], float) else "-" for k in ("test_accuracy", "test_weighted_f1"))
+        data = r["data"] or "-"
+        if r["finetuned_from"]:
+            data += f" (from {Path(r['finetuned_from']).parent.name}/{Path(r['finetuned_from']).name})"
+        print(f"{r['version']:>7}  {r['created'] or '-':<25} {r['family'] or '-':<6} {acc:>8} {f1:>6} "
+              f"{r['test_size'] or '-':>5}  {data:<20} {r['tokenizer']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.list_versions:
+        print_versions(args.model)
+        return 0
     if args.input and args.texts:
         raise UserError("give texts on the command line or --input FILE, not both")
     if args.batch_size < 1:

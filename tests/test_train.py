@@ -48,6 +48,12 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and all(line.split("\t")[0] in {"正面", "负面", "中性"} for line in lines)
     assert f"model: {out / '2'} (version 2" in proc.stderr  # which version answered
+    proc = cli("predict", "--list-versions", "--model", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.strip().splitlines()[1:]]
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert [r[0] for r in rows] == ["2", "1"] and rows[1][2] == "lstm" and rows[1][3] == f"{report['accuracy']:.4f}"
+    assert rows[1][6] == "tiny.csv" and "jieba" in proc.stdout
     # A file to CSV: the input's columns kept, predictions beside them (a BOM in, a BOM out for Excel).
     preds = tmp_path / "preds.csv"
     bom_input = tmp_path / "bom.csv"
@@ -194,3 +200,29 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
     published = Predictor.load(out).predict(["这家酒店很干净", "太差了"]).probabilities
     np.testing.assert_allclose(published, kept, atol=1e-6)
     assert_user_error(cli("export", "--run", str(run), cwd=tmp_path), "unverified-export")
+
+
+def test_runs_clean_keeps_the_newest_and_never_unfinished_work(tmp_path: Path) -> None:
+    import time
+
+    runs = tmp_path / "runs"
+    for i, extra in enumerate(["report.json", "report.json", "backup", "unverified-export", "report.json"]):
+        run = runs / f"lstm-{i}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text("{}")
+        if extra == "report.json":
+            (run / extra).write_text('{"accuracy": 0.9}')
+        else:
+            (run / extra).mkdir()
+        for path in [run, *run.iterdir()]:
+            os.utime(path, (time.time() - 100 * (5 - i),) * 2)  # lstm-4 newest
+    (runs / "not-a-run").mkdir()
+    proc = cli("runs", "--runs-dir", str(runs), "clean", "--keep", "1", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0 and "would delete" in proc.stdout
+    assert len(list(runs.iterdir())) == 6
+    proc = cli("runs", "--runs-dir", str(runs), "clean", "--keep", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in runs.iterdir()) == ["lstm-2", "lstm-3", "lstm-4", "not-a-run"]
+    listing = cli("runs", "--runs-dir", str(runs), "list", cwd=tmp_path).stdout
+    assert "unfinished" in listing and "export failed" in listing and "3 runs" in listing
+    assert_user_error(cli("runs", "--runs-dir", str(tmp_path / "nope"), "list", cwd=tmp_path), "no such directory")
