@@ -16,6 +16,7 @@ outputs are mapped back to its label names.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,17 @@ class ServingClient:
         segment: segment text before sending; default: when the export expects segmented text.
             Pass False for `python -m sentiment_tf.serve`, which segments server-side.
         timeout: seconds per request.
+        api_key: sent as ``Authorization: Bearer KEY`` (for `sentiment_tf.serve --api-key`).
     """
 
     def __init__(self, url: str, name: str, export: str | Path, version: int | None = None,
-                 segment: bool | None = None, timeout: float = 30.0):
+                 segment: bool | None = None, timeout: float = 30.0, api_key: str | None = None):
         import httpx
 
         self.export = _Export(export, segment)
         path = f"/v1/models/{name}" + (f"/versions/{version}" if version else "") + ":predict"
         self.endpoint = url.rstrip("/") + path
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"} if api_key else None)
 
     def request_body(self, texts: list[str]) -> dict[str, Any]:
         """The JSON body TF Serving expects: row format, one instance per text."""
@@ -141,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc", action="store_true", help="Use gRPC (--url host:8500).")
     parser.add_argument("--no-segment", dest="segment", action="store_false", default=None,
                         help="Send raw text (for `python -m sentiment_tf.serve`, which segments itself).")
+    parser.add_argument("--api-key", default=os.environ.get("SENTIMENT_TF_API_KEY"),
+                        help="Key for `sentiment_tf.serve --api-key` [default: $SENTIMENT_TF_API_KEY].")
     args = parser.parse_args(argv)
-    cls = GrpcServingClient if args.grpc else ServingClient
-    client = cls(args.url, args.name, args.export, version=args.version, segment=args.segment)
+    if args.grpc:
+        client = GrpcServingClient(args.url, args.name, args.export, version=args.version, segment=args.segment)
+    else:
+        client = ServingClient(args.url, args.name, args.export, version=args.version, segment=args.segment,
+                               api_key=args.api_key)
     result = client.predict(args.texts)
     for text, label, probs in zip(args.texts, result.labels, result.probabilities):
         print(f"{label}\t{probs.max():.4f}\t{text}")

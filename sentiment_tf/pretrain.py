@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     setup_logging(cfg.verbose)
     out = check_output(cfg.output, bool(cfg.resume))
+    atomic.check_writable(out, "--output", directory=True)
+    atomic.check_writable(cfg.run_dir or "runs", "--run-dir", directory=True)
 
     # 1. Corpus: read, strip tags, clean, de-duplicate, hold out a share for perplexity.
     train_texts, held_out = prepare_texts(read_texts(cfg.corpus, cfg.text_col, "--corpus"), cfg)

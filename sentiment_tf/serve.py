@@ -11,11 +11,13 @@ Clients send **raw text** to every route: LSTM models are segmented here with th
 recorded in the export (TF Serving itself would need pre-segmented text, see `sentiment_tf.client`);
 BERT exports clean and tokenize in their graph.
 
-Like TF Serving, each model directory is watched: a newer version directory is loaded in the
-background and swapped in once it answered a warm-up request; requests already batched finish on
-the old version. A version that fails to load is reported in the status route and the old one keeps
-serving. Concurrent requests are batched: whatever arrived while the previous batch ran is
-predicted together (no artificial wait unless --batch-timeout-ms is set).
+Like TF Serving, each model directory is watched and served at its newest version that loads: a new
+(or replaced) version is loaded in the background and swapped in once it answered a warm-up request;
+requests already batched finish on the old version. A version that fails to load is reported in the
+status route and retried when its files change; a version deleted from disk is never answered from.
+Concurrent requests are batched: whatever arrived while the previous batch ran is predicted together
+(no artificial wait unless --batch-timeout-ms is set). One client's cost is bounded: body size,
+request read time, connections (see sentiment_tf.http_limits).
 """
 
 from __future__ import annotations

@@ -193,3 +193,10 @@ def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp
     finally:
         running.kill()
         running.wait(timeout=30)
+
+
+def test_predict_takes_one_string_as_one_text(trained, tmp_path: Path) -> None:
+    predictor = Predictor.load(_export(trained, tmp_path / "lstm"))
+    one = predictor.predict("这家酒店很干净")
+    assert len(one.labels) == 1  # not one prediction per character
+    assert one.probabilities.tolist() == predictor.predict(["这家酒店很干净"]).probabilities.tolist()

@@ -58,21 +58,35 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-@pytest.fixture
-def served(exports: Path, tmp_path: Path):
-    """A server on a private copy of export ``a`` with short limits; yields (server, base dir)."""
-    base = tmp_path / "models"
+def _start(exports: Path, work: Path):
+    """A server on a private copy of export ``a`` with short limits; returns (server, base dir)."""
+    base = work / "models"
     shutil.copytree(exports / "a", base)
     srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--timeout-request", "1",
                  "--timeout-keep-alive", "1", "--shutdown-timeout", "2", "--max-body-bytes", "100000",
-                 "--segment-workers", "2", cwd=tmp_path)
+                 "--segment-workers", "2", cwd=work)
+    return srv, base
+
+
+@pytest.fixture(scope="module")
+def shared(exports: Path, tmp_path_factory):
+    """One server for the probes that leave it as they found it."""
+    srv, base = _start(exports, tmp_path_factory.mktemp("shared"))
+    yield srv, base
+    srv.stop()
+
+
+@pytest.fixture
+def served(exports: Path, tmp_path: Path):
+    """A server of its own, for the probes that stop it or change its versions."""
+    srv, base = _start(exports, tmp_path)
     yield srv, base
     if srv.proc.poll() is None:
         srv.stop()
 
 
-def test_poisoned_and_malformed_requests_fail_alone(served):
-    srv, base = served
+def test_poisoned_and_malformed_requests_fail_alone(shared):
+    srv, base = shared
     ref = _reference(base / "1", TEXTS)
     poison = [b'{"texts": ["\\ud800"]}', b'{"texts": ["ok", "\\udfff bad"]}', b'{"texts": ["x"], "model": ["lstm"]}',
               b'{"texts": ["x"], "model": {"a": 1}}', b'{"texts": ' + b"[" * 40_000 + b"]" * 40_000 + b"}",
@@ -97,8 +111,8 @@ def test_poisoned_and_malformed_requests_fail_alone(served):
         assert fragment in messages
 
 
-def test_texts_without_words_get_no_label(served):
-    srv, _ = served
+def test_texts_without_words_get_no_label(shared):
+    srv, _ = shared
     body = srv.post("/predict", {"texts": ["", "   ", "😀😀👍", "！！？", "好"]}).json()
     labels = [p["label"] for p in body["predictions"]]
     assert labels[:4] == [None] * 4 and labels[4] in ("正面", "负面")
@@ -122,8 +136,8 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
-def test_a_killed_segmentation_worker_is_replaced_within_5_seconds(served):
-    srv, base = served
+def test_a_killed_segmentation_worker_is_replaced_within_5_seconds(shared):
+    srv, base = shared
     ref = _reference(base / "1", TEXTS)
     workers = [pid for pid, cmd in _children(srv.proc.pid) if "spawn_main" in cmd]
     assert len(workers) == 2, _children(srv.proc.pid)
@@ -145,8 +159,8 @@ def _raw(port: int) -> socket.socket:
     return sock
 
 
-def test_oversize_bodies_are_refused_before_they_are_read(served):
-    srv, _ = served
+def test_oversize_bodies_are_refused_before_they_are_read(shared):
+    srv, _ = shared
     sock = _raw(srv.port)
     sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 100000000\r\n\r\n" + b'{"texts": ["' + b"a" * 1000)
@@ -159,8 +173,8 @@ def test_oversize_bodies_are_refused_before_they_are_read(served):
     assert r.status_code == 413 and "--max-body-bytes" in r.json()["error"]
 
 
-def test_idle_and_half_sent_connections_are_closed_after_the_timeout(served):
-    srv, _ = served
+def test_idle_and_half_sent_connections_are_closed_after_the_timeout(shared):
+    srv, _ = shared
     idle, half_headers, half_body = _raw(srv.port), _raw(srv.port), _raw(srv.port)
     half_headers.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
     half_body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
@@ -253,6 +267,11 @@ def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Pa
         text = json.dumps(meta, ensure_ascii=False)
         assert str(exports) not in text and "run_dir" not in text and meta["metadata"]["sentiment_tf"]["labels"]
         assert httpx.get(srv.url + "/docs", headers={"X-API-Key": "s3cret"}).status_code == 404
+        from sentiment_tf.client import ServingClient, ServingError
+
+        assert ServingClient(srv.url, "lstm", exports / "a", segment=False, api_key="s3cret").predict(["好"]).labels
+        with pytest.raises(ServingError, match="401"):
+            ServingClient(srv.url, "lstm", exports / "a", segment=False).predict(["好"])
     finally:
         srv.stop()
 

@@ -84,19 +84,6 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o777 == file_mode(), path
 
 
-def test_predict_accepts_one_string_as_one_text(tiny_csv: Path, tmp_path: Path) -> None:
-    from sentiment_tf.predict import Predictor
-
-    out = tmp_path / "models"
-    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
-               "--output", str(out), *TINY_MODEL_ARGS, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    predictor = Predictor.load(out)
-    one = predictor.predict("这家酒店很干净")
-    assert len(one.labels) == 1
-    assert one.probabilities.tolist() == predictor.predict(["这家酒店很干净"]).probabilities.tolist()
-
-
 def test_unwritable_output_is_refused_before_loading_data(tiny_csv: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -134,7 +121,7 @@ def test_output_dir_that_is_not_ours_is_refused_before_training(tiny_csv: Path, 
     assert sorted(p.name for p in out.iterdir()) == ["important.txt"]
 
 
-@pytest.mark.parametrize("crash_after", [1, 4])
+@pytest.mark.parametrize("crash_after", [4])
 def test_interrupted_training_resumes_to_the_uninterrupted_result(crash_after: int, tiny_csv: Path, tmp_path: Path,
                                                                   monkeypatch) -> None:
     """Killed at an epoch boundary (early, or at the best epoch: early stopping ends the run one epoch
