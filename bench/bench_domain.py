@@ -75,7 +75,7 @@ def main() -> None:
     from sentiment_tf import finetune, train
     from sentiment_tf.data import load_splits
     from sentiment_tf.config import DataConfig
-    from sentiment_tf.finetune import tfidf_accuracy
+    from sentiment_tf.experiments import tfidf_accuracy
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_domain_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def main() -> None:
 
     from sentiment_tf.config import DataConfig
     from sentiment_tf.data import load_splits
-    from sentiment_tf.finetune import tfidf_accuracy
+    from sentiment_tf.experiments import tfidf_accuracy
 
     data_cfg = DataConfig()
     splits = load_splits(data_cfg)
@@ -110,7 +110,7 @@ def train_one(args: argparse.Namespace) -> dict:
 
     if args.only == "ours":  # exactly the training path of `python -m sentiment_tf.train`
         with tempfile.TemporaryDirectory() as run_dir:
-            model, lookup, _ = lstm.fit(splits, seg, vocab, tok_cfg, model_cfg, train_cfg, Path(run_dir),
+            model, lookup, _ = lstm.fit(splits, seg, vocab, tok_cfg.max_tokens, model_cfg, train_cfg, Path(run_dir),
                                         seed=data_cfg.seed, extra_callbacks=[timer])
         fit_time = time.perf_counter() - t0
         accuracy = evaluate(y_test, lstm.predict_proba(model, seg["test"], lookup, tok_cfg.max_tokens),

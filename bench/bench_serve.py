@@ -117,7 +117,7 @@ def main() -> None:
 
     from sentiment_tf.config import DataConfig
     from sentiment_tf.data import load_splits
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     texts = load_splits(DataConfig()).test["text"].tolist()
     work = Path(tempfile.mkdtemp(prefix="bench_serve_"))

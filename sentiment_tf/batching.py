@@ -53,11 +53,9 @@ def evaluation_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], bat
 def prefetched(ds: tf.data.Dataset, buffer: int = 2) -> tf.data.Dataset:
     """The pipeline's last step: prefetch a fixed number of batches, with tf.data autotuning off.
 
-    Autotuning runs a model thread per iterator that sleeps up to 10 s between rounds, and
-    destroying the iterator waits for that sleep to end (measured: Keras drops the validation
-    iterator after every epoch, and 10 of 21 epochs in five runs took 20 s instead of 10 s, idle in
-    ``RootDataset::Iterator::~Iterator``). Our pipelines have no parallel stage to tune, so a
-    fixed prefetch loses nothing.
+    Autotuning's model thread sleeps up to 10 s between rounds and destroying an iterator waits for
+    it, which Keras does for the validation iterator every epoch (bench/README.md, "Design
+    measurements"); our pipelines have no parallel stage to tune, so a fixed prefetch loses nothing.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -82,15 +80,9 @@ def training_batches(ids: tf.RaggedTensor, columns: tuple[tf.Tensor, ...], batch
     Each pass shuffles the texts, sets aside the ``n % batch_size`` that do not fill a batch (other
     ones each pass), sorts every window of ``SORT_WINDOW`` batches of the rest by length, cuts them
     into batches and shuffles the batch order: Hugging Face Trainer's ``group_by_length`` with a
-    shuffled batch order. A batch holds texts of nearly equal length, so little padding is computed
-    (4.8 % of the steps on the bundled data, against 7.6 % with fixed length buckets and 67 % when
-    padding everything to 128). Over 7 seeds, LSTM test accuracy was 0.8383 ± 0.0023, against
-    0.8406 ± 0.0035 with the earlier per-text bucketing pipeline and 0.8394 ± 0.0083 grouping by
-    fixed buckets here: within noise.
-
-    Measured on 2 CPU cores (LSTM, 14k texts): the work is per batch (one gather), where the per-text
-    pipeline with a full shuffle buffer cost 0.8 s of CPU per pass, 0.4 s of it before the first
-    batch; and a static batch dimension makes a training step ≈ 5 ms faster (38 vs 43 ms).
+    shuffled batch order. A batch holds texts of nearly equal length, so little padding is computed,
+    the work is one gather per batch, and the static batch dimension makes steps faster; accuracy is
+    the same within noise (bench/README.md, "Design measurements").
 
     Args:
         ids: one row of token ids per text.

@@ -21,32 +21,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from sentiment_tf.errors import UserError, run_cli
-from sentiment_tf.predict import ExportInputs, Predictions
+from sentiment_tf.predictor import ExportInputs, Predictions
 
 
 class ServingError(UserError):
     """The server answered with an error (its message is kept) or could not be reached."""
 
 
-class _Export:
-    """The export's input side (:class:`ExportInputs`), and whether to segment before sending."""
-
-    def __init__(self, export: str | Path, segment: bool | None):
-        self.inputs = ExportInputs.load(export)
-        self.labels = self.inputs.label_names
-        self.input_name = self.inputs.input_name
-        self.segment = self.inputs.tokenizer is not None if segment is None else segment
-
-    def prepare(self, texts: list[str]) -> list[str]:
-        return self.inputs.prepare(texts) if self.segment else list(texts)
-
-    def predictions(self, probabilities: Any) -> Predictions:
-        probs = np.asarray(probabilities, dtype=np.float32).reshape(-1, len(self.labels))
-        ids = probs.argmax(axis=-1)
-        return Predictions([self.labels[i] for i in ids], ids, probs, self.labels)
+def _instances(export: ExportInputs, segment: bool | None, texts: list[str]) -> list[str]:
+    """What to send: segmented text for LSTM exports (unless ``segment`` is False), else the texts."""
+    segment = export.tokenizer is not None if segment is None else segment
+    return export.prepare([str(t) for t in texts]) if segment else [str(t) for t in texts]
 
 
 class ServingClient:
@@ -67,14 +54,14 @@ class ServingClient:
                  segment: bool | None = None, timeout: float = 30.0, api_key: str | None = None):
         import httpx
 
-        self.export = _Export(export, segment)
+        self.export, self.segment = ExportInputs.load(export), segment
         path = f"/v1/models/{name}" + (f"/versions/{version}" if version else "") + ":predict"
         self.endpoint = url.rstrip("/") + path
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"} if api_key else None)
 
     def request_body(self, texts: list[str]) -> dict[str, Any]:
         """The JSON body TF Serving expects: row format, one instance per text."""
-        return {"signature_name": "serving_default", "instances": self.export.prepare([str(t) for t in texts])}
+        return {"signature_name": "serving_default", "instances": _instances(self.export, self.segment, texts)}
 
     def predict(self, texts: list[str]) -> Predictions:
         import httpx
@@ -110,7 +97,7 @@ class GrpcServingClient:
             from tensorflow_serving.apis import prediction_service_pb2_grpc
         except ImportError:
             raise UserError("gRPC needs the optional extra: pip install 'tensorflow-serving-api==2.21.*'") from None
-        self.export = _Export(export, segment)
+        self.export, self.segment = ExportInputs.load(export), segment
         self.name, self.version, self.timeout = name, version, timeout
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
 
@@ -124,7 +111,7 @@ class GrpcServingClient:
         if self.version:
             request.model_spec.version.value = self.version
         request.inputs[self.export.input_name].CopyFrom(
-            tf.make_tensor_proto(self.export.prepare([str(t) for t in texts]), dtype=tf.string))
+            tf.make_tensor_proto(_instances(self.export, self.segment, texts), dtype=tf.string))
         try:
             result = self._stub.Predict(request, timeout=self.timeout)
         except Exception as err:  # noqa: BLE001 - grpc.RpcError and friends

@@ -20,7 +20,7 @@ from sentiment_tf.errors import UserError
 DEFAULT_DATA = "data/reviews.csv"
 
 
-def _help(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, at_least: float | None = None,
+def option(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, at_least: float | None = None,
           above: float | None = None, below: float | None = None, at_most: float | None = None, **kw: Any) -> Any:
     """A dataclass field with its ``--help`` text, extra option spellings, metavar and allowed range
     (checked by :func:`build_configs` for flags and config files alike, before any work)."""
@@ -33,21 +33,21 @@ def _help(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, at
 class DataConfig:
     """Where the data comes from and how it is cleaned and split."""
 
-    data: str = _help(f"Training data: CSV, TSV, JSON lines or Excel (default: bundled {DEFAULT_DATA}).",
-                      default=DEFAULT_DATA)
-    text_col: str = _help("Column holding the text.", default="text")
-    label_col: str = _help("Column holding the label (string or integer).", default="label")
-    domain_col: str | None = _help("Optional column naming each text's domain (e.g. hotel, books): reports then "
-                                   "add a per-domain breakdown.", default=None)
-    val_data: str | None = _help("Optional validation file (same columns); otherwise split from --data.",
-                                 default=None)
-    test_data: str | None = _help("Optional test file (same columns); otherwise split from --data.",
+    data: str = option(f"Training data: CSV, TSV, JSON lines or Excel (default: bundled {DEFAULT_DATA}).",
+                       default=DEFAULT_DATA)
+    text_col: str = option("Column holding the text.", default="text")
+    label_col: str = option("Column holding the label (string or integer).", default="label")
+    domain_col: str | None = option("Optional column naming each text's domain (e.g. hotel, books): reports then "
+                                    "add a per-domain breakdown.", default=None)
+    val_data: str | None = option("Optional validation file (same columns); otherwise split from --data.",
                                   default=None)
-    val_size: float = _help("Validation fraction when splitting --data.", default=0.1)
-    test_size: float = _help("Test fraction when splitting --data.", default=0.1)
-    lowercase: bool = _help("Lower-case Latin letters during cleaning (for --model bert, the default follows "
-                            "the checkpoint's do_lower_case).", default=True)
-    seed: int = _help("Seed for the split, shuffling and weight initialisation.", default=42)
+    test_data: str | None = option("Optional test file (same columns); otherwise split from --data.",
+                                   default=None)
+    val_size: float = option("Validation fraction when splitting --data.", default=0.1)
+    test_size: float = option("Test fraction when splitting --data.", default=0.1)
+    lowercase: bool = option("Lower-case Latin letters during cleaning (for --model bert, the default follows "
+                             "the checkpoint's do_lower_case).", default=True)
+    seed: int = option("Seed for the split, shuffling and weight initialisation.", default=42)
 
     def resolved(self) -> "DataConfig":
         """Data paths made absolute (where they exist), so a saved config still finds its files from
@@ -67,80 +67,135 @@ class DataConfig:
 class TokenizerConfig:
     """How text becomes tokens (recorded in every export and checked on load)."""
 
-    tokenizer: Literal["word", "char"] = _help(
+    tokenizer: Literal["word", "char"] = option(
         "'word': jieba precise mode; 'char': one token per CJK character, Latin/digit runs kept whole.",
         default="word")
-    hmm: bool = _help("jieba HMM for words missing from the dictionary.", default=True)
-    user_dict: str | None = _help("jieba user dictionary (one 'word [freq] [tag]' per line).", default=None)
-    stopwords: str | None = _help("File of stopwords to drop, one per line.", default=None)
-    max_tokens: int = _help("Keep the first N tokens of each text.", at_least=1, default=200)
-    min_freq: int = _help("Drop tokens seen fewer times than this in the training split.", at_least=1, default=2)
-    max_vocab: int = _help("Keep at most this many tokens (most frequent first).", at_least=2, default=50000)
+    hmm: bool = option("jieba HMM for words missing from the dictionary.", default=True)
+    user_dict: str | None = option("jieba user dictionary (one 'word [freq] [tag]' per line).", default=None)
+    stopwords: str | None = option("File of stopwords to drop, one per line.", default=None)
+    max_tokens: int = option("Keep the first N tokens of each text.", at_least=1, default=200)
+    min_freq: int = option("Drop tokens seen fewer times than this in the training split.", at_least=1, default=2)
+    max_vocab: int = option("Keep at most this many tokens (most frequent first).", at_least=2, default=50000)
 
 
 @dataclasses.dataclass
 class ModelConfig:
     """Network architecture."""
 
-    model: Literal["lstm", "bert"] = _help(
+    model: Literal["lstm", "bert"] = option(
         "Model family: 'lstm' (jieba words, trained from scratch) or 'bert' (fine-tunes --pretrained).",
         default="lstm")
-    pretrained: str = _help("BERT only: Hugging Face Hub id or local checkpoint directory to fine-tune "
-                            "(TF weights, or PyTorch-layout model.safetensors; torch not needed).",
-                            default="bert-base-chinese")
-    max_length: int = _help("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", at_least=3, default=128)
-    rnn: Literal["lstm", "gru"] = _help("Recurrent cell.", default="lstm")
-    bidirectional: bool = _help("Run the RNN both ways.", default=True)
-    embedding_dim: int = _help("Embedding size.", at_least=1, default=128)
-    rnn_units: int = _help("RNN units per direction.", at_least=1, default=64)
-    pooling: Literal["max", "last"] = _help(
-        "'max': max over all time steps of the RNN outputs (measured +1 point on the bundled data); "
+    pretrained: str = option("BERT only: Hugging Face Hub id or local checkpoint directory to fine-tune "
+                             "(TF weights, or PyTorch-layout model.safetensors; torch not needed).",
+                             default="bert-base-chinese")
+    max_length: int = option("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", at_least=3, default=128)
+    rnn: Literal["lstm", "gru"] = option("Recurrent cell.", default="lstm")
+    bidirectional: bool = option("Run the RNN both ways.", default=True)
+    embedding_dim: int = option("Embedding size.", at_least=1, default=128)
+    rnn_units: int = option("RNN units per direction.", at_least=1, default=64)
+    pooling: Literal["max", "last"] = option(
+        "'max': max over all time steps of the RNN outputs (the more accurate on the bundled data); "
         "'last': the final state only.", default="max")
-    dropout: float = _help("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.3)
+    dropout: float = option("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.3)
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Optimisation, callbacks and outputs."""
 
-    epochs: int | None = _help("Maximum epochs (early stopping usually ends sooner); default 8 for lstm, 3 "
-                               "for bert.", at_least=1, default=None)
-    batch_size: int | None = _help("Batch size; default 64 for lstm, 32 for bert.", at_least=1, default=None)
-    learning_rate: float | None = _help("Peak learning rate; default 2e-3 (Adam) for lstm, 5e-5 (AdamW with "
-                                        "linear warmup and decay) for bert.", above=0, default=None)
-    weight_decay: float = _help("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)
-    warmup_ratio: float = _help("BERT only: fraction of training steps with linear learning-rate warmup.",
-                                at_least=0, below=1, default=0.1)
-    patience: int = _help("Early-stopping patience in epochs (on validation loss).", at_least=0, default=2)
-    class_weight: Literal["none", "balanced"] = _help(
+    epochs: int | None = option("Maximum epochs (early stopping usually ends sooner); default: train 8 for lstm, "
+                                "3 for bert; finetune 10 and 4.", at_least=1, default=None)
+    batch_size: int | None = option("Batch size; default: train 64 for lstm, 32 for bert; finetune 32 and 16.",
+                                    at_least=1, default=None)
+    learning_rate: float | None = option("Peak learning rate; default: train 2e-3 (Adam) for lstm, 5e-5 (AdamW with "
+                                         "linear warmup and decay) for bert; finetune 5e-4 and 2e-5.", above=0,
+                                         default=None)
+    weight_decay: float = option("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)
+    warmup_ratio: float = option("BERT only: fraction of training steps with linear learning-rate warmup.",
+                                 at_least=0, below=1, default=0.1)
+    patience: int | None = option("Early-stopping patience in epochs (on validation loss); default 2 (train), "
+                                  "3 (finetune).", at_least=0, default=None)
+    class_weight: Literal["none", "balanced"] = option(
         "'balanced' weights classes inversely to their frequency.", default="none")
-    bucketing: bool = _help("Batch texts of similar length together (little padding, much faster; accuracy "
-                            "the same within noise) instead of shuffled batches padded to their longest text.",
-                            default=True)
-    mixed_precision: bool = _help("float16 compute on GPU (ignored on CPU).", default=False)
-    xla: bool = _help("BERT only: compile the training step with XLA on GPU (ignored on CPU).", default=True)
-    output: str | None = _help("Export base directory (TF Serving layout: OUTPUT/<version>/); default "
-                               "saved_models/<model>.", default=None)
-    run_dir: str | None = _help("Directory for reports, checkpoints and logs (default: runs/<model>-<time>).",
-                                default=None)
-    resume: str | None = _help("Resume an interrupted run from its run directory.", default=None)
-    verbose: bool = _help("Debug logging.", default=False)
+    bucketing: bool = option("Batch texts of similar length together (little padding, much faster; accuracy "
+                             "the same within noise) instead of shuffled batches padded to their longest text.",
+                             default=True)
+    mixed_precision: bool = option("float16 compute on GPU (ignored on CPU).", default=False)
+    xla: bool = option("BERT only: compile the training step with XLA on GPU (ignored on CPU).", default=True)
+    output: str | None = option("Export base directory (TF Serving layout: OUTPUT/<version>/); default "
+                                "saved_models/<model> (train), <source base>-finetuned (finetune).", default=None)
+    run_dir: str | None = option("Directory for reports, checkpoints and logs (default: runs/<model>-<time>).",
+                                 default=None)
+    resume: str | None = option("Resume an interrupted run from its run directory.", default=None)
+    verbose: bool = option("Debug logging.", default=False)
 
-    def resolved_for(self, model: str) -> "TrainConfig":
-        """Fills the family-dependent defaults (a saved config therefore holds concrete values)."""
-        defaults = FAMILY_DEFAULTS[model]
+    def resolved_for(self, model: str, purpose: Literal["train", "finetune"] = "train",
+                     output: str | None = None) -> "TrainConfig":
+        """Fills the family's recipe defaults for training or adapting (a saved config therefore holds
+        concrete values); ``output`` is the default export directory (train: saved_models/<model>)."""
+        from sentiment_tf.models import family
+
+        defaults = getattr(family.recipe(model), purpose)
         values = {name: getattr(self, name) if getattr(self, name) is not None else default
                   for name, default in defaults.items()}
-        values["output"] = self.output or f"saved_models/{model}"
+        values["output"] = self.output or output or f"saved_models/{model}"
         return dataclasses.replace(self, **values)
 
 
-# The seed recipes: a small LSTM learns fast with Adam at 2e-3; BERT fine-tuning uses the original
-# paper's recipe (lr 5e-5, batch 32, 3 epochs).
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lstm": {"epochs": 8, "batch_size": 64, "learning_rate": 2e-3},
-    "bert": {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5},
-}
+@dataclasses.dataclass
+class AdaptConfig:
+    """What to adapt, how, and how to evaluate it (finetune; optimisation comes from TrainConfig)."""
+
+    from_model: str = option("Export to adapt: a version directory or base directory written by `train`.",
+                             flags=("--from",), default="")
+    freeze: Literal["none", "embeddings", "encoder"] = option(
+        "Keep these layers at their source values: 'embeddings' (LSTM: the embedding table, so no vocabulary "
+        "growth; BERT: the embedding layer), 'encoder' (everything but the output layer).", default="none")
+    freeze_layers: int = option("BERT only: also freeze the embeddings and the first N encoder layers.", at_least=0,
+                                default=0)
+    grow_vocab: bool = option("LSTM only: add domain words missing from the vocabulary as new embedding rows "
+                              "(trained rows keep their values).", default=True)
+    user_dict: str | None = option("LSTM only: a jieba user dictionary of domain terms (added to the source "
+                                   "model's own; recorded in the export).", default=None)
+    min_freq: int = option("LSTM only: a domain word joins the vocabulary once seen this often in the domain "
+                           "training split.", at_least=1, default=2)
+    replay: int = option("Mix this many examples of the source model's original training split into the domain "
+                         "training data, to limit forgetting (0 = none).", at_least=0, default=0)
+    unlabelled: str | None = option("Unlabelled domain texts (one per line, or a table with --text-col): after "
+                                    "adapting, confident predictions on them become extra training labels and the "
+                                    "model is adapted again from the source (self-training).", default=None)
+    pseudo_threshold: float = option("Self-training keeps predictions at least this confident.", at_least=0,
+                                     at_most=1, default=0.9)
+    original_data: str | None = option("The source model's training data file, if it moved since training "
+                                       "(its split is re-created from the recorded seed and sizes).", default=None)
+    learning_curve: str | None = option("Comma-separated numbers of domain training labels, e.g. 0,100,250,500,1000: "
+                                        "adapt on each and plot domain accuracy vs a TF-IDF baseline.", default=None)
+    cv: int = option("K-fold cross-validation on the domain data (K ≥ 2): mean ± std accuracy and weighted F1.",
+                     at_least=0, default=0)
+    seeds: int = option("Repeat the adaptation with this many seeds and report mean ± std.", at_least=1, default=1)
+
+    def __post_init__(self) -> None:
+        if not self.from_model:
+            raise UserError("--from: give the export to adapt (e.g. saved_models/lstm)")
+        if self.cv == 1:
+            raise UserError("--cv needs at least 2 folds (0 turns cross-validation off)")
+        if sum(bool(x) for x in (self.learning_curve, self.cv, self.seeds > 1)) > 1:
+            raise UserError("--learning-curve, --cv and --seeds are separate evaluations; pick one per run")
+        if self.unlabelled and not Path(self.unlabelled).is_file():  # now, not after the first adaptation
+            raise UserError(f"--unlabelled {self.unlabelled}: file not found")
+        self.curve_sizes()  # validates
+
+    def curve_sizes(self) -> list[int]:
+        if not self.learning_curve:
+            return []
+        try:
+            sizes = sorted({int(x) for x in self.learning_curve.split(",") if x.strip()})
+        except ValueError:
+            raise UserError(f"--learning-curve {self.learning_curve!r}: give comma-separated label counts, "
+                            "e.g. 0,100,250,500") from None
+        if not sizes or sizes[0] < 0:
+            raise UserError("--learning-curve counts must be 0 or more")
+        return sizes
 
 
 CONFIG_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)

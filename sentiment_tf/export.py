@@ -21,13 +21,13 @@ import json
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sentiment_tf import __version__, atomic
 from sentiment_tf.errors import DISK_ERRNOS, UserError
+from sentiment_tf.text import Tokenizer, TokenizerSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         extra_files: ``{name: source path or bytes}`` copied into ``assets.extra/``.
         verify: loads the written directory and raises if it disagrees with the model in memory.
         keep_failed: where a version that fails ``verify`` is moved (never published), so the trained
-            model survives for ``python -m sentiment_tf.export --run``.
+            model survives for ``python -m sentiment_tf.publish --run``.
     """
     base = check_base_dir(base)
     for stale in atomic.remove_stale_temp_dirs(base, ".export-"):
@@ -198,6 +198,19 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
+    """Rebuilds the training-time tokenizer from an export and verifies it matches exactly."""
+    saved = TokenizerSettings(**meta["tokenizer"])
+    extra = version_dir / META_DIR
+    files = meta.get("tokenizer_files", {})
+    user_dict = extra / files["user_dict"] if files.get("user_dict") else None
+    stopwords = extra / files["stopwords"] if files.get("stopwords") else None
+    tok = Tokenizer(mode=saved.mode, hmm=saved.hmm, lowercase=saved.lowercase, user_dict=user_dict,
+                    stopwords=stopwords)
+    tok.ensure_matches(saved)
+    return tok
+
+
 def describe_versions(base: str | Path) -> list[dict[str, Any]]:
     """One row per version directory under ``base`` (newest first): date, family, test metrics, training
     data and tokenizer, or why it is not a usable export."""
@@ -232,14 +245,10 @@ def describe_versions(base: str | Path) -> list[dict[str, Any]]:
 
 
 def load_trained(version_dir: Path, metadata: dict[str, Any]) -> Any:
-    """The trainable model inside an export (``TrainedLSTM`` or ``TrainedBert``), by its family."""
-    if metadata.get("family") == "bert":
-        from sentiment_tf.models import bert
+    """The trainable model inside an export, loaded by its family (``sentiment_tf.models.family``)."""
+    from sentiment_tf.models import family
 
-        return bert.load_trained(version_dir, metadata)
-    from sentiment_tf.models import lstm
-
-    return lstm.load_trained(version_dir, metadata)
+    return family.get(str(metadata.get("family"))).load(version_dir, metadata)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,9 +262,9 @@ def publish(trained: Any, output: str | Path, configs: dict, metrics: dict, chec
             run_dir: Path) -> Path:
     """Exports ``trained`` as a new version of ``output``. When that fails — the export check, a full
     disk, permissions — the trained model is kept in ``run_dir/unverified-export`` and the one-line
-    error says how to export it again (``python -m sentiment_tf.export --run RUN``)."""
+    error says how to export it again (``python -m sentiment_tf.publish --run RUN``)."""
     kept = run_dir / FAILED_EXPORT
-    again = f"export it with: python -m sentiment_tf.export --run {run_dir}"
+    again = f"export it with: python -m sentiment_tf.publish --run {run_dir}"
     atomic.write_json(run_dir / KEPT_INFO, {"output": str(output), "check_texts": list(check_texts[:64])})
     try:
         version = trained.export(output, configs, metrics, check_texts, keep_failed=kept)
@@ -286,42 +295,3 @@ def keep(trained: Any, kept: Path, configs: dict, metrics: dict, check_texts: li
         os.replace(version, kept)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Exports a run's kept model (after a failed export check, a full disk or a permission error)."""
-    import argparse
-
-    from sentiment_tf.errors import setup_logging
-
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.export", description=main.__doc__)
-    parser.add_argument("--run", required=True, help="run directory of `train` or `finetune` (it holds "
-                        f"{FAILED_EXPORT}/)")
-    parser.add_argument("--output", help="export base directory (default: where the run was exporting to)")
-    args = parser.parse_args(argv)
-    setup_logging()
-    run = Path(args.run)
-    kept = run / FAILED_EXPORT
-    if not metadata_path(kept).is_file() or not (run / KEPT_INFO).is_file():
-        raise UserError(f"--run {run}: no {FAILED_EXPORT}/ in it; only a run whose export failed is exported "
-                        "again (a run that exported has its version in its --output)")
-    info = json.loads((run / KEPT_INFO).read_text(encoding="utf-8"))
-    output = args.output or info["output"]
-    check_base_dir(output)
-    meta = read_metadata(kept)
-    configs = json.loads((kept / META_DIR / "config.json").read_text(encoding="utf-8"))  # passed on as saved
-    trained = load_trained(kept, meta)
-    version = publish(trained, output, configs, meta.get("metrics", {}), info["check_texts"], run)
-    shutil.rmtree(kept, ignore_errors=True)
-    print(f"exported: {version}")
-    return 0
-
-
-def cli() -> None:
-    from sentiment_tf.errors import run_cli
-
-    run_cli(main, sys.argv[1:])
-
-
-if __name__ == "__main__":
-    cli()

@@ -33,7 +33,7 @@ import numpy as np
 
 from sentiment_tf import atomic, batching, training
 from sentiment_tf import config as config_lib
-from sentiment_tf.config import _help, build_configs, parse_configs, to_dict
+from sentiment_tf.config import build_configs, option, parse_configs, to_dict
 from sentiment_tf.data import read_texts
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
@@ -46,40 +46,40 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 class PretrainConfig:
     """Masked-language-model pretraining of a BERT on unlabelled text."""
 
-    corpus: list[str] = _help("Unlabelled text files (one text per line; CSV/TSV/JSONL/Excel use --text-col).",
-                              metavar="FILE", default_factory=list)
-    output: str = _help("Checkpoint directory to create (must not exist or be empty).", default="")
-    from_checkpoint: str | None = _help("Continue pretraining this Hub id or checkpoint directory (its "
-                                        "vocabulary and size are kept) instead of starting from scratch.",
-                                        flags=("--from",), default=None)
-    text_col: str = _help("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
-    vocab: str | None = _help("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
-                              default=None)
-    vocab_size: int = _help("Size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
-    min_frequency: int = _help("Pieces seen fewer times than this stay out of the built vocabulary.", at_least=1, default=2)
-    hidden_size: int = _help("Hidden size (from scratch only).", at_least=1, default=256)
-    layers: int = _help("Transformer layers (from scratch only).", at_least=1, default=4)
-    heads: int = _help("Attention heads; must divide --hidden-size (from scratch only).", at_least=1, default=4)
-    intermediate_size: int = _help("Feed-forward size (from scratch only).", at_least=1, default=1024)
-    max_length: int = _help("Word pieces per training sequence, [CLS]/[SEP] included; longer texts are "
-                            "cut into several sequences.", default=128)
-    mlm_probability: float = _help("Share of word pieces masked per sequence (re-drawn every epoch).",
-                                   default=0.15)
-    epochs: int = _help("Passes over the corpus (0 writes the initialised model: a random-init baseline).",
-                        at_least=0, default=3)
-    batch_size: int = _help("Sequences per batch.", at_least=1, default=64)
-    learning_rate: float = _help("Peak AdamW learning rate (linear warmup then decay).", above=0, default=5e-4)
-    warmup_ratio: float = _help("Fraction of steps with learning-rate warmup.", at_least=0, below=1, default=0.06)
-    weight_decay: float = _help("AdamW weight decay.", at_least=0, default=0.01)
-    holdout: float = _help("Share of texts held out to report masked-LM loss and perplexity.", default=0.02)
-    max_texts: int | None = _help("Use at most this many texts (after de-duplication, in random order).",
-                                  at_least=1, default=None)
-    lowercase: bool = _help("Lower-case Latin letters (must match the fine-tuning --lowercase).", default=True)
-    seed: int = _help("Seed for the hold-out split, masking and initialisation.", default=42)
-    run_dir: str | None = _help("Directory for per-epoch backups and TensorBoard logs (default: "
-                                "runs/pretrain-<time>).", default=None)
-    resume: str | None = _help("Resume an interrupted pretraining run from its run directory.", default=None)
-    verbose: bool = _help("Debug logging.", default=False)
+    corpus: list[str] = option("Unlabelled text files (one text per line; CSV/TSV/JSONL/Excel use --text-col).",
+                               metavar="FILE", default_factory=list)
+    output: str = option("Checkpoint directory to create (must not exist or be empty).", default="")
+    from_checkpoint: str | None = option("Continue pretraining this Hub id or checkpoint directory (its "
+                                         "vocabulary and size are kept) instead of starting from scratch.",
+                                         flags=("--from",), default=None)
+    text_col: str = option("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
+    vocab: str | None = option("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
+                               default=None)
+    vocab_size: int = option("Size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
+    min_frequency: int = option("Pieces seen fewer times than this stay out of the built vocabulary.", at_least=1, default=2)
+    hidden_size: int = option("Hidden size (from scratch only).", at_least=1, default=256)
+    layers: int = option("Transformer layers (from scratch only).", at_least=1, default=4)
+    heads: int = option("Attention heads; must divide --hidden-size (from scratch only).", at_least=1, default=4)
+    intermediate_size: int = option("Feed-forward size (from scratch only).", at_least=1, default=1024)
+    max_length: int = option("Word pieces per training sequence, [CLS]/[SEP] included; longer texts are "
+                             "cut into several sequences.", default=128)
+    mlm_probability: float = option("Share of word pieces masked per sequence (re-drawn every epoch).",
+                                    default=0.15)
+    epochs: int = option("Passes over the corpus (0 writes the initialised model: a random-init baseline).",
+                         at_least=0, default=3)
+    batch_size: int = option("Sequences per batch.", at_least=1, default=64)
+    learning_rate: float = option("Peak AdamW learning rate (linear warmup then decay).", above=0, default=5e-4)
+    warmup_ratio: float = option("Fraction of steps with learning-rate warmup.", at_least=0, below=1, default=0.06)
+    weight_decay: float = option("AdamW weight decay.", at_least=0, default=0.01)
+    holdout: float = option("Share of texts held out to report masked-LM loss and perplexity.", default=0.02)
+    max_texts: int | None = option("Use at most this many texts (after de-duplication, in random order).",
+                                   at_least=1, default=None)
+    lowercase: bool = option("Lower-case Latin letters (must match the fine-tuning --lowercase).", default=True)
+    seed: int = option("Seed for the hold-out split, masking and initialisation.", default=42)
+    run_dir: str | None = option("Directory for per-epoch backups and TensorBoard logs (default: "
+                                 "runs/pretrain-<time>).", default=None)
+    resume: str | None = option("Resume an interrupted pretraining run from its run directory.", default=None)
+    verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
         if not self.resume:
@@ -237,8 +237,7 @@ def masked_positions_trainer(mlm_model: Any) -> Any:
     """Wraps a ``TFBertForMaskedLM`` so training scores only the masked positions.
 
     Hugging Face's TF model projects *every* position onto the vocabulary; with 15 % masking that is
-    ~7× more output-layer work than needed, and on small models the output layer dominates (measured:
-    hidden 128, vocab 4k, batch 64×64 on 2 CPU cores spends most of a 0.3 s step there). Gathering
+    ~7× more output-layer work than needed, and on small models the output layer dominates. Gathering
     the masked positions first, as the original BERT does, gives the same loss for a fraction of the
     cost. The wrapped model is saved as usual; this wrapper only carries the train/test steps.
     """

@@ -82,18 +82,18 @@ def _cjk_font() -> str | None:
     return next((name for name in _CJK_FONTS if name in available), None)
 
 
-def _tick_names(labels: list[str]) -> list[str]:
-    """Label names if a CJK-capable font exists, else ``label 0``… (the mapping is in report.txt)."""
+def _tick_names(labels: list[str]) -> tuple[list[str], dict]:
+    """Label names and the matplotlib settings that draw them (a CJK-capable font, for this plot only),
+    or ``label 0``… when no such font exists (the mapping is in report.txt)."""
     if all(name.isascii() for name in labels):
-        return labels
+        return labels, {}
     font = _cjk_font()
     if font:
         import matplotlib
 
-        matplotlib.rcParams["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
-        return labels
+        return labels, {"font.sans-serif": [font, *matplotlib.rcParams["font.sans-serif"]]}
     log.info("no CJK font found for plots; axis labels use label ids (see report.txt)")
-    return [f"label {i}" for i in range(len(labels))]
+    return [f"label {i}" for i in range(len(labels))], {}
 
 
 def plot_confusion(ev: Evaluation, path: str | Path) -> None:
@@ -103,9 +103,9 @@ def plot_confusion(ev: Evaluation, path: str | Path) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    names = _tick_names(ev.labels)
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
-    with warnings.catch_warnings():
+    names, rc = _tick_names(ev.labels)
+    with matplotlib.rc_context(rc), warnings.catch_warnings():
+        fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
         warnings.simplefilter("ignore")  # missing-glyph warnings when no CJK font exists
         ConfusionMatrixDisplay(np.array(ev.confusion), display_labels=names).plot(ax=ax, cmap="Blues",
                                                                                colorbar=False)

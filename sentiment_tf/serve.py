@@ -39,7 +39,7 @@ from fastapi import FastAPI, Request  # module level: FastAPI resolves the route
 from fastapi.responses import JSONResponse
 
 from sentiment_tf import config as config_lib
-from sentiment_tf.config import _help, parse_configs
+from sentiment_tf.config import option, parse_configs
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.serve")
@@ -49,41 +49,40 @@ log = logging.getLogger("sentiment_tf.serve")
 class ServeConfig:
     """Models to serve and the service's limits."""
 
-    model: list[str] = _help("Model base directory (TF Serving layout, newest version served), optionally "
-                             "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
-                             metavar="[NAME=]DIR", default_factory=list)
-    host: str = _help("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
-    port: int = _help("Port.", at_least=0, at_most=65535, default=8501)
-    max_texts: int = _help("Most texts in one request (more → 413).", at_least=1, default=256)
-    max_chars: int = _help("Most characters in one text (longer → 413).", at_least=1, default=5000)
-    max_batch: int = _help("Most texts predicted together when batching concurrent requests. Large batches "
-                           "pay off: an LSTM call costs mostly per time step, not per text (measured on 2 "
-                           "cores: 64 random texts 1.6k texts/s, 1024 texts 5.7k texts/s).", at_least=1, default=1024)
-    batch_timeout_ms: float = _help("Wait up to this long for more requests to fill a batch (0: batch only what "
-                                    "is already waiting).", at_least=0, default=0.0)
-    segment: bool = _help("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
-                          "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
-                          "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
-    segment_workers: int = _help("Processes that segment text for LSTM models (jieba is pure Python, so threads "
-                                 "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
-    max_body_bytes: int = _help("Largest request body; a bigger one is a 413, refused from its Content-Length "
-                                "before it is read.", at_least=1, default=8 * 1024 * 1024)
-    timeout_request: float = _help("Seconds a client has to send a request's headers (from connecting, or from "
-                                   "the previous response), and then its body; the connection is closed or the "
-                                   "request answered 408.", above=0, default=15.0)
-    timeout_keep_alive: float = _help("Seconds an idle keep-alive connection stays open (uvicorn's).", above=0,
-                                      default=5.0)
-    limit_concurrency: int = _help("Most concurrent connections and requests; more get 503 (uvicorn's).",
-                                   at_least=1, default=256)
-    shutdown_timeout: float = _help("On SIGTERM, wait at most this long for requests in flight (uvicorn's "
-                                    "graceful shutdown).", at_least=0, default=10.0)
-    api_key: str | None = _help("Require this key on every route but /healthz (header 'Authorization: Bearer "
-                                "KEY' or 'X-API-Key: KEY'); default: the SENTIMENT_TF_API_KEY environment "
-                                "variable, else none. Use it when the port is reachable by others.", default=None)
-    docs: bool = _help("Serve the OpenAPI docs at /docs (Swagger UI loads its scripts from a CDN).", default=False)
-    poll_seconds: float = _help("How often to look for new version directories (0 disables hot reload).",
-                                at_least=0, default=2.0)
-    verbose: bool = _help("Debug logging.", default=False)
+    model: list[str] = option("Model base directory (TF Serving layout, newest version served), optionally "
+                              "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
+                              metavar="[NAME=]DIR", default_factory=list)
+    host: str = option("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
+    port: int = option("Port.", at_least=0, at_most=65535, default=8501)
+    max_texts: int = option("Most texts in one request (more → 413).", at_least=1, default=256)
+    max_chars: int = option("Most characters in one text (longer → 413).", at_least=1, default=5000)
+    max_batch: int = option("Most texts predicted together when batching concurrent requests (large batches "
+                            "pay off: an LSTM call costs mostly per time step, not per text).", at_least=1, default=1024)
+    batch_timeout_ms: float = option("Wait up to this long for more requests to fill a batch (0: batch only what "
+                                     "is already waiting).", at_least=0, default=0.0)
+    segment: bool = option("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
+                           "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
+                           "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
+    segment_workers: int = option("Processes that segment text for LSTM models (jieba is pure Python, so threads "
+                                  "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
+    max_body_bytes: int = option("Largest request body; a bigger one is a 413, refused from its Content-Length "
+                                 "before it is read.", at_least=1, default=8 * 1024 * 1024)
+    timeout_request: float = option("Seconds a client has to send a request's headers (from connecting, or from "
+                                    "the previous response), and then its body; the connection is closed or the "
+                                    "request answered 408.", above=0, default=15.0)
+    timeout_keep_alive: float = option("Seconds an idle keep-alive connection stays open (uvicorn's).", above=0,
+                                       default=5.0)
+    limit_concurrency: int = option("Most concurrent connections and requests; more get 503 (uvicorn's).",
+                                    at_least=1, default=256)
+    shutdown_timeout: float = option("On SIGTERM, wait at most this long for requests in flight (uvicorn's "
+                                     "graceful shutdown).", at_least=0, default=10.0)
+    api_key: str | None = option("Require this key on every route but /healthz (header 'Authorization: Bearer "
+                                 "KEY' or 'X-API-Key: KEY'); default: the SENTIMENT_TF_API_KEY environment "
+                                 "variable, else none. Use it when the port is reachable by others.", default=None)
+    docs: bool = option("Serve the OpenAPI docs at /docs (Swagger UI loads its scripts from a CDN).", default=False)
+    poll_seconds: float = option("How often to look for new version directories (0 disables hot reload).",
+                                 at_least=0, default=2.0)
+    verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -121,7 +120,7 @@ class ApiError(Exception):
 
 def load_predictor(version_dir: Path) -> Any:
     """A Predictor for ``version_dir``, warmed up (its first call traces the graph)."""
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     predictor.predict(["预热 warm-up"])
@@ -132,7 +131,7 @@ def make_pool(predictor: Any, workers: int) -> Any:
     """Segmentation processes for an LSTM predictor (None for BERT, or with ``workers=0``)."""
     if predictor.tokenizer is None or workers < 1:
         return None
-    from sentiment_tf.text import segment_pool
+    from sentiment_tf.segment_pool import segment_pool
 
     pool = segment_pool(predictor.tokenizer, workers)
     list(pool.map(len, [[]] * workers))  # start the workers (and load jieba's dictionary) now
@@ -296,7 +295,7 @@ class ModelSlot:
     async def segment(self, loaded: Loaded, texts: list[str], segmenter: ThreadPoolExecutor) -> list[str]:
         from concurrent.futures.process import BrokenProcessPool
 
-        from sentiment_tf.text import segment_texts
+        from sentiment_tf.segment_pool import segment_texts
 
         loop = asyncio.get_running_loop()
         for _ in range(2):  # a dead worker breaks the pool: replace it once, then retry

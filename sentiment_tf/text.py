@@ -15,12 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from sentiment_tf.errors import UserError
-
-if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -238,48 +233,3 @@ def build_vocabulary(segmented: Iterable[str], min_freq: int = 2, max_size: int 
     vocab = [tok for tok, _ in items[: max(0, max_size - 2)]]
     log.info("vocabulary: %d tokens (min_freq=%d) from %d distinct", len(vocab) + 2, min_freq, len(counts))
     return vocab
-
-
-# Segmentation in worker processes (jieba is pure Python: threads share one GIL). The functions
-# live here, in a module that does not import TensorFlow, so spawned workers start light.
-_WORKER_TOKENIZER: Tokenizer | None = None
-
-
-def _init_segment_worker(mode: str, hmm: bool, lowercase: bool, user_dict: str | None,
-                         stopwords: str | None) -> None:
-    global _WORKER_TOKENIZER
-    _exit_with_parent()
-    _WORKER_TOKENIZER = Tokenizer(mode=mode, hmm=hmm, lowercase=lowercase, user_dict=user_dict, stopwords=stopwords)
-    _WORKER_TOKENIZER.segment(["预热"])  # load the dictionary now, not on the first request
-
-
-def _exit_with_parent() -> None:
-    """Ends this worker if the server process dies without shutting the pool down (e.g. SIGKILL)."""
-    import os
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
-def segment_texts(texts: list[str]) -> list[str]:
-    assert _WORKER_TOKENIZER is not None
-    return _WORKER_TOKENIZER.segment(texts)
-
-
-def segment_pool(tokenizer: Tokenizer, workers: int) -> "ProcessPoolExecutor":
-    """A process pool whose workers segment exactly like ``tokenizer`` (``pool.submit(segment_texts, …)``)."""
-    import concurrent.futures
-    import multiprocessing
-
-    return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_segment_worker,
-        initargs=(tokenizer.mode, tokenizer.hmm, tokenizer.lowercase, tokenizer.user_dict, tokenizer.stopwords_path))
-

@@ -12,7 +12,6 @@ fit → evaluate → export. Reports, the resolved config, checkpoints and Tenso
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, Tokeni
                                  build_configs, parse_configs, to_dict)
 from sentiment_tf.data import load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.models import family
 
 log = logging.getLogger("sentiment_tf.train")
 
@@ -53,12 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     export.check_base_dir(train_cfg.output)
     atomic.check_writable(train_cfg.output, "--output", directory=True)
     atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
-    if model_cfg.model == "bert":
-        from sentiment_tf.models import bert
-
-        _, tokenizer = bert.check_pretrained(model_cfg.pretrained)
-        lowercase = bert.cleaning_lowercase(tokenizer, data_cfg.lowercase if lowercase_given else None)
-        data_cfg = dataclasses.replace(data_cfg, lowercase=lowercase)
+    model_family = family.get(model_cfg.model)  # imports its Keras flavour
+    data_cfg = model_family.prepare_data(data_cfg, model_cfg, lowercase_given)  # e.g. checks the checkpoint
 
     # 1. Load, clean, de-duplicate and split (before any tokenization, so nothing leaks).
     splits = load_splits(data_cfg)
@@ -70,16 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(run_dir / "data_stats.json", splits.stats)
     log.info("run directory: %s", run_dir)
 
-    # 2-3. Tokenize, build and fit (each family imports its own Keras, so only here).
+    # 2-3. Tokenize, build and fit.
     try:
-        if model_cfg.model == "bert":
-            trained = bert.fit(splits, model_cfg, train_cfg, run_dir, lowercase=data_cfg.lowercase,
-                               seed=data_cfg.seed)
-        else:
-            from sentiment_tf.models import lstm
-
-            trained = lstm.fit_texts(splits, tok_cfg, model_cfg, train_cfg, run_dir, lowercase=data_cfg.lowercase,
-                                     seed=data_cfg.seed)
+        trained = model_family.fit(splits, tok_cfg, model_cfg, train_cfg, run_dir, lowercase=data_cfg.lowercase,
+                                   seed=data_cfg.seed)
     except KeyboardInterrupt:
         print(f"\ntraining interrupted; continue it with: python -m sentiment_tf.train --resume {run_dir}",
               file=sys.stderr)

@@ -6,11 +6,13 @@ and the tf-keras BERT path use the same code without importing each other's Kera
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import logging
 from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -150,6 +152,21 @@ def run_state(callbacks: ModuleType, backup_dir: Path, early: Any, checkpoint: A
             atomic.write_json(backup_dir / RUN_STATE, state)
 
     return RunState()
+
+
+@contextlib.contextmanager
+def precision_policy(mixed_precision: ModuleType, enabled: bool) -> Iterator[None]:
+    """float16 compute for the layers built inside (``mixed_precision`` is the Keras flavour's module);
+    the global policy is put back afterwards, so later trainings in the process are unaffected."""
+    if not enabled:
+        yield
+        return
+    previous = mixed_precision.global_policy()
+    mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        mixed_precision.set_global_policy(previous)
 
 
 def remove_backup(run_dir: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sentiment_tf import export as export_lib
 from sentiment_tf.config import ModelConfig
 from sentiment_tf.errors import UserError
-from sentiment_tf.predict import Predictor
+from sentiment_tf.predictor import Predictor
 from sentiment_tf.text import Tokenizer, build_vocabulary
 from tests.helpers import assert_export_matches
 

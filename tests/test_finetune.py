@@ -83,7 +83,7 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
     assert "行政酒廊" in (work / "adapted" / "1" / "assets.extra" / "user_dict.txt").read_text(encoding="utf-8")
     assert meta["metrics"]["finetuned_from"].endswith("src_model/1")
 
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     pred = Predictor.load(work / "adapted")
     assert pred.tokenizer.tokenize("行政酒廊很好") [:1] == ["行政酒廊"]
@@ -93,7 +93,7 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
 def test_grow_vocabulary_keeps_every_trained_weight(source_model):
     import keras
 
-    from sentiment_tf.finetune import load_source
+    from sentiment_tf.adaptation import load_source
     from sentiment_tf.models import lstm
 
     source = load_source(str(source_model))
@@ -114,7 +114,7 @@ def test_grow_vocabulary_keeps_every_trained_weight(source_model):
 
 def test_replay_sample_never_contains_domain_evaluation_texts(domain_files, source_model):
     from sentiment_tf.data import TEXT, LabelMap
-    from sentiment_tf.finetune import load_source, original_splits, replay_sample
+    from sentiment_tf.adaptation import load_source, original_splits, replay_sample
 
     source = load_source(str(source_model))
     original = original_splits(source, None, LabelMap(source.labels))

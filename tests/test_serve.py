@@ -81,7 +81,7 @@ def server(lstm_export: Path):
 
 
 def _reference(export: Path, texts: list[str]) -> np.ndarray:
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     return Predictor.load(export).predict(texts).probabilities
 
@@ -92,7 +92,7 @@ def _reference(export: Path, texts: list[str]) -> np.ndarray:
 def test_export_as_tf_serving_sees_it(lstm_export: Path):
     """Signature name, input name and dtype, and a golden REST request converted to tensors the way
     TF Serving's row format does (a list of instances → one batched tensor for the single input)."""
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     loaded = tf.saved_model.load(str(lstm_export / "1"))
     assert list(loaded.signatures) == ["serving_default"]

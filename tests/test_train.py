@@ -140,7 +140,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(crash_after: i
 def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str, tiny_csv: Path, tmp_path: Path,
                                                                    monkeypatch) -> None:
     """A failing export check, or a full disk under --output, is one line naming where the model is kept
-    and the command that exports it; `python -m sentiment_tf.export --run` then publishes exactly that model."""
+    and the command that exports it; `python -m sentiment_tf.publish --run` then publishes exactly that model."""
     import errno
 
     import numpy as np
@@ -148,7 +148,7 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
     from sentiment_tf import export as export_lib
     from sentiment_tf import train
     from sentiment_tf.errors import UserError
-    from sentiment_tf.predict import Predictor
+    from sentiment_tf.predictor import Predictor
 
     out, run = tmp_path / "models", tmp_path / "run"
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),
@@ -174,19 +174,19 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
         train.main(args)
     message = str(err.value)
     assert "\n" not in message and ("simulated" if failure == "export check" else "No space left") in message
-    assert f"python -m sentiment_tf.export --run {run}" in message and str(run / "unverified-export") in message
+    assert f"python -m sentiment_tf.publish --run {run}" in message and str(run / "unverified-export") in message
     assert not out.exists() or not any(out.iterdir())  # nothing published
     assert (run / "unverified-export" / "saved_model.pb").is_file()
     kept = Predictor.load(run / "unverified-export").predict(["这家酒店很干净", "太差了"]).probabilities
 
     monkeypatch.setattr(export_lib, "signature_verifier", original_verifier)
     monkeypatch.setattr(export_lib, "write_version", original_write)
-    proc = cli("export", "--run", str(run), cwd=tmp_path)
+    proc = cli("publish", "--run", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "1").is_dir() and not (run / "unverified-export").exists()
     published = Predictor.load(out).predict(["这家酒店很干净", "太差了"]).probabilities
     np.testing.assert_allclose(published, kept, atol=1e-6)
-    assert_user_error(cli("export", "--run", str(run), cwd=tmp_path), "unverified-export")
+    assert_user_error(cli("publish", "--run", str(run), cwd=tmp_path), "unverified-export")
 
 
 def test_runs_clean_keeps_the_newest_and_never_unfinished_work(tmp_path: Path) -> None:

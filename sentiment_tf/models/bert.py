@@ -300,9 +300,8 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     tf_keras.utils.set_random_seed(seed)
     labels = splits.labels.names
     gpus = tf.config.list_physical_devices("GPU")
-    if train_cfg.mixed_precision and gpus:
-        tf_keras.mixed_precision.set_global_policy("mixed_float16")
-    with training.distribution_strategy(tf).scope():
+    with training.distribution_strategy(tf).scope(), training.precision_policy(
+            tf_keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         model, tokenizer = initial if initial is not None else load_pretrained(model_cfg.pretrained, labels)
         if freeze is not None:
             freeze(model)
@@ -501,3 +500,50 @@ def restore_from_saved_model(model: Any, version_dir: Path) -> None:
     except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:  # IndexError: truncated shard
         raise UserError(f"{version_dir}/variables: cannot restore the BERT weights from it "
                         f"({str(err).splitlines()[0][:200]})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The family interface (sentiment_tf.models.family)
+
+
+class BertFamily:
+    """A Hugging Face BERT checkpoint fine-tuned with tf-keras; its word pieces tokenized in the graph."""
+
+    name = "bert"
+
+    def prepare_data(self, data_cfg: Any, model_cfg: "ModelConfig", lowercase_given: bool) -> Any:
+        """Checks the checkpoint (before any data is read); cleaning keeps case for a cased one unless
+        --lowercase/--no-lowercase chose."""
+        _, tokenizer = check_pretrained(model_cfg.pretrained)
+        lowercase = cleaning_lowercase(tokenizer, data_cfg.lowercase if lowercase_given else None)
+        return dataclasses.replace(data_cfg, lowercase=lowercase)
+
+    def fit(self, splits: "Splits", tok_cfg: Any, model_cfg: "ModelConfig", train_cfg: "TrainConfig",
+            run_dir: Path, lowercase: bool, seed: int) -> TrainedBert:
+        return fit(splits, model_cfg, train_cfg, run_dir, lowercase=lowercase, seed=seed)
+
+    def load(self, version_dir: Path, metadata: dict) -> TrainedBert:
+        return load_trained(version_dir, metadata)
+
+    def adapt(self, trained: TrainedBert, splits: "Splits", adapt_cfg: Any, model_cfg: "ModelConfig",
+              train_cfg: "TrainConfig", run_dir: Path, seed: int) -> TrainedBert:
+        """Trains on from the source weights, with the embeddings, the first ``--freeze-layers`` encoder
+        layers or the whole encoder (``--freeze``) kept at their source values."""
+
+        def freeze(model: Any) -> None:
+            if adapt_cfg.freeze == "encoder":
+                model.bert.trainable = False
+            elif adapt_cfg.freeze == "embeddings" or adapt_cfg.freeze_layers:
+                model.bert.embeddings.trainable = False
+            layers = model.bert.encoder.layer
+            if adapt_cfg.freeze_layers > len(layers):
+                raise UserError(f"--freeze-layers {adapt_cfg.freeze_layers}: the model has only {len(layers)} layers")
+            for layer in layers[: adapt_cfg.freeze_layers]:
+                layer.trainable = False
+
+        model_cfg = dataclasses.replace(model_cfg, model="bert", max_length=trained.max_length)
+        return fit(splits, model_cfg, train_cfg, run_dir, lowercase=trained.lowercase, seed=seed,
+                   initial=(trained.model, trained.tokenizer), freeze=freeze)
+
+
+FAMILY = BertFamily()

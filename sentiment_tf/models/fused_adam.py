@@ -2,9 +2,8 @@
 
 Keras 3's ``Adam.update_step`` is eight element-wise ops per variable, each writing a temporary
 the size of the variable. For the 18k × 128 embedding table that is most of a training step's
-fixed cost on CPU. ``ResourceApplyAdam`` does the same update in one pass. Measured on 2 CPU cores
-with the default model at batch 64 × 46 tokens (Zipf-distributed ids): ≈ 27 ms per step against
-≈ 29.5 ms.
+fixed cost on CPU. ``ResourceApplyAdam`` does the same update in one pass (faster per step:
+bench/README.md, "Design measurements").
 
 The arithmetic is Keras' own, so each step makes the same update as ``keras.optimizers.Adam``
 within float rounding (tested, repeated tokens included):
@@ -16,9 +15,8 @@ where g is the gradient and s its square, except for the embedding table's spars
 token that occurs k times in a batch, g is the sum of the k occurrences' gradients but Keras 3 takes
 s as the sum of their squares, not the square of the sum. The fused kernel squares g, so before it
 runs, ``v`` of the batch's tokens gets the difference, scaled so the kernel's update lands on Keras'
-value. That correction touches only the batch's rows. (The Adam paper and PyTorch square the sum.
-Doing that here saved another ≈ 1.5 ms per step but trained differently from Keras' Adam: over 7
-seeds, test accuracy 0.8358 ± 0.0051 against 0.8383 ± 0.0023, within noise but not the same.)
+value. That correction touches only the batch's rows. (The Adam paper and PyTorch square the sum;
+doing that here would be faster but would no longer be Keras' Adam.)
 """
 
 from __future__ import annotations

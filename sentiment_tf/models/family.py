@@ -1,0 +1,95 @@
+"""The model-family interface: what the commands need from a family, and the registry.
+
+A family (``lstm``, ``bert``) is a module under ``sentiment_tf.models`` exposing ``FAMILY``, an
+object with the :class:`Family` methods; what it trains and loads is a :class:`Trained`. The
+registry imports a family's module only when it is asked for, so the Keras 3 (LSTM) and tf-keras
+(BERT) flavours never meet in one import. Recipes (default epochs, batch size, learning rate,
+patience) are plain data here, readable without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sentiment_tf.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sentiment_tf.config import AdaptConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.data import Splits
+
+
+class Trained(Protocol):
+    """A trained classifier with what it needs to predict and export."""
+
+    labels: list[str]
+    history: dict[str, list[float]]
+
+    def predict_proba(self, texts: list[str]) -> "np.ndarray":
+        """Probabilities ``[n, labels]`` for cleaned texts."""
+
+    def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
+               keep_failed: Path | None = None) -> Path:
+        """A new verified export version under ``base_dir`` (see :func:`sentiment_tf.export.write_version`)."""
+
+
+class Family(Protocol):
+    name: str
+
+    def prepare_data(self, data_cfg: "DataConfig", model_cfg: "ModelConfig", lowercase_given: bool) -> "DataConfig":
+        """Checks what the family needs before any data is read (e.g. the checkpoint) and returns the
+        data config with the cleaning it implies."""
+
+    def fit(self, splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: "ModelConfig", train_cfg: "TrainConfig",
+            run_dir: Path, lowercase: bool, seed: int) -> Trained:
+        """Tokenizes the splits and trains a new model with ``model.fit``."""
+
+    def load(self, version_dir: Path, metadata: dict) -> Trained:
+        """The trainable model inside one of this family's exports."""
+
+    def adapt(self, trained: Trained, splits: "Splits", adapt_cfg: "AdaptConfig", model_cfg: "ModelConfig",
+              train_cfg: "TrainConfig", run_dir: Path, seed: int) -> Trained:
+        """Continues training ``trained`` on domain ``splits`` (vocabulary growth, freezing: the family's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Default optimisation settings of a family, for training from scratch and for adapting."""
+
+    train: dict[str, Any]
+    finetune: dict[str, Any]
+
+
+# Adaptation starts from a trained model: smaller steps than training from scratch, so the domain
+# signal refines the model instead of overwriting it. BERT trains with the original paper's recipe.
+REGISTRY: dict[str, tuple[str, Recipe]] = {
+    "lstm": ("sentiment_tf.models.lstm", Recipe(
+        train={"epochs": 8, "batch_size": 64, "learning_rate": 2e-3, "patience": 2},
+        finetune={"epochs": 10, "batch_size": 32, "learning_rate": 5e-4, "patience": 3})),
+    "bert": ("sentiment_tf.models.bert", Recipe(
+        train={"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "patience": 2},
+        finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3})),
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def recipe(name: str) -> Recipe:
+    return REGISTRY[_known(name)][1]
+
+
+def get(name: str) -> Family:
+    """The family called ``name``, its module (and Keras flavour) imported now."""
+    return importlib.import_module(REGISTRY[_known(name)][0]).FAMILY
+
+
+def _known(name: str) -> str:
+    if name not in REGISTRY:
+        raise UserError(f"unknown model family {name!r}; known: {', '.join(REGISTRY)}")
+    return name
