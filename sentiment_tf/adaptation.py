@@ -13,10 +13,11 @@ import pandas as pd
 
 from sentiment_tf import export
 from sentiment_tf.config import AdaptConfig, DataConfig, ModelConfig, TrainConfig
-from sentiment_tf.data import LABEL, TEXT, Y, LabelMap, Splits, load_splits
+from sentiment_tf.data import LABEL, TEXT, LabelMap, Splits, Y, load_splits, read_texts
 from sentiment_tf.errors import UserError
 from sentiment_tf.models import family
 from sentiment_tf.models.family import Trained
+from sentiment_tf.text import clean_text
 
 log = logging.getLogger("sentiment_tf.adaptation")
 
@@ -114,9 +115,6 @@ def pseudo_labels(model: Trained, cfg: AdaptConfig, labels: LabelMap, exclude: s
     Balanced (the same number per label, the most confident first) because a model that leans to one
     label is also more often confident about it, and training on that skew would deepen it.
     """
-    from sentiment_tf.data import read_texts
-    from sentiment_tf.text import clean_text
-
     raw = read_texts([cfg.unlabelled], text_col, "--unlabelled")
     texts = list(dict.fromkeys(t for t in (clean_text(x, lowercase) for x in raw) if t and t not in exclude))
     if not texts:

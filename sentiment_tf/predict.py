@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_tf import atomic
+from sentiment_tf.data import decode_bytes, read_frame
 from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.export import describe_versions
 from sentiment_tf.predictor import Predictions, Predictor
 
 __all__ = ["Predictor", "Predictions", "main"]  # Predictor is importable from here too, as it always was
@@ -25,8 +27,6 @@ def read_inputs(args: argparse.Namespace) -> tuple[Any, str | None]:
     import pandas as pd
 
     if args.input:
-        from sentiment_tf.data import decode_bytes, read_frame
-
         path = Path(args.input)
         if path.suffix.lower() == ".txt":
             if not path.is_file():
@@ -71,8 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_versions(base: str) -> None:
-    from sentiment_tf.export import describe_versions
-
     rows = describe_versions(base)
     if not rows:
         raise UserError(f"--model {base} holds no versions yet")

@@ -28,19 +28,31 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
+import re
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request  # module level: FastAPI resolves the route annotations here
+from fastapi import (  # module level: FastAPI resolves the route annotations here
+    FastAPI,
+    Request,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import option, parse_configs
 from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.export import metadata_path, resolve_version_dir, versions
+from sentiment_tf.http_limits import LimitExceeded, RequestLimits, protocol_with_timeout
+from sentiment_tf.segment_pool import segment_texts
+from sentiment_tf.text import has_words
 
 log = logging.getLogger("sentiment_tf.serve")
 
@@ -89,8 +101,6 @@ class ServeConfig:
             raise UserError("--model: give at least one exported model directory (e.g. saved_models/lstm)")
 
     def resolved_api_key(self) -> str | None:
-        import os
-
         return self.api_key or os.environ.get("SENTIMENT_TF_API_KEY") or None
 
     def model_dirs(self) -> dict[str, Path]:
@@ -146,16 +156,12 @@ def pool_broken(pool: Any) -> bool:
 def version_identity(version_dir: Path) -> tuple[int, ...]:
     """What tells a version directory's contents apart when its number is reused (as TF Serving keys
     on the path and its files): inodes, size and modification times of the graph and metadata."""
-    from sentiment_tf.export import metadata_path
-
     graph, meta = (version_dir / "saved_model.pb").stat(), metadata_path(version_dir).stat()
     return (version_dir.stat().st_ino, graph.st_ino, graph.st_size, graph.st_mtime_ns, meta.st_ino, meta.st_mtime_ns)
 
 
 def public_message(err: BaseException) -> str:
     """An error's first line with every filesystem path cut to its last part (no server paths leak)."""
-    import re
-
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     text = re.sub(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"(),]+)+/?", lambda m: Path(m.group()).name or m.group(), text)
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -189,8 +195,6 @@ class ModelSlot:
     @classmethod
     def open(cls, name: str, base: Path, workers: int = 0) -> "ModelSlot":
         """The newest version of ``base`` that loads (broken newer ones are reported, not fatal)."""
-        from sentiment_tf.export import resolve_version_dir
-
         slot = cls(name, resolve_version_dir(base).parent, workers)  # refuses a directory that is not ours
         slot.refresh()
         if slot.current is None:
@@ -200,8 +204,6 @@ class ModelSlot:
 
     def candidates(self) -> list[tuple[int, tuple[int, ...]]]:
         """(version, identity) of every complete export version, newest first."""
-        from sentiment_tf.export import metadata_path, versions
-
         out = []
         for v in reversed(versions(self.base) if self.base.is_dir() else []):
             try:
@@ -293,10 +295,6 @@ class ModelSlot:
         return loaded
 
     async def segment(self, loaded: Loaded, texts: list[str], segmenter: ThreadPoolExecutor) -> list[str]:
-        from concurrent.futures.process import BrokenProcessPool
-
-        from sentiment_tf.segment_pool import segment_texts
-
         loop = asyncio.get_running_loop()
         for _ in range(2):  # a dead worker breaks the pool: replace it once, then retry
             pool = loaded.pool
@@ -528,11 +526,6 @@ def parse_friendly_body(body: Any) -> tuple[Any, Any]:
 
 def add_error_handlers(app: FastAPI) -> None:
     """Every error answers ``{"error": message}``; a request FastAPI cannot parse is a 400, not its 422."""
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from sentiment_tf.http_limits import LimitExceeded
-
     @app.exception_handler(ApiError)
     @app.exception_handler(LimitExceeded)
     async def api_error(_: Request, err: ApiError | LimitExceeded) -> JSONResponse:
@@ -550,8 +543,6 @@ def add_error_handlers(app: FastAPI) -> None:
 def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, Any]]:
     """/predict's rows: a text with nothing to classify (empty, spaces, only emoji or punctuation) gets
     ``"label": null`` and a reason instead of a confident-looking guess."""
-    from sentiment_tf.text import has_words
-
     rows = []
     for text, label, probs in zip(texts, out.labels, out.probabilities.tolist()):
         if has_words(text):
@@ -647,8 +638,6 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (ServeConfig,))
     setup_logging(cfg.verbose)
     import uvicorn
-
-    from sentiment_tf.http_limits import RequestLimits, protocol_with_timeout
 
     slots = {}
     for name, base in cfg.model_dirs().items():

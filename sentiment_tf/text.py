@@ -15,7 +15,9 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
+
 from sentiment_tf.errors import UserError
+from sentiment_tf.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +206,6 @@ class Tokenizer:
 
     def segment(self, texts: Iterable[str], cleaned: bool = False) -> list[str]:
         """Space-joined tokens per text: the input format of the LSTM SavedModel's signature."""
-        from sentiment_tf.progress import progress
-
         fn = self.tokenize_clean if cleaned else self.tokenize
         texts = list(texts)
         return [" ".join(fn(t)) for t in progress(texts, len(texts), "segmenting")]

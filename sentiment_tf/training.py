@@ -11,12 +11,16 @@ import datetime as _dt
 import io
 import json
 import logging
-from pathlib import Path
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from sentiment_tf import atomic
+from sentiment_tf.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +31,6 @@ BEST_WEIGHTS = "checkpoints/best.weights.h5"
 
 def new_run_dir(model: str, run_dir: str | None) -> Path:
     """A fresh run directory: the one asked for (must not hold an earlier run) or runs/<model>-<time>."""
-    from sentiment_tf.errors import UserError
-
     if run_dir:
         path = Path(run_dir)
         if path.exists() and any(path.iterdir()):
@@ -104,8 +106,6 @@ def run_state(callbacks: ModuleType, backup_dir: Path, early: Any, checkpoint: A
     """A callback that saves, each epoch, what BackupAndRestore does not — the history so far, early
     stopping's and the best checkpoint's progress (best weights included) and the dropout seed states —
     and restores it when a run resumes."""
-    from sentiment_tf import atomic
-
     class RunState(callbacks.Callback):
         is_run_state = True
 
@@ -172,8 +172,6 @@ def precision_policy(mixed_precision: ModuleType, enabled: bool) -> Iterator[Non
 def remove_backup(run_dir: Path) -> None:
     """Deletes the resume backup once training finished (tf-keras' BackupAndRestore leaves its
     directory behind; Keras 3 removes it itself)."""
-    import shutil
-
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
 
 
