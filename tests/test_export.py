@@ -200,3 +200,38 @@ def test_predict_takes_one_string_as_one_text(trained, tmp_path: Path) -> None:
     one = predictor.predict("这家酒店很干净")
     assert len(one.labels) == 1  # not one prediction per character
     assert one.probabilities.tolist() == predictor.predict(["这家酒店很干净"]).probabilities.tolist()
+
+
+def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp_path: Path, monkeypatch) -> None:
+    """A failing export check is one line naming where the model is kept and the command that exports it;
+    `python -m sentiment_tf.publish --run` then publishes exactly that model."""
+    from sentiment_tf import publish
+    from sentiment_tf.models import lstm
+
+    model, lookup, vocab, tokenizer = trained
+    model_obj = lstm.TrainedLSTM(model, lookup, vocab, tokenizer, LABELS, 20, {})
+    out, run = tmp_path / "models", tmp_path / "run"
+    run.mkdir()
+    original = export_lib.signature_verifier
+
+    def failing(*a, **k):
+        def verify(path):
+            original(*a, **k)(path)
+            raise export_lib.ExportCheckError("export check failed: simulated")
+        return verify
+
+    monkeypatch.setattr(export_lib, "signature_verifier", failing)
+    with pytest.raises(UserError) as err:
+        export_lib.publish(model_obj, out, {"test": True}, {}, TEXTS[:8], run)
+    message = str(err.value)
+    assert "\n" not in message and "simulated" in message and "nothing was published" in message
+    assert f"python -m sentiment_tf.publish --run {run}" in message and str(run / "unverified-export") in message
+    assert not out.exists() or not any(out.iterdir())
+    kept = Predictor.load(run / "unverified-export").predict(TEXTS[:4]).probabilities
+
+    monkeypatch.setattr(export_lib, "signature_verifier", original)
+    assert publish.main(["--run", str(run)]) == 0
+    assert (out / "1").is_dir() and not (run / "unverified-export").exists()
+    np.testing.assert_allclose(Predictor.load(out).predict(TEXTS[:4]).probabilities, kept, atol=1e-6)
+    with pytest.raises(UserError, match="unverified-export"):
+        publish.main(["--run", str(run)])
