@@ -38,7 +38,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     splits = json.loads(open(args.splits, encoding="utf-8").read())
     tokenizer = BertTokenizerFast.from_pretrained(args.checkpoint)
-    model = BertForSequenceClassification.from_pretrained(args.checkpoint, from_tf=True, num_labels=2)
+    model = BertForSequenceClassification.from_pretrained(args.checkpoint, num_labels=2, use_safetensors=True)
 
     def encode(part: str) -> tuple[list[list[int]], np.ndarray]:
         ids = tokenizer(splits[part]["text"], truncation=True, max_length=args.max_length)["input_ids"]
