@@ -166,12 +166,14 @@ def test_bert_finetune_freezes_the_first_layers(tiny_bert, reviews, tmp_path):
 
     reviews.head(200).to_csv(tmp_path / "src.csv", index=False)
     reviews.iloc[200:320].to_csv(tmp_path / "dom.csv", index=False)
-    proc = cli("train", "--model", "bert", "--pretrained", str(tiny_bert), "--data", "src.csv", "--epochs", "1",
-               "--batch-size", "16", "--max-length", "48", "--output", "bert_src", "--run-dir", "r1", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = cli("finetune", "--from", "bert_src", "--data", "dom.csv", "--epochs", "1", "--freeze-layers", "1",
-               "--learning-rate", "1e-3", "--output", "bert_dom", "--run-dir", "r2", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from sentiment_tf import finetune, train  # in-process: a fresh TensorFlow per run costs more than the runs
+
+    assert train.main(["--model", "bert", "--pretrained", str(tiny_bert), "--data", str(tmp_path / "src.csv"),
+                       "--epochs", "1", "--batch-size", "16", "--max-length", "48", "--output", str(tmp_path / "bert_src"),
+                       "--run-dir", str(tmp_path / "r1")]) == 0
+    assert finetune.main(["--from", str(tmp_path / "bert_src"), "--data", str(tmp_path / "dom.csv"), "--epochs", "1",
+                          "--freeze-layers", "1", "--learning-rate", "1e-3", "--output", str(tmp_path / "bert_dom"),
+                          "--run-dir", str(tmp_path / "r2")]) == 0
     def weights(version: Path):
         return bert.load_trained(version, _meta(version)).model
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_MODEL_ARGS, cli
+from tests.conftest import TINY_MODEL_ARGS
 from tests.test_serve import Server
 
 httpx = pytest.importorskip("httpx")
@@ -31,10 +31,11 @@ def exports(tmp_path_factory, reviews: pd.DataFrame) -> Path:
     """Two exports of differently seeded models (``a/1`` and ``b/1``) in a work directory."""
     work = tmp_path_factory.mktemp("hardening")
     reviews.head(300).to_csv(work / "small.csv", index=False)
+    from sentiment_tf import train  # in-process: the servers under test run in their own processes
+
     for name, seed in (("a", "1"), ("b", "2")):
-        proc = cli("train", "--data", "small.csv", "--output", name, "--run-dir", f"run-{name}", *TINY_MODEL_ARGS,
-                   "--seed", seed, "--learning-rate", "0.02", cwd=work)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert train.main(["--data", str(work / "small.csv"), "--output", str(work / name), "--run-dir",
+                           str(work / f"run-{name}"), *TINY_MODEL_ARGS, "--seed", seed, "--learning-rate", "0.02"]) == 0
     return work
 
 
