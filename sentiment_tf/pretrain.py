@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_tf import atomic, batching, training
+from sentiment_tf import atomic, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import build_configs, option, parse_configs, to_dict
 from sentiment_tf.data import read_texts
@@ -179,6 +179,8 @@ def mlm_dataset(sequences: list[list[int]], tokenizer: Any, cfg: PretrainConfig,
     """
     import tensorflow as tf
     from transformers import DataCollatorForLanguageModeling
+
+    from sentiment_tf import batching  # imports TensorFlow: not before the options are checked
 
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability, return_tensors="np",
                                                pad_to_multiple_of=8, seed=seed)  # few distinct shapes
