@@ -8,6 +8,7 @@ training data, so no text is ever on both sides of an evaluation.
 from __future__ import annotations
 
 import dataclasses
+import csv
 import io
 import logging
 import re
@@ -80,6 +81,8 @@ def read_frame(path: str | Path) -> tuple[pd.DataFrame, str | None]:
                 # Only truly empty cells are missing: "NA" or "null" can be real review text.
                 frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
                                     na_values=[""], engine="python" if sep is None else "c")
+                if sep == "\t":
+                    frame = _plain_tsv(text, frame, p)
     except UserError:
         raise
     except ImportError as err:
@@ -89,6 +92,23 @@ def read_frame(path: str | Path) -> tuple[pd.DataFrame, str | None]:
         raise UserError(f"cannot parse {path} as {ext.lstrip('.') or 'CSV'}: {first}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame, enc
+
+
+def _plain_tsv(text: str, quoted: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A TSV read again with quote characters as text when reading them as quotes lost rows: in a plain
+    TSV (one record per line, like ChnSentiCorp's) a review starting with '"' would otherwise swallow
+    the lines after it."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    records, fields = len(lines) - 1, lines[0].count("\t") if lines else 0
+    if len(quoted) == records or any(line.count("\t") != fields for line in lines):
+        return quoted  # nothing lost, or records span lines (quoted newlines): quotes are quotes
+    plain = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_values=[""],
+                        quoting=csv.QUOTE_NONE)
+    if len(plain) != records:
+        return quoted
+    log.warning("%s: quote characters read as text (a plain TSV, one record per line): %d rows, not %d",
+                path, len(plain), len(quoted))
+    return plain
 
 
 def read_table(path: str | Path, text_col: str, label_col: str | None, domain_col: str | None = None) -> pd.DataFrame:

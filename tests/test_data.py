@@ -161,3 +161,16 @@ def test_read_texts_lines_tables_and_a_missing_file(tmp_path: Path) -> None:
         read_texts([str(tmp_path / "nope.txt")], "text", "--unlabelled")
     with pytest.raises(UserError, match="review"):  # the wrong column: the real ones are listed
         read_texts([str(table)], "text", "--unlabelled")
+
+
+def test_plain_tsv_with_quote_characters_keeps_every_row(tmp_path: Path) -> None:
+    """ChnSentiCorp's TSVs hold one review per line and some start with '"': read as quotes, they
+    swallowed the lines after them (9,146 of 9,600 rows). A quoted TSV (as pandas writes) still reads."""
+    lines = ["label\ttext_a", '1\t"好评，物流快', "0\t太差了", '1\t他说"还行"', "0\t不会再买"]
+    (tmp_path / "plain.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame = read_table(tmp_path / "plain.tsv", "text_a", "label")
+    assert frame["text"].tolist() == ['"好评，物流快', "太差了", '他说"还行"', "不会再买"]
+    assert frame["label"].tolist() == ["1", "0", "1", "0"]
+    quoted = pd.DataFrame({"text": ['他说"好"', "一行\n两行"], "label": ["1", "0"]})
+    quoted.to_csv(tmp_path / "quoted.tsv", sep="\t", index=False)
+    assert read_table(tmp_path / "quoted.tsv", "text", "label")["text"].tolist() == ['他说"好"', "一行\n两行"]
