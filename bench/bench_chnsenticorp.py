@@ -36,12 +36,12 @@ PUBLISHED = [("PaddleNLP BoW", 89.08), ("PaddleNLP Bi-LSTM", 89.83), ("PaddleNLP
 
 def published_protocol(files: dict[str, Path]):
     """The split as published: cleaned text, nothing removed (duplicates and train/test overlap kept)."""
-    from sentiment_tf.data import LabelMap, Splits
+    from sentiment_tf.data import LabelMap, Splits, read_frame
     from sentiment_tf.text import clean_text
 
     frames = {}
     for name, path in files.items():
-        raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        raw, _ = read_frame(path)  # our reader: quote characters in these plain TSVs are text
         frames[name] = pd.DataFrame({"text": [clean_text(t) for t in raw["text_a"]], "label": raw["label"].str.strip()})
     labels = LabelMap.from_labels(frames["train"]["label"])
     for frame in frames.values():
