@@ -265,10 +265,11 @@ def publish(trained: Any, output: str | Path, configs: dict, metrics: dict, chec
     error says how to export it again (``python -m sentiment_tf.publish --run RUN``)."""
     kept = run_dir / FAILED_EXPORT
     again = f"export it with: python -m sentiment_tf.publish --run {run_dir}"
-    atomic.write_json(run_dir / KEPT_INFO, {"output": str(output), "check_texts": list(check_texts[:64])})
+    info = {"output": str(output), "check_texts": list(check_texts[:64])}  # what `publish --run` needs
     try:
         version = trained.export(output, configs, metrics, check_texts, keep_failed=kept)
     except ExportCheckError as err:
+        atomic.write_json(run_dir / KEPT_INFO, info)
         raise UserError(f"{err}; nothing was published. The trained model is kept in {kept}; {again}") from None
     except OSError as err:
         if err.errno not in DISK_ERRNOS:
@@ -276,12 +277,13 @@ def publish(trained: Any, output: str | Path, configs: dict, metrics: dict, chec
         problem = f"cannot write the export to {output} ({err.strerror})"
         try:
             keep(trained, kept, configs, metrics, check_texts)
+            atomic.write_json(run_dir / KEPT_INFO, info)
         except OSError as err2:
             raise UserError(f"{problem}, nor keep the trained model in {run_dir} ({err2.strerror}); its best "
                             f"checkpoint is in {run_dir / 'checkpoints'}; free space and train again") from None
         raise UserError(f"{problem}; nothing was published. The trained model is kept in {kept}; free space or "
                         f"fix permissions, then {again} [--output DIR]") from None
-    (run_dir / KEPT_INFO).unlink(missing_ok=True)
+    (run_dir / KEPT_INFO).unlink(missing_ok=True)  # published again by `publish --run`: nothing kept now
     return version
 
 
