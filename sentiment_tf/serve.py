@@ -264,11 +264,11 @@ class ModelSlot:
     async def submit(self, texts: list[str], segmenter: ThreadPoolExecutor, prepared: bool = False) -> "BatchResult":
         """Queues ``texts`` for the batch worker (segmented first unless ``prepared``) and awaits their result."""
         loop = asyncio.get_running_loop()
-        loaded = self.available()
-        if not self.on_disk(loaded):
-            # Deleted or replaced since it was loaded: never answer from it; load what is there now.
+        current = self.current
+        if current is None or not self.on_disk(current):
+            # Deleted or replaced since it was loaded (or nothing loaded): never answer from it; load what is there now.
             await loop.run_in_executor(None, self.refresh)
-            loaded = self.available()
+        loaded = self.available()
         if prepared:
             pending = _Pending(texts, texts, None, loop.create_future())
         else:

@@ -63,7 +63,7 @@ def _start(exports: Path, work: Path):
     """A server on a private copy of export ``a`` with short limits; returns (server, base dir)."""
     base = work / "models"
     shutil.copytree(exports / "a", base)
-    srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--timeout-request", "1",
+    srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--timeout-request", "2",
                  "--timeout-keep-alive", "1", "--shutdown-timeout", "2", "--max-body-bytes", "100000",
                  "--segment-workers", "2", cwd=work)
     return srv, base
