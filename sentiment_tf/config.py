@@ -210,11 +210,13 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Adds one ``--kebab-case`` option per dataclass field, typed, with the field's help text."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Adds one ``--kebab-case`` option per dataclass field (except ``skip``), typed, with the field's help text."""
     group = parser.add_argument_group(cls.__name__, cls.__doc__)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
         tp, _ = _base_type(hints[field.name])
         flag = "--" + field.name.replace("_", "-")
         kwargs: dict[str, Any] = {"help": field.metadata.get("help", ""), "dest": field.name,

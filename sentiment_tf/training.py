@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +47,20 @@ def new_run_dir(model: str, run_dir: str | None) -> Path:
     return path
 
 
+_EPOCH_OBSERVERS: list[Callable[[int, dict], None]] = []
+
+
+@contextlib.contextmanager
+def observe_epochs(observer: Callable[[int, dict], None]) -> Iterator[None]:
+    """Calls ``observer(epoch, logs)`` after every epoch of the fits inside the block, in either
+    Keras flavour (``tune`` reports validation accuracy to its pruner this way); what it raises ends the fit."""
+    _EPOCH_OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _EPOCH_OBSERVERS.remove(observer)
+
+
 def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extra: list | None = None,
                        weights_only: bool = False) -> list:
     """Early stopping (best weights restored), best checkpoint, TensorBoard, and a per-epoch backup
@@ -68,6 +82,7 @@ def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extr
         run_state(callbacks, run_dir / BACKUP_DIR, early, checkpoint),
         callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
         *(extra or []),
+        *(callbacks.LambdaCallback(on_epoch_end=observer) for observer in _EPOCH_OBSERVERS),
     ]
 
 

@@ -1,0 +1,95 @@
+"""tune: a real Optuna search over the LSTM's options, its best.yaml, resume and input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sentiment_tf import training, tune
+from tests.conftest import assert_user_error, cli
+
+# Small and quick: these are fixed (so not searched); the rest of the LSTM space is searched.
+FIXED = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--min-freq", "1", "--max-tokens", "40",
+         "--text-col", "review", "--label-col", "sentiment"]
+
+
+def trials_table(directory: Path) -> pd.DataFrame:
+    return pd.read_csv(directory / "trials.csv").drop(columns=["minutes"])
+
+
+def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Path, tmp_path: Path, capsys):
+    study = tmp_path / "study"
+    assert tune.main(["--data", str(tiny_csv), "--trials", "3", "--output", str(study), *FIXED]) == 0
+    table = pd.read_csv(study / "trials.csv")
+    assert len(table) == 3 and list(table["rank"]) == [1, 2, 3]
+    complete = table[table["state"] == "complete"]
+    assert list(complete["val_accuracy"]) == sorted(complete["val_accuracy"], reverse=True)
+    # Fixed options are not searched; the searched ones are recorded per trial.
+    assert "embedding_dim" not in table and {"dropout", "learning_rate", "tokenizer", "pooling"} <= set(table)
+    out = capsys.readouterr().out
+    assert "ranked by validation accuracy" in out and "best: trial" in out
+
+    best = yaml.safe_load((study / "best.yaml").read_text(encoding="utf-8"))
+    top = complete.iloc[0]
+    assert best["TrainConfig"]["learning_rate"] == pytest.approx(top["learning_rate"])
+    assert best["ModelConfig"]["pooling"] == top["pooling"] and best["TokenizerConfig"]["tokenizer"] == top["tokenizer"]
+    assert best["ModelConfig"]["embedding_dim"] == 8 and "output" not in best["TrainConfig"]
+
+    # train --config best.yaml trains with exactly those settings.
+    proc = cli("train", "--config", str(study / "best.yaml"), "--output", str(tmp_path / "model"),
+               "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = yaml.safe_load((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["TrainConfig"]["learning_rate"] == pytest.approx(top["learning_rate"])
+    assert saved["ModelConfig"]["dropout"] == pytest.approx(top["dropout"])
+
+
+def test_an_interrupted_search_resumes_to_the_uninterrupted_result(tiny_csv: Path, tmp_path: Path):
+    args = ["--data", str(tiny_csv), "--trials", "3", *FIXED]
+    assert tune.main([*args, "--output", str(tmp_path / "whole")]) == 0
+
+    calls = []
+
+    def interrupt_second_trial(epoch: int, logs: dict) -> None:
+        calls.append(epoch)
+        if len(calls) == 3:  # trial 0 ran 2 epochs; this is trial 1's first
+            raise KeyboardInterrupt
+
+    with training.observe_epochs(interrupt_second_trial), pytest.raises(KeyboardInterrupt):
+        tune.main([*args, "--output", str(tmp_path / "cut")])
+    assert len(pd.read_csv(tmp_path / "cut" / "trials.csv")) == 1
+    assert tune.main(["--resume", str(tmp_path / "cut")]) == 0
+
+    whole, cut = trials_table(tmp_path / "whole"), trials_table(tmp_path / "cut")
+    # The interrupted trial ran again under a new number; otherwise the same trials, scores and ranks.
+    for frame in (whole, cut):
+        frame.drop(columns=["trial"], inplace=True)
+    pd.testing.assert_frame_equal(whole, cut, check_exact=False, atol=1e-6)
+
+    # A resumed study may get a larger budget.
+    assert tune.main(["--resume", str(tmp_path / "cut"), "--trials", "4"]) == 0
+    assert len(pd.read_csv(tmp_path / "cut" / "trials.csv")) == 4
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--trials", "0"], ["--trials must be at least 1"]),
+    (["--timeout", "-5"], ["--timeout must be above 0"]),
+    (["--dropout", "1.5"], ["--dropout must be below 1"]),
+    (["--data", "missing.csv"], ["missing.csv"]),
+    (["--resume", "nowhere"], ["--resume nowhere", "tune.json"]),
+])
+def test_bad_options_are_one_line_errors_before_any_write(tiny_csv: Path, tmp_path: Path, args, fragments):
+    base = ["--data", str(tiny_csv)] if "--data" not in args else []
+    proc = cli("tune", *base, *FIXED, "--output", str(tmp_path / "study"), *args, cwd=tmp_path)
+    assert_user_error(proc, *fragments)
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_finished_study_directory_is_not_reused_without_resume(tiny_csv: Path, tmp_path: Path):
+    study = tmp_path / "study"
+    assert tune.main(["--data", str(tiny_csv), "--trials", "1", "--output", str(study), *FIXED]) == 0
+    proc = cli("tune", "--data", str(tiny_csv), "--trials", "1", "--output", str(study), *FIXED, cwd=tmp_path)
+    assert_user_error(proc, "already holds a study", "--resume")
