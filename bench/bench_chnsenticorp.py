@@ -12,7 +12,9 @@ Two columns for every row:
   text that occurs in dev or test, and the test file is de-duplicated.
 
 Both models get exactly the same rows in each column; settings are chosen on dev (TF-IDF's C),
-test is only reported. The plain BiLSTM row of the issue is not here yet.
+test is only reported. The plain BiLSTM is what a Keras tutorial builds: jieba words,
+``TextVectorization``, Embedding(128) → Bidirectional(LSTM(64)) → softmax, Adam 1e-3, early
+stopping on dev loss (best weights restored).
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def tfidf(splits) -> tuple[float, float]:
     return float((svm.predict(x_test) == splits.test["y"].to_numpy()).mean()), c
 
 
+def plain_bilstm(splits) -> float:
+    """The tutorial BiLSTM (see the module docstring), trained on the same rows, scored on test."""
+    import jieba
+    import keras
+
+    keras.utils.set_random_seed(42)
+    jieba.setLogLevel(60)
+    words = {name: [" ".join(jieba.lcut(t)) for t in frame["text"]]
+             for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    vectorize = keras.layers.TextVectorization(max_tokens=50000, output_sequence_length=200, standardize=None)
+    vectorize.adapt(words["train"])
+    x = {name: vectorize(texts) for name, texts in words.items()}
+    model = keras.Sequential([
+        keras.layers.Embedding(vectorize.vocabulary_size(), 128, mask_zero=True),
+        keras.layers.Bidirectional(keras.layers.LSTM(64)),
+        keras.layers.Dense(len(splits.labels.names), activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    model.fit(x["train"], splits.train["y"].to_numpy(), validation_data=(x["val"], splits.val["y"].to_numpy()),
+              epochs=10, batch_size=64, callbacks=[stop], verbose=2)
+    probs = model.predict(x["test"], verbose=0)
+    return float((probs.argmax(-1) == splits.test["y"].to_numpy()).mean())
+
+
 def our_lstm(splits, run_dir: Path) -> float:
     """`train`'s default LSTM (early stopping on dev), scored on test."""
     from sentiment_tf.config import ModelConfig, TokenizerConfig, TrainConfig
@@ -106,6 +133,7 @@ def main() -> None:
             acc, c = tfidf(splits)
             results.setdefault("char TF-IDF + LinearSVC (C on dev)", {})[name] = acc
             results["char TF-IDF + LinearSVC (C on dev)"][f"{name} C"] = c
+            results.setdefault("plain Keras BiLSTM (tutorial)", {})[name] = plain_bilstm(splits)
             results.setdefault("sentiment_tf LSTM (train defaults)", {})[name] = our_lstm(splits, Path(tmp) / name)
 
     print("\nChnSentiCorp, standard split — test accuracy (%)")
@@ -121,11 +149,14 @@ def main() -> None:
     tf_idf, ours = results["char TF-IDF + LinearSVC (C on dev)"], results["sentiment_tf LSTM (train defaults)"]
     print(f"\nTF-IDF C chosen on dev: {tf_idf['published protocol C']:g} (published protocol), "
           f"{tf_idf['leakage-free C']:g} (leakage-free)")
+    gap = 100 * (ours["leakage-free"] - tf_idf["leakage-free"])
+    print(f"ours vs TF-IDF, leakage-free: {gap:+.2f} pt (target ≥ +0.5) {'PASS' if gap >= 0.5 else 'FAIL'}")
+    gap = 100 * ours["published protocol"] - 91.07
+    print(f"ours vs PaddleNLP TextCNN's published 91.07, published protocol: {gap:+.2f} pt (target ≥ 0) "
+          f"{'PASS' if gap >= 0 else 'FAIL'}")
+    plain = results["plain Keras BiLSTM (tutorial)"]
     for col in ("published protocol", "leakage-free"):
-        gap = 100 * (ours[col] - tf_idf[col])
-        print(f"ours vs TF-IDF, {col}: {gap:+.2f} pt {'PASS' if gap > 0 else 'FAIL'} (target: beat the baseline)")
-    print(f"ours vs PaddleNLP Bi-LSTM (published protocol): {100 * ours['published protocol'] - 89.83:+.2f} pt")
-
+        print(f"ours vs the plain BiLSTM, {col}: {100 * (ours[col] - plain[col]):+.2f} pt")
 
 if __name__ == "__main__":
     main()

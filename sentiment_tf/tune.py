@@ -9,7 +9,7 @@ validation loss) and scores the validation split, never the test split. Trials w
 accuracy after an epoch falls below the median of earlier trials at that epoch are pruned. Searched:
 ``--model lstm`` embedding size, units, dropout, learning rate, batch size, tokenizer mode and pooling;
 ``--model bert`` learning rate, epochs and maximum length. An option given on the command line (or in
-``--config``) is fixed at that value instead of searched. The study lives in OUTPUT/study.db, so
+``--config``) is fixed at that value instead of searched. The first trial is ``train``'s defaults. The study lives in OUTPUT/study.db, so
 an interrupted search resumes with the same trials it would have run.
 """
 
@@ -133,7 +133,7 @@ class Search:
 
         self.optuna = optuna
         self.cfg, self.fixed = tune_cfg, fixed
-        data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(fixed)
+        data_cfg, _, model_cfg, _ = build_configs(fixed)
         self.model = model_cfg.model
         self.space = {k: v for k, v in SPACES[self.model].items() if k not in fixed}
         if not self.space:
@@ -148,6 +148,14 @@ class Search:
         self.study = self.optuna.create_study(
             study_name="sentiment_tf", storage=self.storage, direction="maximize", load_if_exists=True,
             pruner=self.optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        if not self.study.trials:  # the first trial is train's defaults: the table shows what searching gains
+            self.study.enqueue_trial(self.defaults())
+
+    def defaults(self) -> dict[str, Any]:
+        configs = build_configs(self.fixed)
+        configs[-1] = configs[-1].resolved_for(self.model)
+        values = {k: v for cfg in configs for k, v in dataclasses.asdict(cfg).items()}
+        return {name: values[name] for name in self.space}
 
     def finished(self) -> list:
         states = (self.optuna.trial.TrialState.COMPLETE, self.optuna.trial.TrialState.PRUNED)
@@ -173,6 +181,10 @@ class Search:
         params = {name: suggest(trial, name, spec) for name, spec in self.space.items()}
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs({**self.fixed, **params})
         train_cfg = train_cfg.resolved_for(self.model)
+        try:  # e.g. a maximum length beyond the checkpoint's positions
+            self.family.prepare_data(data_cfg.resolved(), model_cfg, "lowercase" in self.fixed)
+        except UserError as err:
+            raise self.optuna.TrialPruned(f"not possible: {err}") from None
         run_dir = self.dir / "trials" / f"{trial.number:03d}"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)

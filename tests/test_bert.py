@@ -89,6 +89,15 @@ def test_bad_pretrained_is_one_line_error(tmp_path, tiny_csv):
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
 
 
+def test_max_length_beyond_the_checkpoints_positions_is_one_line_error(tmp_path, tiny_csv, tiny_bert):
+    # It used to fail inside the first training step (an index past the position embeddings).
+    proc = cli("train", "--model", "bert", "--pretrained", str(tiny_bert), "--max-length", "256",
+               "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert_user_error(proc, "--max-length 256", "128 positions", "at most 128")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
 def test_graph_cleaning_equals_python_cleaning(reviews):
     from sentiment_tf.text import clean_text
     from sentiment_tf.text_graph import clean_text_graph

@@ -514,7 +514,11 @@ class BertFamily:
     def prepare_data(self, data_cfg: Any, model_cfg: "ModelConfig", lowercase_given: bool) -> Any:
         """Checks the checkpoint (before any data is read); cleaning keeps case for a cased one unless
         --lowercase/--no-lowercase chose."""
-        _, tokenizer = check_pretrained(model_cfg.pretrained)
+        config, tokenizer = check_pretrained(model_cfg.pretrained)
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions and model_cfg.max_length > positions:
+            raise UserError(f"--max-length {model_cfg.max_length}: {model_cfg.pretrained} has {positions} positions "
+                            f"(max_position_embeddings); use at most {positions}")
         lowercase = cleaning_lowercase(tokenizer, data_cfg.lowercase if lowercase_given else None)
         return dataclasses.replace(data_cfg, lowercase=lowercase)
 
