@@ -83,11 +83,13 @@ class ModelConfig:
     """Network architecture."""
 
     model: Literal["lstm", "bert"] = option(
-        "Model family: 'lstm' (jieba words, trained from scratch) or 'bert' (fine-tunes --pretrained).",
-        default="lstm")
-    pretrained: str = option("BERT only: Hugging Face Hub id or local checkpoint directory to fine-tune "
-                             "(TF weights, or PyTorch-layout model.safetensors; torch not needed).",
-                             default="bert-base-chinese")
+        "Model family: 'lstm' (jieba words; from scratch or from a --pretrained language model) or 'bert' "
+        "(fine-tunes --pretrained).", default="lstm")
+    pretrained: str | None = option(
+        "BERT: Hugging Face Hub id or local checkpoint directory to fine-tune (TF weights, or PyTorch-layout "
+        "model.safetensors; torch not needed) [bert-base-chinese when not given]. LSTM: a language model "
+        "directory from `pretrain --model lstm` whose embedding, encoder and tokenizer the classifier starts "
+        "from [none: random initialisation].", default=None)
     max_length: int = option("BERT only: maximum word pieces per text, [CLS] and [SEP] included.", at_least=3, default=128)
     rnn: Literal["lstm", "gru"] = option("Recurrent cell.", default="lstm")
     bidirectional: bool = option("Run the RNN both ways.", default=True)
@@ -97,6 +99,10 @@ class ModelConfig:
         "'max': max over all time steps of the RNN outputs (the more accurate on the bundled data); "
         "'last': the final state only.", default="max")
     dropout: float = option("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.3)
+
+    def __post_init__(self) -> None:
+        if self.model == "bert" and not self.pretrained:  # recorded concretely with every run
+            self.pretrained = "bert-base-chinese"
 
 
 @dataclasses.dataclass

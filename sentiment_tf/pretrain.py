@@ -1,5 +1,11 @@
-"""Pretrain a BERT (masked language model) on unlabelled Chinese text; the output is a checkpoint for
-``train --model bert --pretrained DIR``.
+"""Pretrain a language model on unlabelled Chinese text: a BERT (masked LM; the output is a checkpoint
+for ``train --model bert --pretrained DIR``) or the LSTM classifier's encoder (forward and backward
+LMs; the output is a directory for ``train --model lstm --pretrained DIR``).
+
+    # LSTM: jieba words (the classifier's tokenizer settings), forward + backward LMs, sampled softmax
+    python -m sentiment_tf.pretrain --model lstm --corpus people_daily.txt reviews.txt --output checkpoints/lm
+    python -m sentiment_tf.pretrain --model lstm --from checkpoints/lm --corpus hotel.txt --output checkpoints/lm-hotel
+    python -m sentiment_tf.train --pretrained checkpoints/lm-hotel --data hotel_labels.csv
 
     # from scratch: a WordPiece vocabulary (one token per CJK character) and a small BERT
     python -m sentiment_tf.pretrain --corpus people_daily.txt reviews.txt --output checkpoints/bert-small
@@ -27,7 +33,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,37 +50,56 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 @dataclasses.dataclass
 class PretrainConfig:
-    """Masked-language-model pretraining of a BERT on unlabelled text."""
+    """Language-model pretraining on unlabelled text (options marked BERT or LSTM apply to that model only)."""
 
+    model: Literal["bert", "lstm"] = option("'bert': masked-LM pretraining of a BERT; 'lstm': forward and backward "
+                                            "LSTM language models with the classifier's encoder shapes.",
+                                            default="bert")
     corpus: list[str] = option("Unlabelled text files (one text per line; CSV/TSV/JSONL/Excel use --text-col).",
                                metavar="FILE", default_factory=list)
     output: str = option("Checkpoint directory to create (must not exist or be empty).", default="")
-    from_checkpoint: str | None = option("Continue pretraining this Hub id or checkpoint directory (its "
-                                         "vocabulary and size are kept) instead of starting from scratch.",
+    from_checkpoint: str | None = option("Continue pretraining this checkpoint (BERT: Hub id or directory, its "
+                                         "vocabulary and size kept; LSTM: a directory of `--model lstm`, its "
+                                         "tokenizer and shapes kept, frequent new corpus words added).",
                                          flags=("--from",), default=None)
     text_col: str = option("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
     vocab: str | None = option("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
                                default=None)
-    vocab_size: int = option("Size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
-    min_frequency: int = option("Pieces seen fewer times than this stay out of the built vocabulary.", at_least=1, default=2)
+    vocab_size: int = option("BERT: size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
+    min_frequency: int = option("Pieces (BERT) or tokens (LSTM) seen fewer times than this stay out of the built "
+                                "vocabulary.", at_least=1, default=2)
     hidden_size: int = option("Hidden size (from scratch only).", at_least=1, default=256)
     layers: int = option("Transformer layers (from scratch only).", at_least=1, default=4)
     heads: int = option("Attention heads; must divide --hidden-size (from scratch only).", at_least=1, default=4)
     intermediate_size: int = option("Feed-forward size (from scratch only).", at_least=1, default=1024)
-    max_length: int = option("Word pieces per training sequence, [CLS]/[SEP] included; longer texts are "
-                             "cut into several sequences.", default=128)
+    max_length: int = option("Word pieces (BERT; [CLS]/[SEP] included) or tokens (LSTM) per training sequence; "
+                             "longer texts are cut into several sequences.", default=128)
     mlm_probability: float = option("Share of word pieces masked per sequence (re-drawn every epoch).",
                                     default=0.15)
     epochs: int = option("Passes over the corpus (0 writes the initialised model: a random-init baseline).",
                          at_least=0, default=3)
     batch_size: int = option("Sequences per batch.", at_least=1, default=64)
-    learning_rate: float = option("Peak AdamW learning rate (linear warmup then decay).", above=0, default=5e-4)
+    learning_rate: float | None = option("BERT: peak AdamW learning rate (linear warmup then decay) [5e-4]; LSTM: "
+                                         "Adam learning rate [2e-3].", above=0, default=None)
     warmup_ratio: float = option("Fraction of steps with learning-rate warmup.", at_least=0, below=1, default=0.06)
     weight_decay: float = option("AdamW weight decay.", at_least=0, default=0.01)
     holdout: float = option("Share of texts held out to report masked-LM loss and perplexity.", default=0.02)
     max_texts: int | None = option("Use at most this many texts (after de-duplication, in random order).",
                                    at_least=1, default=None)
     lowercase: bool = option("Lower-case Latin letters (must match the fine-tuning --lowercase).", default=True)
+    tokenizer: Literal["word", "char"] = option("LSTM: 'word' (jieba precise mode) or 'char' tokens, as `train`'s "
+                                                "--tokenizer.", default="word")
+    hmm: bool = option("LSTM: jieba HMM for words missing from the dictionary.", default=True)
+    user_dict: str | None = option("LSTM: jieba user dictionary (copied into the output; the classifier uses it).",
+                                   default=None)
+    max_vocab: int = option("LSTM: keep at most this many tokens (most frequent first).", at_least=3, default=50000)
+    embedding_dim: int = option("LSTM: embedding size (the classifier's --embedding-dim).", at_least=1, default=128)
+    rnn_units: int = option("LSTM: units per direction (the classifier's --rnn-units).", at_least=1, default=64)
+    rnn: Literal["lstm", "gru"] = option("LSTM: recurrent cell (the classifier's --rnn).", default="lstm")
+    lm_dropout: float = option("LSTM: dropout of whole tokens' embeddings and of the RNN outputs.", at_least=0,
+                               below=1, default=0.1)
+    sampled: int = option("LSTM: softmax candidates sampled per batch for the training loss (the held-out "
+                          "perplexity uses the full softmax).", at_least=1, default=1024)
     seed: int = option("Seed for the hold-out split, masking and initialisation.", default=42)
     run_dir: str | None = option("Directory for per-epoch backups and TensorBoard logs (default: "
                                  "runs/pretrain-<time>).", default=None)
@@ -87,7 +112,9 @@ class PretrainConfig:
                 raise UserError("--corpus: give at least one unlabelled text file")
             if not self.output:
                 raise UserError("--output: give the checkpoint directory to create")
-        if self.hidden_size % self.heads:
+        if self.learning_rate is None:
+            self.learning_rate = 5e-4 if self.model == "bert" else 2e-3  # recorded concretely
+        if self.model == "bert" and self.hidden_size % self.heads:
             raise UserError(f"--heads {self.heads} must divide --hidden-size {self.hidden_size}")
         if not 0.0 < self.mlm_probability < 1.0:
             raise UserError(f"--mlm-probability must be between 0 and 1, got {self.mlm_probability}")
@@ -327,73 +354,110 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Corpus: read, strip tags, clean, de-duplicate, hold out a share for perplexity.
     train_texts, held_out = prepare_texts(read_texts(cfg.corpus, cfg.text_col, "--corpus"), cfg)
-    if cfg.from_checkpoint:
-        from sentiment_tf.models import bert
+    pretrainer = PRETRAINERS[cfg.model]()
+    pretrainer.check(cfg)  # e.g. the --from checkpoint, before anything is written
 
-        bert.check_pretrained(cfg.from_checkpoint)  # before anything is written
-
-    import tensorflow as tf
-    import tf_keras
-    from transformers import create_optimizer
-
-    tf_keras.utils.set_random_seed(cfg.seed)
     run_dir = Path(cfg.resume) if cfg.resume else training.new_run_dir("pretrain", cfg.run_dir)
     atomic.write_json(run_dir / "config.json", to_dict(cfg))
     log.info("run directory: %s", run_dir)
 
-    # 2. Vocabulary (built from the training texts only) and sequences.
-    tokenizer = checkpoint_tokenizer(cfg, train_texts, run_dir / "vocab")
-    train_seqs = to_sequences(tokenizer, train_texts, cfg.max_length)
-    held_seqs = to_sequences(tokenizer, held_out, cfg.max_length)
-    unk = sum(s.count(tokenizer.unk_token_id) for s in train_seqs) / max(1, sum(len(s) - 2 for s in train_seqs))
-    log.info("vocabulary %d pieces; %d training sequences; [UNK] share %.3f%%", len(tokenizer), len(train_seqs),
-             100 * unk)
-    train_ds = mlm_dataset(train_seqs, tokenizer, cfg, shuffle=True, seed=cfg.seed)
-    held_ds = mlm_dataset(held_seqs, tokenizer, cfg, shuffle=False, seed=cfg.seed + 1) if held_seqs else None
-
-    # 3. Model and optimiser; the loss is computed on the masked positions only.
-    with training.distribution_strategy(tf).scope():
-        model = build_model(cfg, tokenizer)
-        trainer = masked_positions_trainer(model)
-        steps = max(1, cfg.epochs * -(-len(train_seqs) // cfg.batch_size))
-        optimizer, _ = create_optimizer(init_lr=cfg.learning_rate, num_train_steps=steps,
-                                        num_warmup_steps=int(cfg.warmup_ratio * steps),
-                                        weight_decay_rate=cfg.weight_decay)
-        trainer.compile(optimizer=optimizer)
-    params = model.count_params()
-    log.info("model: %d layers, hidden %d, %.1fM parameters%s", model.config.num_hidden_layers,
-             model.config.hidden_size, params / 1e6, f", from {cfg.from_checkpoint}" if cfg.from_checkpoint else "")
-
-    before = _evaluate(trainer, held_ds)
-    callbacks = [tf_keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / training.BACKUP_DIR)),
-                 tf_keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
-    history = None
-    if cfg.epochs:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            history = trainer.fit(train_ds, epochs=cfg.epochs, callbacks=callbacks,
-                                  verbose=2 if not sys.stdout.isatty() else "auto")
-    training.remove_backup(run_dir)
-    after = _evaluate(trainer, held_ds)
-
-    # 4. Write the checkpoint atomically: a temp directory beside it, renamed when complete.
-    summary = {"held_out_sequences": len(held_seqs), "train_sequences": len(train_seqs), "parameters": params,
-               "vocab_size": len(tokenizer), "unk_share": unk, "history": training.history_dict(history),
-               "held_out_before": before, "held_out_after": after}
+    # 2-4. Vocabulary, sequences, model, model.fit, held-out perplexity; the checkpoint is written into
+    # a temporary directory beside --output and renamed when complete.
     with atomic.temp_dir_beside(out.parent, f".{out.name}.") as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        summary = pretrainer.run(cfg, train_texts, held_out, run_dir, tmp)
         atomic.write_json(tmp / "pretrain_summary.json", {"config": to_dict(cfg)["PretrainConfig"], **summary})
         if out.exists():
             out.rmdir()  # empty (checked above)
         tmp.rename(out)
+    training.remove_backup(run_dir)
     atomic.write_json(run_dir / "summary.json", summary)
+    before, after = summary["held_out_before"], summary["held_out_after"]
     if before and after:
-        print(f"held-out masked-LM loss {before['loss']:.4f} → {after['loss']:.4f}  "
+        print(f"held-out {pretrainer.loss_name} loss {before['loss']:.4f} → {after['loss']:.4f}  "
               f"(perplexity {before['perplexity']:.1f} → {after['perplexity']:.1f})")
     print(f"checkpoint: {out}")
-    print(f"fine-tune it: python -m sentiment_tf.train --model bert --pretrained {out}")
+    print(f"fine-tune it: python -m sentiment_tf.train --model {cfg.model} --pretrained {out}")
     return 0
+
+
+class BertPretrainer:
+    loss_name = "masked-LM"
+
+    def check(self, cfg: PretrainConfig) -> None:
+        if cfg.from_checkpoint:
+            from sentiment_tf.models import bert
+
+            bert.check_pretrained(cfg.from_checkpoint)
+
+    def run(self, cfg: PretrainConfig, train_texts: list[str], held_out: list[str], run_dir: Path,
+            out_dir: Path) -> dict:
+        import tensorflow as tf
+        import tf_keras
+        from transformers import create_optimizer
+
+        tf_keras.utils.set_random_seed(cfg.seed)
+        # Vocabulary (built from the training texts only) and sequences.
+        tokenizer = checkpoint_tokenizer(cfg, train_texts, run_dir / "vocab")
+        train_seqs = to_sequences(tokenizer, train_texts, cfg.max_length)
+        held_seqs = to_sequences(tokenizer, held_out, cfg.max_length)
+        unk = sum(s.count(tokenizer.unk_token_id) for s in train_seqs) / max(1, sum(len(s) - 2 for s in train_seqs))
+        log.info("vocabulary %d pieces; %d training sequences; [UNK] share %.3f%%", len(tokenizer), len(train_seqs),
+                 100 * unk)
+        train_ds = mlm_dataset(train_seqs, tokenizer, cfg, shuffle=True, seed=cfg.seed)
+        held_ds = mlm_dataset(held_seqs, tokenizer, cfg, shuffle=False, seed=cfg.seed + 1) if held_seqs else None
+
+        # Model and optimiser; the loss is computed on the masked positions only.
+        with training.distribution_strategy(tf).scope():
+            model = build_model(cfg, tokenizer)
+            trainer = masked_positions_trainer(model)
+            steps = max(1, cfg.epochs * -(-len(train_seqs) // cfg.batch_size))
+            optimizer, _ = create_optimizer(init_lr=cfg.learning_rate, num_train_steps=steps,
+                                            num_warmup_steps=int(cfg.warmup_ratio * steps),
+                                            weight_decay_rate=cfg.weight_decay)
+            trainer.compile(optimizer=optimizer)
+        params = model.count_params()
+        log.info("model: %d layers, hidden %d, %.1fM parameters%s", model.config.num_hidden_layers,
+                 model.config.hidden_size, params / 1e6, f", from {cfg.from_checkpoint}" if cfg.from_checkpoint else "")
+
+        before = _evaluate(trainer, held_ds)
+        callbacks = [tf_keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / training.BACKUP_DIR)),
+                     tf_keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
+        history = None
+        if cfg.epochs:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                history = trainer.fit(train_ds, epochs=cfg.epochs, callbacks=callbacks,
+                                      verbose=2 if not sys.stdout.isatty() else "auto")
+        after = _evaluate(trainer, held_ds)
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+        return {"held_out_sequences": len(held_seqs), "train_sequences": len(train_seqs), "parameters": params,
+                "vocab_size": len(tokenizer), "unk_share": unk, "history": training.history_dict(history),
+                "held_out_before": before, "held_out_after": after}
+
+
+class LSTMPretrainer:
+    loss_name = "next-token"
+
+    def check(self, cfg: PretrainConfig) -> None:
+        from sentiment_tf.text import Tokenizer
+
+        if cfg.from_checkpoint:
+            from sentiment_tf.models import lstm_lm
+
+            lstm_lm.read_checkpoint(cfg.from_checkpoint, "--from")
+        else:
+            Tokenizer(cfg.tokenizer, cfg.hmm, cfg.lowercase, cfg.user_dict)  # a missing user dictionary, now
+
+    def run(self, cfg: PretrainConfig, train_texts: list[str], held_out: list[str], run_dir: Path,
+            out_dir: Path) -> dict:
+        from sentiment_tf.models import lstm_lm
+
+        return lstm_lm.pretrain(cfg, train_texts, held_out, run_dir, out_dir)
+
+
+# The command is the same for both; what a model's pretraining does is its pretrainer's.
+PRETRAINERS = {"bert": BertPretrainer, "lstm": LSTMPretrainer}
 
 
 def _evaluate(model: Any, ds: Any) -> dict[str, float] | None:

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic.check_writable(train_cfg.output, "--output", directory=True)
     atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
     model_family = family.get(model_cfg.model)  # imports its Keras flavour
-    data_cfg = model_family.prepare_data(data_cfg, model_cfg, lowercase_given)  # e.g. checks the checkpoint
+    # e.g. checks the checkpoint; a pretrained LSTM brings its tokenizer and shapes
+    data_cfg, tok_cfg, model_cfg = model_family.prepare(data_cfg, tok_cfg, model_cfg, lowercase_given)
 
     # 1. Load, clean, de-duplicate and split (before any tokenization, so nothing leaks).
     splits = load_splits(data_cfg)

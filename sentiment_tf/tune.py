@@ -133,13 +133,13 @@ class Search:
 
         self.optuna = optuna
         self.cfg, self.fixed = tune_cfg, fixed
-        data_cfg, _, model_cfg, _ = build_configs(fixed)
+        data_cfg, tok_cfg, model_cfg, _ = build_configs(fixed)
         self.model = model_cfg.model
         self.space = {k: v for k, v in SPACES[self.model].items() if k not in fixed}
         if not self.space:
             raise UserError(f"every searched option of --model {self.model} is fixed by an option; nothing to tune")
         self.family = family.get(self.model)
-        self.data_cfg = self.family.prepare_data(data_cfg.resolved(), model_cfg, "lowercase" in fixed)
+        self.data_cfg, _, _ = self.family.prepare(data_cfg.resolved(), tok_cfg, model_cfg, "lowercase" in fixed)
         self.splits = load_splits(self.data_cfg)
 
     def open(self, directory: Path) -> None:
@@ -182,7 +182,8 @@ class Search:
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs({**self.fixed, **params})
         train_cfg = train_cfg.resolved_for(self.model)
         try:  # e.g. a maximum length beyond the checkpoint's positions
-            self.family.prepare_data(data_cfg.resolved(), model_cfg, "lowercase" in self.fixed)
+            _, tok_cfg, model_cfg = self.family.prepare(data_cfg.resolved(), tok_cfg, model_cfg,
+                                                        "lowercase" in self.fixed)
         except UserError as err:
             raise self.optuna.TrialPruned(f"not possible: {err}") from None
         run_dir = self.dir / "trials" / f"{trial.number:03d}"

@@ -511,7 +511,7 @@ class BertFamily:
 
     name = "bert"
 
-    def prepare_data(self, data_cfg: Any, model_cfg: "ModelConfig", lowercase_given: bool) -> Any:
+    def prepare(self, data_cfg: Any, tok_cfg: Any, model_cfg: "ModelConfig", lowercase_given: bool) -> tuple:
         """Checks the checkpoint (before any data is read); cleaning keeps case for a cased one unless
         --lowercase/--no-lowercase chose."""
         config, tokenizer = check_pretrained(model_cfg.pretrained)
@@ -520,7 +520,7 @@ class BertFamily:
             raise UserError(f"--max-length {model_cfg.max_length}: {model_cfg.pretrained} has {positions} positions "
                             f"(max_position_embeddings); use at most {positions}")
         lowercase = cleaning_lowercase(tokenizer, data_cfg.lowercase if lowercase_given else None)
-        return dataclasses.replace(data_cfg, lowercase=lowercase)
+        return dataclasses.replace(data_cfg, lowercase=lowercase), tok_cfg, model_cfg
 
     def fit(self, splits: "Splits", tok_cfg: Any, model_cfg: "ModelConfig", train_cfg: "TrainConfig",
             run_dir: Path, lowercase: bool, seed: int) -> TrainedBert:

@@ -40,9 +40,11 @@ class Trained(Protocol):
 class Family(Protocol):
     name: str
 
-    def prepare_data(self, data_cfg: "DataConfig", model_cfg: "ModelConfig", lowercase_given: bool) -> "DataConfig":
+    def prepare(self, data_cfg: "DataConfig", tok_cfg: "TokenizerConfig", model_cfg: "ModelConfig",
+                lowercase_given: bool) -> tuple["DataConfig", "TokenizerConfig", "ModelConfig"]:
         """Checks what the family needs before any data is read (e.g. the checkpoint) and returns the
-        data config with the cleaning it implies."""
+        configs with what it implies (the cleaning; for a pretrained model its tokenizer and shapes),
+        so the recorded configs say what really runs."""
 
     def fit(self, splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: "ModelConfig", train_cfg: "TrainConfig",
             run_dir: Path, lowercase: bool, seed: int) -> Trained:

@@ -197,7 +197,7 @@ def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers
 
 def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
            labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
-           check_texts: list[str], keep_failed: Path | None = None) -> Path:
+           check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
@@ -234,6 +234,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
                                   "label": "string [n]"}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
+        "language_model": language_model,
     }
     import tempfile
 
@@ -250,9 +251,10 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
 def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], max_tokens: int,
         model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42,
         extra_callbacks: list | None = None, model: keras.Model | None = None,
-        ) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
+        initialise: Any = None) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
     """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit``;
-    returns (model, lookup, history). Layers with ``trainable=False`` stay frozen."""
+    returns (model, lookup, history). Layers with ``trainable=False`` stay frozen. ``initialise(model)``
+    sets a newly built model's starting weights (a pretrained language model's)."""
     from sentiment_tf import training
 
     keras.utils.set_random_seed(seed)
@@ -270,6 +272,8 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
             keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         if model is None:
             model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
+            if initialise is not None and not training.epochs_done(run_dir):  # a resumed run restores its own
+                initialise(model)
         model.compile(optimizer=FusedAdam(train_cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     class_weight = None
@@ -296,6 +300,7 @@ class TrainedLSTM:
     labels: list[str]
     max_tokens: int
     history: dict[str, list[float]]
+    language_model: dict | None = None  # what the classifier started from (recorded in the export)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
@@ -304,24 +309,43 @@ class TrainedLSTM:
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
-                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed)
+                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed,
+                      self.language_model)
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
               run_dir: Path, lowercase: bool = True, seed: int = 42,
               extra_callbacks: list | None = None) -> TrainedLSTM:
     """Segments the splits with jieba (or characters), builds the vocabulary from the training split
-    only, and trains with :func:`fit`."""
-    from sentiment_tf.text import Tokenizer, build_vocabulary
+    only, and trains with :func:`fit`. From a ``--pretrained`` language model: its vocabulary first
+    (training-split words it lacks get new rows), its embedding and both RNN directions."""
+    from sentiment_tf.models import lstm_lm
+    from sentiment_tf.text import Tokenizer, TokenizerSettings, build_vocabulary
 
+    lm = lstm_lm.read_checkpoint(model_cfg.pretrained) if model_cfg.pretrained else None
     tokenizer = Tokenizer(mode=tok_cfg.tokenizer, hmm=tok_cfg.hmm, lowercase=lowercase,
                           user_dict=tok_cfg.user_dict, stopwords=tok_cfg.stopwords)
     segmented = {name: tokenizer.segment(frame["text"], cleaned=True)
                  for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     vocabulary = build_vocabulary(segmented["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
-    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg.max_tokens, model_cfg, train_cfg, run_dir, seed=seed,
-                                 extra_callbacks=extra_callbacks)
-    return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history)
+    initialise = origin = None
+    if lm is not None:
+        tokenizer.ensure_matches(TokenizerSettings(**lm.description["tokenizer"]))
+        known = set(lm.vocabulary)
+        new = [t for t in vocabulary if t not in known]
+        log.info("from the language model %s: %d tokens, %d new from the training split", lm.path,
+                 len(lm.vocabulary), len(new))
+        vocabulary = lm.vocabulary + new
+
+        def initialise(model: keras.Model) -> None:
+            lstm_lm.initialise_classifier(model, lm.load(), len(lm.vocabulary) + 2)
+
+        origin = {"path": str(lm.path), "corpus": lm.description.get("corpus"), "from": lm.description.get("from"),
+                  "held_out_after": lm.description.get("held_out_after"), "vocab_size": len(lm.vocabulary) + 2}
+    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg.max_tokens, model_cfg, train_cfg, run_dir,
+                                 seed=seed, extra_callbacks=extra_callbacks, initialise=initialise)
+    return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history,
+                       origin)
 
 
 def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
@@ -389,8 +413,26 @@ class LSTMFamily:
 
     name = "lstm"
 
-    def prepare_data(self, data_cfg: Any, model_cfg: ModelConfig, lowercase_given: bool) -> Any:
-        return data_cfg
+    def prepare(self, data_cfg: Any, tok_cfg: Any, model_cfg: ModelConfig, lowercase_given: bool) -> tuple:
+        """A ``--pretrained`` language model fixes the tokenizer, the cleaning's case and the encoder's shapes."""
+        if not model_cfg.pretrained:
+            return data_cfg, tok_cfg, model_cfg
+        from sentiment_tf.errors import UserError
+        from sentiment_tf.models import lstm_lm
+
+        lm = lstm_lm.read_checkpoint(model_cfg.pretrained)
+        settings, shape = lm.description["tokenizer"], lm.shape
+        if lowercase_given and data_cfg.lowercase != settings["lowercase"]:
+            raise UserError(f"--pretrained {model_cfg.pretrained} was pretrained with lowercase={settings['lowercase']}; "
+                            f"drop --{'no-' if settings['lowercase'] else ''}lowercase")
+        user_dict = lm.path / "user_dict.txt"
+        tok_cfg = dataclasses.replace(tok_cfg, tokenizer=settings["mode"], hmm=settings["hmm"] if settings["mode"] == "word" else tok_cfg.hmm,
+                                      user_dict=str(user_dict) if user_dict.is_file() else None)
+        model_cfg = dataclasses.replace(model_cfg, embedding_dim=shape.embedding_dim, rnn_units=shape.rnn_units,
+                                        rnn=shape.rnn)
+        log.info("from the language model %s: %s tokens, embedding %d, %d %s units per direction", lm.path,
+                 settings["mode"], shape.embedding_dim, shape.rnn_units, shape.rnn)
+        return dataclasses.replace(data_cfg, lowercase=settings["lowercase"]), tok_cfg, model_cfg
 
     def fit(self, splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
             run_dir: Path, lowercase: bool, seed: int) -> TrainedLSTM:
