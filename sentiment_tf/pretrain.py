@@ -94,7 +94,7 @@ class PretrainConfig:
                                    default=None)
     max_vocab: int = option("LSTM: keep at most this many tokens (most frequent first).", at_least=3, default=50000)
     embedding_dim: int = option("LSTM: embedding size (the classifier's --embedding-dim).", at_least=1, default=128)
-    rnn_units: int = option("LSTM: units per direction (the classifier's --rnn-units).", at_least=1, default=64)
+    rnn_units: int = option("LSTM: units per direction (the classifier's --rnn-units).", at_least=1, default=128)
     rnn: Literal["lstm", "gru"] = option("LSTM: recurrent cell (the classifier's --rnn).", default="lstm")
     lm_dropout: float = option("LSTM: dropout of whole tokens' embeddings and of the RNN outputs.", at_least=0,
                                below=1, default=0.1)

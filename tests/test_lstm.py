@@ -15,7 +15,7 @@ def test_packed_bidirectional_equals_keras_masked_bidirectional(rnn: str, tmp_pa
     from sentiment_tf.config import ModelConfig
     from sentiment_tf.models import lstm
 
-    cfg = ModelConfig(rnn=rnn, embedding_dim=16, rnn_units=8)
+    cfg = ModelConfig(rnn=rnn, embedding_dim=16, rnn_units=8, pooling="max")
     packed = lstm.build_model(cfg, vocab_size=50, num_classes=3)
     assert isinstance(packed.get_layer(f"bi{rnn}"), lstm.PackedBidirectional)
 

@@ -34,7 +34,7 @@ def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Pat
     # Trial 0 is train's defaults, so the table shows what the search gained over them.
     first = table[table["trial"] == 0].iloc[0]
     assert (first["dropout"], first["learning_rate"], first["batch_size"], first["tokenizer"], first["pooling"]) == (
-        0.3, 2e-3, 64, "word", "max")
+        0.4, 1.5e-3, 64, "word", "last")
     out = capsys.readouterr().out
     assert "ranked by validation accuracy" in out and "best: trial" in out
 
