@@ -140,7 +140,29 @@ class Search:
             raise UserError(f"every searched option of --model {self.model} is fixed by an option; nothing to tune")
         self.family = family.get(self.model)
         self.data_cfg, _, _ = self.family.prepare(data_cfg.resolved(), tok_cfg, model_cfg, "lowercase" in fixed)
+        for name in self.set_by_checkpoint():
+            log.info("not searching %s: --pretrained %s sets it", name, model_cfg.pretrained)
+            del self.space[name]
+        if not self.space:
+            raise UserError(f"--pretrained {model_cfg.pretrained} sets every searched option; nothing to tune")
         self.splits = load_splits(self.data_cfg)
+
+    def prepared(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every option's value once the family has applied what its checkpoint implies."""
+        data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
+        configs = (*self.family.prepare(data_cfg.resolved(), tok_cfg, model_cfg, "lowercase" in values), train_cfg)
+        return {k: v for cfg in configs for k, v in dataclasses.asdict(cfg).items()}
+
+    def set_by_checkpoint(self) -> list[str]:
+        """Searched options a pretrained model decides (an LSTM language model: tokenizer and shapes):
+        set to another value, they come back unchanged."""
+        base = self.prepared(self.fixed)
+        probe = {}
+        for name, (kind, *args) in self.space.items():
+            options = args[0] if kind == "categorical" else args[:2]
+            probe[name] = next((v for v in options if v != base[name]), options[0])
+        changed = self.prepared({**self.fixed, **probe})
+        return [name for name in probe if changed[name] != probe[name]]
 
     def open(self, directory: Path) -> None:
         self.dir = directory

@@ -80,6 +80,18 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_result(tiny_csv: Pat
     assert len(pd.read_csv(tmp_path / "cut" / "trials.csv")) == 4
 
 
+def test_options_a_language_model_sets_are_not_searched(tiny_csv: Path, tmp_path: Path, reviews):
+    from sentiment_tf import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(reviews["text"].head(200)), encoding="utf-8")
+    assert pretrain.main(["--model", "lstm", "--corpus", str(corpus), "--output", str(tmp_path / "lm"), "--epochs", "0",
+                          "--embedding-dim", "8", "--rnn-units", "4", "--run-dir", str(tmp_path / "lm_run")]) == 0
+    search = tune.Search(tune.TuneConfig(trials=1), {"data": str(tiny_csv), "text_col": "review",
+                                                     "label_col": "sentiment", "pretrained": str(tmp_path / "lm")})
+    assert set(search.space) == {"dropout", "learning_rate", "batch_size", "pooling"}
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--trials", "0"], "--trials must be at least 1"),
     (["--timeout", "-5"], "--timeout must be above 0"),
