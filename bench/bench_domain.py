@@ -131,6 +131,16 @@ def quiet(log_path: Path):
     return stack
 
 
+def defaults_fingerprint() -> str:
+    """train's model and optimisation defaults: a cached source model trained with others is stale."""
+    import dataclasses
+
+    from sentiment_tf.config import ModelConfig, TokenizerConfig, TrainConfig
+
+    return json.dumps([dataclasses.asdict(ModelConfig()), dataclasses.asdict(TokenizerConfig()),
+                       dataclasses.asdict(TrainConfig().resolved_for("lstm"))], sort_keys=True)
+
+
 def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: Path, pool: pd.DataFrame,
              sizes: list[str], finetune_args: list[str]) -> dict[str, float]:
     """Source-only model, its adaptations and the baselines for one seed: accuracies by row name."""
@@ -140,7 +150,7 @@ def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: P
 
     out = work / target / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(source_file.read_bytes()).hexdigest()
+    digest = hashlib.sha256(source_file.read_bytes() + defaults_fingerprint().encode()).hexdigest()
     stamp = out / "source_model.sha256"
     with quiet(out / "log.txt"):
         # A source model trained on exactly this file (an earlier run in --work-dir) is reused.

@@ -270,18 +270,13 @@ def grow(model: BiLanguageModel, extra: int) -> BiLanguageModel:
     return grown
 
 
-def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Path, out_dir: Path) -> dict:
-    """Vocabulary and tokenizer (new, or the ``--from`` LM's, grown by the corpus' frequent new tokens),
-    ``model.fit`` with per-epoch backups, held-out perplexity before and after; writes the checkpoint
-    files into ``out_dir``. Returns the summary."""
-    import shutil
-
-    from sentiment_tf import batching, training
+def corpus_vocabulary(cfg: Any, start: Checkpoint | None, train_texts: list[str]) -> tuple[Any, list[str], list[str]]:
+    """The tokenizer (new, or the ``--from`` LM's, checked against its recorded settings), the
+    vocabulary (the corpus' tokens, or the LM's followed by the corpus' frequent tokens it lacks) and
+    the segmented texts."""
     from sentiment_tf.errors import UserError
-    from sentiment_tf.models.fused_adam import FusedAdam
     from sentiment_tf.text import Tokenizer, TokenizerSettings, build_vocabulary
 
-    start = read_checkpoint(cfg.from_checkpoint, "--from") if cfg.from_checkpoint else None
     if start is not None:
         settings = TokenizerSettings(**start.description["tokenizer"])
         if settings.lowercase != cfg.lowercase:
@@ -293,18 +288,29 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
         tokenizer.ensure_matches(settings)
     else:
         tokenizer = Tokenizer(cfg.tokenizer, cfg.hmm, cfg.lowercase, cfg.user_dict)
-    segmented, held_segmented = tokenizer.segment(train_texts, cleaned=True), tokenizer.segment(held_out, cleaned=True)
+    segmented = tokenizer.segment(train_texts, cleaned=True)
     found = build_vocabulary(segmented, cfg.min_frequency, cfg.max_vocab)
-    if start is not None:
-        known = set(start.vocabulary)
-        new = [t for t in found if t not in known][: max(0, cfg.max_vocab - len(start.vocabulary) - 2)]
-        vocabulary = start.vocabulary + new
-        log.info("language model from %s: %d tokens, %d new from the corpus", start.path, len(start.vocabulary),
-                 len(new))
-    else:
-        vocabulary = found
-    train_ids, held_ids = token_ids(segmented, vocabulary, cfg.max_length), token_ids(held_segmented, vocabulary,
-                                                                                      cfg.max_length)
+    if start is None:
+        return tokenizer, found, segmented
+    known = set(start.vocabulary)
+    new = [t for t in found if t not in known][: max(0, cfg.max_vocab - len(start.vocabulary) - 2)]
+    log.info("language model from %s: %d tokens, %d new from the corpus", start.path, len(start.vocabulary), len(new))
+    return tokenizer, start.vocabulary + new, segmented
+
+
+def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Path, out_dir: Path) -> dict:
+    """Vocabulary and tokenizer (new, or the ``--from`` LM's, grown by the corpus' frequent new tokens),
+    ``model.fit`` with per-epoch backups, held-out perplexity before and after; writes the checkpoint
+    files into ``out_dir``. Returns the summary."""
+    import shutil
+
+    from sentiment_tf import batching, training
+    from sentiment_tf.models.fused_adam import FusedAdam
+
+    start = read_checkpoint(cfg.from_checkpoint, "--from") if cfg.from_checkpoint else None
+    tokenizer, vocabulary, segmented = corpus_vocabulary(cfg, start, train_texts)
+    train_ids = token_ids(segmented, vocabulary, cfg.max_length)
+    held_ids = token_ids(tokenizer.segment(held_out, cleaned=True), vocabulary, cfg.max_length)
     tokens = int(train_ids.flat_values.shape[0])
     unk = float(tf.reduce_mean(tf.cast(train_ids.flat_values == 1, tf.float32)))
     log.info("%d training sequences, %d tokens ([UNK] %.2f%%); %d held-out sequences", int(train_ids.nrows()),
