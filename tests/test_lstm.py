@@ -58,6 +58,6 @@ def test_packed_bidirectional_runs_its_rnns_unmasked(monkeypatch) -> None:
         return original(self, sequences, initial_state=initial_state, mask=mask, training=training)
 
     monkeypatch.setattr(keras.layers.LSTM, "call", call)
-    model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4), vocab_size=50, num_classes=2)
+    model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4, pooling="max"), vocab_size=50, num_classes=2)
     model.predict(np.array([[3, 4, 0, 0], [5, 6, 7, 0]]), verbose=0)
     assert masks and all(mask is None for mask in masks)
