@@ -97,6 +97,16 @@ def epochs_done(run_dir: Path) -> int:
     return int(json.loads(path.read_text(encoding="utf-8"))["epochs"]) if path.is_file() else 0
 
 
+def epochs_to_run(run_dir: Path, epochs: int) -> int:
+    """``model.fit``'s ``epochs``: a run interrupted right after early stopping ended it has none left
+    (otherwise its resume would train one epoch more than the uninterrupted run)."""
+    path = run_dir / BACKUP_DIR / RUN_STATE
+    if not path.is_file():
+        return epochs
+    state = json.loads(path.read_text(encoding="utf-8"))
+    return int(state["epochs"]) if state["early_stopping"]["stopped_epoch"] else epochs
+
+
 def fitted_history(callbacks_list: list) -> dict[str, list[float]]:
     """Every epoch's logs from :func:`standard_callbacks`' run, epochs before an interruption included."""
     return next(c.history for c in callbacks_list if getattr(c, "is_run_state", False))
@@ -142,6 +152,8 @@ def run_state(callbacks: ModuleType, backup_dir: Path, early: Any, checkpoint: A
                     early.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
             with self.model.distribute_strategy.scope():
                 rng_states = _rng_states(self.model, create=True)
+            if state["early_stopping"]["stopped_epoch"] and early.best_weights is not None:
+                self.model.set_weights(early.best_weights)  # what early stopping restored when it ended the run
             if len(rng_states) == len(state["rng_states"]):
                 for var, value in zip(rng_states, state["rng_states"]):
                     var.assign(np.asarray(value, dtype=np.asarray(var).dtype))

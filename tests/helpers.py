@@ -67,6 +67,9 @@ def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: P
     swap = {str(run): str(ref_run), str(out): str(ref_out)}
     assert train.main([swap.get(a, a) for a in args]) == 0
     reference = json.loads((ref_run / "report.json").read_text(encoding="utf-8"))
+    if crash_after == -1:  # the epoch early stopping ended the run at: nothing is left to train
+        crash_after = len(reference["history"]["loss"])
+        assert crash_after < int(args[len(args) - 1 - args[::-1].index("--epochs") + 1]), "it must stop early"
 
     class Crash(Exception):
         pass

@@ -329,7 +329,8 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), len(labels))
     callbacks = training.standard_callbacks(tf_keras.callbacks, run_dir, train_cfg.patience, extra_callbacks,
                                             weights_only=True)
-    model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps_per_epoch,
+    model.fit(train_ds, validation_data=val_ds, epochs=training.epochs_to_run(run_dir, train_cfg.epochs),
+              steps_per_epoch=steps_per_epoch,
               class_weight=class_weight, callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
     return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks))
 

@@ -281,7 +281,8 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
     callbacks = training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience, extra_callbacks)
-    model.fit(train_ds, validation_data=val_ds, epochs=train_cfg.epochs, steps_per_epoch=steps,
+    model.fit(train_ds, validation_data=val_ds, epochs=training.epochs_to_run(run_dir, train_cfg.epochs),
+              steps_per_epoch=steps,
               class_weight=class_weight,
               shuffle=False,  # training_batches shuffles (before sorting by length)
               callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
