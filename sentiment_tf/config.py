@@ -115,7 +115,7 @@ class TrainConfig:
     batch_size: int | None = option("Batch size; default: train 64 for lstm, 32 for bert; finetune 32 and 16.",
                                     at_least=1, default=None)
     learning_rate: float | None = option("Peak learning rate; default: train 1.5e-3 (Adam) for lstm, 5e-5 (AdamW with "
-                                         "linear warmup and decay) for bert; finetune 2e-3 and 2e-5.", above=0,
+                                         "linear warmup and decay) for bert; finetune 5e-4 and 2e-5.", above=0,
                                          default=None)
     weight_decay: float = option("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)
     warmup_ratio: float = option("BERT only: fraction of training steps with linear learning-rate warmup.",

@@ -71,9 +71,9 @@ class Recipe:
 REGISTRY: dict[str, tuple[str, Recipe]] = {
     "lstm": ("sentiment_tf.models.lstm", Recipe(
         train={"epochs": 8, "batch_size": 64, "learning_rate": 1.5e-3, "patience": 2},
-        # LSTM adaptation at training's learning rate: on held-out domains (手机, 衣服; bench/README.md)
-        # 2e-3 beat 5e-4 and 1e-3 without more forgetting.
-        finetune={"epochs": 10, "batch_size": 32, "learning_rate": 2e-3, "patience": 3})),
+        # LSTM adaptation at a third of training's rate: on held-out domains (手机, 衣服; bench/README.md)
+        # 5e-4 beat 1e-3 and 2e-3 with less forgetting.
+        finetune={"epochs": 10, "batch_size": 32, "learning_rate": 5e-4, "patience": 3})),
     "bert": ("sentiment_tf.models.bert", Recipe(
         train={"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "patience": 2},
         finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3})),
