@@ -166,8 +166,9 @@ class AdaptConfig:
                                    "model's own; recorded in the export).", default=None)
     min_freq: int = option("LSTM only: a domain word joins the vocabulary once seen this often in the domain "
                            "training split.", at_least=1, default=2)
-    replay: int = option("Mix this many examples of the source model's original training split into the domain "
-                         "training data, to limit forgetting (0 = none).", at_least=0, default=0)
+    replay: int | None = option("Mix this many examples of the source model's original training split into the "
+                                "domain training data, to limit forgetting (0 = none); default: lstm 1000 when "
+                                "that data is found (else 0, with a warning), bert 0.", at_least=0, default=None)
     unlabelled: str | None = option("Unlabelled domain texts (one per line, or a table with --text-col): after "
                                     "adapting, confident predictions on them become extra training labels and the "
                                     "model is adapted again from the source (self-training).", default=None)

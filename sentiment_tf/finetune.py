@@ -34,6 +34,7 @@ from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_conf
 from sentiment_tf.data import DOMAIN, TEXT, Y, LabelMap, Splits, load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.experiments import score
+from sentiment_tf.models import family
 from sentiment_tf.models.family import Trained
 
 log = logging.getLogger("sentiment_tf.finetune")
@@ -91,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     #    model's own split is re-created from its recorded config, to measure forgetting.
     domain = load_splits(data_cfg, labels=labels)
     original = original_splits(source, cfg.original_data, labels)
-    if cfg.replay and original is None:
+    if cfg.replay is None:
+        replay = family.recipe(source.family).replay
+        if replay and original is None:
+            log.warning("replay off: the source model's training data is not found; pass --original-data FILE to "
+                        "replay %d of its examples and limit forgetting", replay)
+            replay = 0
+        cfg = dataclasses.replace(cfg, replay=replay)  # recorded concretely
+    elif cfg.replay and original is None:
         raise UserError("--replay needs the source model's training data; pass --original-data FILE")
     if original is not None:
         # The original test split must not teach the adapted model; drop its texts from domain training.

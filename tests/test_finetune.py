@@ -134,6 +134,27 @@ def test_learning_curve_plots_model_and_tfidf(domain_files, source_model):
     assert all(0 <= r["model_accuracy"] <= 1 and 0 <= r["tfidf_accuracy"] <= 1 for r in rows)
     assert (domain_files / "run_curve" / "learning_curve.png").stat().st_size > 1000
     assert not (domain_files / "curve_out").exists()  # an evaluation mode exports nothing
+    # The LSTM replays 1,000 source examples by default when its training data is found (it is, here).
+    config = json.loads((domain_files / "run_curve" / "config.json").read_text(encoding="utf-8"))
+    assert config["AdaptConfig"]["replay"] == 1000
+
+
+def test_default_replay_is_off_with_a_warning_when_the_source_data_is_gone(domain_files, source_model, tmp_path):
+    import shutil
+
+    (tmp_path / "hotel.csv").write_bytes((domain_files / "hotel.csv").read_bytes())
+    moved = tmp_path / "src_model"
+    shutil.copytree(source_model, moved)
+    recorded = next(moved.glob("*/assets.extra/config.json"))
+    config = json.loads(recorded.read_text(encoding="utf-8"))
+    config["DataConfig"]["data"] = str(tmp_path / "moved_away.csv")  # the source data is no longer there
+    recorded.write_text(json.dumps(config), encoding="utf-8")
+    proc = cli("finetune", "--from", str(moved), "--data", "hotel.csv", "--text-col", "review", "--label-col",
+               "sentiment", "--epochs", "1", "--output", "out", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replay off: the source model's training data is not found" in proc.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config["AdaptConfig"]["replay"] == 0
 
 
 @pytest.mark.parametrize("mode, file, key", [(["--cv", "2"], "cv.json", "fold"), (["--seeds", "2"], "seeds.json", "seed")])
