@@ -155,6 +155,8 @@ def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: P
     with quiet(out / "log.txt"):
         # A source model trained on exactly this file (an earlier run in --work-dir) is reused.
         if not (stamp.is_file() and stamp.read_text() == digest and (out / "source_model" / "1").is_dir()):
+            for old in (out / "source_model", out / "run_source"):  # stale: other data or defaults
+                shutil.rmtree(old, ignore_errors=True)
             t0 = time.time()
             assert train.main(["--data", str(source_file), "--output", str(out / "source_model"),
                                "--run-dir", str(out / "run_source"), "--seed", str(seed)]) == 0
