@@ -70,7 +70,7 @@ def main() -> None:
     print(f"\nsentiment_tf LSTM benchmark — bundled corpus, seed {data_cfg.seed}: "
           f"{n_train} train / {n_test} test texts, {os.cpu_count()} CPU cores, TF {tf.__version__}")
     print(f"{'model':<54}{'test acc':>10}{'train samples/s':>17}{'fit time':>10}")
-    print(f"{'ours: ' + ours['name'] + ' (length-sorted, max-pooled)':<54}{ours['accuracy']:>10.4f}"
+    print(f"{'ours: ' + ours['name'] + ' (length-sorted batches)':<54}{ours['accuracy']:>10.4f}"
           f"{ours['samples_per_s']:>17.0f}{ours['fit_time']:>9.0f}s")
     print(f"{'baseline: char 1-3gram TF-IDF + LinearSVC':<54}{base_acc:>10.4f}{'-':>17}{base_time:>9.0f}s")
     print(f"{'plain BiLSTM padded to 128':<54}{plain['accuracy']:>10.4f}{plain['samples_per_s']:>17.0f}"
