@@ -246,11 +246,19 @@ def shape_description(shape: LMShape) -> dict[str, Any]:
 def token_ids(segmented: list[str], vocabulary: list[str], chunk: int) -> tf.RaggedTensor:
     """Ids per text (0 padding, 1 [UNK]); texts longer than ``chunk`` tokens become several sequences."""
     index = {tok: i + 2 for i, tok in enumerate(vocabulary)}
-    rows = []
+    flat: list[int] = []
+    lengths: list[int] = []
     for line in segmented:
         ids = [index.get(tok, 1) for tok in line.split(" ") if tok]
-        rows.extend(ids[i:i + chunk] for i in range(0, len(ids), chunk) if len(ids[i:i + chunk]) >= 2)
-    return tf.ragged.constant(rows, dtype=tf.int64, ragged_rank=1) if rows else tf.ragged.constant([[1, 1]], tf.int64)
+        for i in range(0, len(ids), chunk):
+            piece = ids[i:i + chunk]
+            if len(piece) >= 2:  # a sequence needs a token to predict
+                flat.extend(piece)
+                lengths.append(len(piece))
+    if not lengths:
+        flat, lengths = [1, 1], [2]
+    # From flat values and row lengths: tf.ragged.constant on nested lists takes minutes for millions of tokens.
+    return tf.RaggedTensor.from_row_lengths(np.asarray(flat, np.int64), np.asarray(lengths, np.int64))
 
 
 def grow(model: BiLanguageModel, extra: int) -> BiLanguageModel:
