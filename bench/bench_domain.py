@@ -117,13 +117,11 @@ def nested_labels(pool: pd.DataFrame, seed: int, sizes: list[str]) -> dict[str, 
 
 
 def tfidf(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    """Char 1–3-gram TF-IDF + LinearSVC (C = 1, scikit-learn's default)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.svm import LinearSVC
+    """``experiments.tfidf_accuracy`` (char 1–3-gram TF-IDF + LinearSVC, C = 1) on text/label frames."""
+    from sentiment_tf.data import Y
+    from sentiment_tf.experiments import tfidf_accuracy
 
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
-    svm = LinearSVC().fit(vec.fit_transform(train["text"]), train["label"].astype(str))
-    return float((svm.predict(vec.transform(test["text"])) == test["label"].astype(str).to_numpy()).mean())
+    return tfidf_accuracy(train.assign(**{Y: train["label"].astype(str)}), test.assign(**{Y: test["label"].astype(str)}))
 
 
 def quiet(log_path: Path):
@@ -210,9 +208,9 @@ def plot(target: str, rows: list[dict], names: list[str], pool_size: int, path: 
 
     from sentiment_tf import atomic
 
-    from sentiment_tf.report import _cjk_font
+    from sentiment_tf.report import cjk_font
 
-    font = _cjk_font()
+    font = cjk_font()
     if font:
         plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
     else:

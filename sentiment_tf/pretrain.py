@@ -440,14 +440,12 @@ class LSTMPretrainer:
     loss_name = "next-token"
 
     def check(self, cfg: PretrainConfig) -> None:
-        from sentiment_tf.text import Tokenizer
-
         if cfg.from_checkpoint:
             from sentiment_tf.models import lstm_lm
 
             lstm_lm.read_checkpoint(cfg.from_checkpoint, "--from")
-        else:
-            Tokenizer(cfg.tokenizer, cfg.hmm, cfg.lowercase, cfg.user_dict)  # a missing user dictionary, now
+        elif cfg.user_dict and not Path(cfg.user_dict).is_file():
+            raise UserError(f"--user-dict {cfg.user_dict}: file not found")
 
     def run(self, cfg: PretrainConfig, train_texts: list[str], held_out: list[str], run_dir: Path,
             out_dir: Path) -> dict:

@@ -75,7 +75,7 @@ def by_domain(y_true: np.ndarray, probs: np.ndarray, domains: Any, labels: list[
     return "\n".join(lines), rows
 
 
-def _cjk_font() -> str | None:
+def cjk_font() -> str | None:
     from matplotlib import font_manager
 
     available = {f.name for f in font_manager.fontManager.ttflist}
@@ -87,7 +87,7 @@ def _tick_names(labels: list[str]) -> tuple[list[str], dict]:
     or ``label 0``… when no such font exists (the mapping is in report.txt)."""
     if all(name.isascii() for name in labels):
         return labels, {}
-    font = _cjk_font()
+    font = cjk_font()
     if font:
         import matplotlib
 

@@ -371,6 +371,14 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
                        int(metadata["max_tokens"]), {})
 
 
+def extend_rows(table: np.ndarray, n: int) -> np.ndarray:
+    """``table`` with ``n`` more rows at the mean of its trained rows (ids ≥ 2) plus small seeded noise:
+    a neutral start for tokens the trained rows never saw, rather than random vectors."""
+    rng = np.random.default_rng(0)
+    extra = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (n, *table.shape[1:]))
+    return np.concatenate([table, extra.astype(table.dtype)])
+
+
 def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, new_tokens: int) -> keras.Model:
     """The same classifier with ``new_tokens`` extra embedding rows; every trained weight is kept.
 
@@ -381,10 +389,7 @@ def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, n
     for layer in model.layers:
         weights = layer.get_weights()
         if layer.name == "embedding":
-            (table,) = weights
-            rng = np.random.default_rng(0)
-            extra = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (new_tokens, table.shape[1]))
-            weights = [np.concatenate([table, extra.astype(table.dtype)])]
+            weights = [extend_rows(weights[0], new_tokens)]
         if weights:
             grown.get_layer(layer.name).set_weights(weights)
     return grown

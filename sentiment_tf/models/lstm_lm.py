@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -219,13 +220,10 @@ def read_checkpoint(path: str | Path, option: str = "--pretrained") -> Checkpoin
 def initialise_classifier(classifier: keras.Model, lm: BiLanguageModel, lm_vocab_size: int) -> None:
     """The classifier's embedding rows for the LM's vocabulary and both RNN directions take the LM's
     weights; rows of words the LM never saw start at the mean of its rows (as vocabulary growth does)."""
-    table = lm.embedding.get_weights()[0]
+    from sentiment_tf.models.lstm import extend_rows
+
     layer = classifier.get_layer("embedding")
-    rows = layer.get_weights()[0].shape[0]
-    extra = rows - lm_vocab_size
-    rng = np.random.default_rng(0)
-    new = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (extra, table.shape[1]))
-    layer.set_weights([np.concatenate([table, new.astype(table.dtype)])])
+    layer.set_weights([extend_rows(lm.embedding.get_weights()[0], layer.get_weights()[0].shape[0] - lm_vocab_size)])
     encoder = next(lay for lay in classifier.layers if hasattr(lay, "forward_layer") or isinstance(
         lay, (keras.layers.LSTM, keras.layers.GRU)))
     if hasattr(encoder, "forward_layer"):
@@ -233,10 +231,6 @@ def initialise_classifier(classifier: keras.Model, lm: BiLanguageModel, lm_vocab
         encoder.backward_layer.set_weights(lm.backward_rnn.get_weights())
     else:
         encoder.set_weights(lm.forward_rnn.get_weights())
-
-
-def shape_description(shape: LMShape) -> dict[str, Any]:
-    return dataclasses.asdict(shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,17 +257,13 @@ def token_ids(segmented: list[str], vocabulary: list[str], chunk: int) -> tf.Rag
 
 def grow(model: BiLanguageModel, extra: int) -> BiLanguageModel:
     """The same LM with ``extra`` new tokens: embedding and softmax rows at the mean of the trained rows."""
+    from sentiment_tf.models.lstm import extend_rows
+
     grown = build(dataclasses.replace(model.lm_shape, vocab_size=model.lm_shape.vocab_size + extra))
-    rng = np.random.default_rng(0)
-
-    def rows(table: np.ndarray) -> np.ndarray:
-        new = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (extra, *table.shape[1:]))
-        return np.concatenate([table, new.astype(table.dtype)])
-
-    grown.embedding.set_weights([rows(model.embedding.get_weights()[0])])
+    grown.embedding.set_weights([extend_rows(model.embedding.get_weights()[0], extra)])
     grown.forward_rnn.set_weights(model.forward_rnn.get_weights())
     grown.backward_rnn.set_weights(model.backward_rnn.get_weights())
-    grown.softmax_w.assign(rows(model.softmax_w.numpy()))
+    grown.softmax_w.assign(extend_rows(model.softmax_w.numpy(), extra))
     grown.softmax_b.assign(np.concatenate([model.softmax_b.numpy(), np.full(extra, model.softmax_b.numpy()[2:].min())]))
     return grown
 
@@ -350,7 +340,7 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
     if cfg.epochs:
         history = model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_pass(
             int(train_ids.nrows()), cfg.batch_size), validation_data=held_ds, callbacks=callbacks, shuffle=False,
-            verbose=2 if not _isatty() else "auto")
+            verbose=2 if not sys.stdout.isatty() else "auto")
     after = _evaluate(model, held_ds)
     description = {
         "tokenizer": dataclasses.asdict(tokenizer.settings),
@@ -367,12 +357,6 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
     return {"held_out_before": before, "held_out_after": after, "vocab_size": len(vocabulary) + 2,
             "train_tokens": tokens,
             "history": training.fitted_history(callbacks) if held_ds is not None else training.history_dict(history)}
-
-
-def _isatty() -> bool:
-    import sys
-
-    return sys.stdout.isatty()
 
 
 def _evaluate(model: BiLanguageModel, ds: Any) -> dict[str, float] | None:
