@@ -138,52 +138,93 @@ def defaults_fingerprint() -> str:
 
     from sentiment_tf.config import ModelConfig, TokenizerConfig, TrainConfig
 
-    return json.dumps([dataclasses.asdict(ModelConfig()), dataclasses.asdict(TokenizerConfig()),
-                       dataclasses.asdict(TrainConfig().resolved_for("lstm"))], sort_keys=True)
+    train = dataclasses.asdict(TrainConfig().resolved_for("lstm"))
+    # Options that, at these values, train exactly as before they existed: earlier caches stay valid.
+    train = {k: v for k, v in train.items() if (k, v) not in {("unfreeze", "all"), ("lr_decay", 1.0),
+                                                              ("calibration", True)}}
+    return json.dumps([dataclasses.asdict(ModelConfig()), dataclasses.asdict(TokenizerConfig()), train],
+                      sort_keys=True)
+
+
+def cached(out: Path, name: str, digest: str, build, stale: tuple[str, ...]) -> None:
+    """Runs ``build()`` unless ``out/<name>`` was built from the same inputs (``digest``) before;
+    otherwise ``name`` and the ``stale`` directories of an earlier build are removed first."""
+    stamp = out / f"{name}.sha256"
+    if stamp.is_file() and stamp.read_text() == digest and (out / name).is_dir():
+        return
+    for old in (name, *stale):
+        shutil.rmtree(out / old, ignore_errors=True)
+    t0 = time.time()
+    build()
+    stamp.write_text(digest)
+    (out / f"{name}_minutes.txt").write_text(f"{(time.time() - t0) / 60:.1f}")
+
+
+def adapt_rows(source_model: Path, prefix: str, out: Path, labels_sets: dict, test_file: Path, seed: int,
+               finetune_args: list[str]) -> dict[str, float]:
+    """``finetune`` of one source model with each label set: target and source-test accuracies."""
+    from sentiment_tf import finetune
+
+    row: dict[str, float] = {}
+    for name, labels_file in labels_sets.items():
+        run, adapted = out / f"run_{prefix}adapt_{name}", out / f"{prefix}adapted_{name}"
+        for old in (run, adapted):  # an earlier run's in --work-dir
+            shutil.rmtree(old, ignore_errors=True)
+        with quiet(out / "log.txt"):
+            assert finetune.main(["--from", str(source_model), "--data", str(labels_file),
+                                  "--test-data", str(test_file), "--val-size", "0.15", "--seed", str(seed),
+                                  "--output", str(adapted), "--run-dir", str(run), *finetune_args]) == 0
+        result = json.loads((run / "finetune_report.json").read_text(encoding="utf-8"))["results"]
+        row[f"{prefix}source-only"] = result["domain"]["before"]["accuracy"]
+        row[f"{prefix}source-only, source test"] = result["original"]["before"]["accuracy"]
+        row[f"{prefix}finetune {name}"] = result["domain"]["after"]["accuracy"]
+        row[f"{prefix}finetune {name}, source test"] = result["original"]["after"]["accuracy"]
+    return row
 
 
 def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: Path, pool: pd.DataFrame,
-             sizes: list[str], finetune_args: list[str]) -> dict[str, float]:
-    """Source-only model, its adaptations and the baselines for one seed: accuracies by row name."""
-    from sentiment_tf import finetune, train
+             sizes: list[str], finetune_args: list[str], lm: Path | None, dapt_epochs: int) -> dict[str, float]:
+    """Source-only model, its adaptations and the baselines for one seed: accuracies by row name.
+    With ``lm`` also the ULMFiT path: the LM continued on the target pool's texts (no labels), a
+    source model from it, and its adaptations (rows prefixed ``dapt``)."""
+    from sentiment_tf import pretrain, train
     from sentiment_tf.config import DataConfig
     from sentiment_tf.data import load_splits
 
     out = work / target / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(source_file.read_bytes() + defaults_fingerprint().encode()).hexdigest()
-    stamp = out / "source_model.sha256"
     with quiet(out / "log.txt"):
         # A source model trained on exactly this file (an earlier run in --work-dir) is reused.
-        if not (stamp.is_file() and stamp.read_text() == digest and (out / "source_model" / "1").is_dir()):
-            for old in (out / "source_model", out / "run_source"):  # stale: other data or defaults
-                shutil.rmtree(old, ignore_errors=True)
-            t0 = time.time()
-            assert train.main(["--data", str(source_file), "--output", str(out / "source_model"),
-                               "--run-dir", str(out / "run_source"), "--seed", str(seed)]) == 0
-            stamp.write_text(digest)
-            (out / "source_minutes.txt").write_text(f"{(time.time() - t0) / 60:.1f}")
+        cached(out, "source_model", digest, lambda: train.main(
+            ["--data", str(source_file), "--output", str(out / "source_model"), "--run-dir", str(out / "run_source"),
+             "--seed", str(seed)]), stale=("run_source",))
     source_splits = load_splits(DataConfig(data=str(source_file), seed=seed))
     test = pd.read_csv(test_file)
+    labels_sets = {}
     row: dict[str, float] = {}
     for name, labels in nested_labels(pool, seed, sizes).items():
-        labels_file = out / f"labels_{name}.csv"
-        labels.to_csv(labels_file, index=False)
-        run = out / f"run_adapt_{name}"
-        for old in (run, out / f"adapted_{name}"):  # an earlier run's in --work-dir
-            shutil.rmtree(old, ignore_errors=True)
-        with quiet(out / "log.txt"):
-            assert finetune.main(["--from", str(out / "source_model"), "--data", str(labels_file),
-                                  "--test-data", str(test_file), "--val-size", "0.15", "--seed", str(seed),
-                                  "--output", str(out / f"adapted_{name}"), "--run-dir", str(run),
-                                  *finetune_args]) == 0
-        result = json.loads((run / "finetune_report.json").read_text(encoding="utf-8"))["results"]
-        row["source-only"] = result["domain"]["before"]["accuracy"]
-        row["source-only, source test"] = result["original"]["before"]["accuracy"]
-        row[f"finetune {name}"] = result["domain"]["after"]["accuracy"]
-        row[f"finetune {name}, source test"] = result["original"]["after"]["accuracy"]
+        labels_sets[name] = out / f"labels_{name}.csv"
+        labels.to_csv(labels_sets[name], index=False)
         row[f"tfidf source+{name}"] = tfidf(pd.concat([source_splits.train, labels]), test)
         row[f"tfidf {name} alone"] = tfidf(labels, test)
+    row.update(adapt_rows(out / "source_model", "", out, labels_sets, test_file, seed, finetune_args))
+    if lm is not None:
+        pool_texts = out / "pool_texts.txt"  # the unlabelled target text the LM adapts to
+        pool_texts.write_text("\n".join(pool["text"]), encoding="utf-8")
+        lm_digest = hashlib.sha256(digest.encode() + pool_texts.read_bytes() + (lm / "lm.json").read_bytes()
+                                   + str(dapt_epochs).encode()).hexdigest()
+
+        def dapt() -> None:
+            assert pretrain.main(["--model", "lstm", "--from", str(lm), "--corpus", str(pool_texts), "--output",
+                                  str(out / "dapt_lm"), "--epochs", str(dapt_epochs), "--seed", str(seed),
+                                  "--run-dir", str(out / "run_dapt_lm")]) == 0
+            assert train.main(["--data", str(source_file), "--pretrained", str(out / "dapt_lm"), "--seed", str(seed),
+                               "--output", str(out / "dapt_source_model"), "--run-dir", str(out / "run_dapt_source")]) == 0
+
+        with quiet(out / "log.txt"):
+            cached(out, "dapt_source_model", lm_digest, dapt, stale=("dapt_lm", "run_dapt_lm", "run_dapt_source"))
+        row.update(adapt_rows(out / "dapt_source_model", "dapt ", out, labels_sets, test_file, seed, finetune_args))
     if "all" in sizes:
         for old in (out / "run_ceiling", out / "ceiling_model"):
             shutil.rmtree(old, ignore_errors=True)
@@ -220,6 +261,9 @@ def plot(target: str, rows: list[dict], names: list[str], pool_size: int, path: 
     for key, label, marker in (("finetune {}", "finetune (LSTM)", "o"), ("tfidf source+{}", "TF-IDF source + labels", "s"),
                                ("tfidf {} alone", "TF-IDF labels alone", "^")):
         ax.plot(x, [np.mean([r[key.format(n)] for r in rows]) for n in names], marker=marker, label=label)
+    if "dapt source-only" in rows[0]:
+        ax.plot(x, [np.mean([r[f"dapt finetune {n}"] for r in rows]) for n in names], marker="D",
+                label="LM + target-text LM, finetune")
     ax.axhline(np.mean([r["source-only"] for r in rows]), color="grey", ls="--", label="source-only LSTM")
     ax.set_xscale("log")
     ax.set_xlabel(f"{target} labels")
@@ -243,9 +287,16 @@ def main() -> None:
                         help="Target label counts to adapt with ('all' adds the ceilings); 500 is always run.")
     parser.add_argument("--work-dir", help="Keep data, models and runs here (default: a temporary directory); a "
                                            "source model trained on the same data there is reused.")
+    parser.add_argument("--lm", help="A general LSTM language model (pretrain --model lstm; e.g. a snapshot of "
+                                     "bench_lstm_pretraining.py): adds the ULMFiT rows — the LM continued on the "
+                                     "target pool's texts, a source model from it, and its finetune.")
+    parser.add_argument("--dapt-epochs", type=int, default=3, help="Epochs of LM pretraining on the target's texts.")
     parser.add_argument("finetune_args", nargs="*", help="Extra finetune options, after --.")
     args = parser.parse_args()
     sizes = [n for n in SIZES if n in set(args.sizes) | {MAIN}]
+    lm = Path(args.lm).resolve() if args.lm else None
+    if lm is not None and not (lm / "lm.json").is_file():
+        sys.exit(f"--lm {args.lm}: not an LSTM language model directory (no lm.json)")
 
     from sentiment_tf.errors import setup_logging
 
@@ -275,7 +326,8 @@ def main() -> None:
         pool[["text", "label"]].to_csv(work / target / "pool.csv", index=False)
         counts[target] = (len(source), len(pool), len(test))
         results[target] = [run_seed(target, seed, work, source_file, test_file, pool[["text", "label"]],
-                                    sizes, args.finetune_args) for seed in range(42, 42 + args.seeds)]
+                                    sizes, args.finetune_args, lm, args.dapt_epochs)
+                           for seed in range(42, 42 + args.seeds)]
         plot(target, results[target], sizes, len(pool), work / target / "learning_curve.png")
         print_target(target, results[target], sizes, counts[target])
     print_summary(results, targets, args)
@@ -293,6 +345,12 @@ def print_target(target: str, rows: list[dict], names: list[str], size: tuple[in
         label = f"finetune, {n} labels" if n != "all" else f"finetune, all {n_pool} labels (ceiling)"
         print(f"{label:<44}{cell([r[f'finetune {n}'] for r in rows]):>16}"
               f"{cell([r[f'finetune {n}, source test'] for r in rows]):>16}")
+    if "dapt source-only" in rows[0]:
+        print(f"{'LM + target-text LM → source model':<44}{cell([r['dapt source-only'] for r in rows]):>16}"
+              f"{cell([r['dapt source-only, source test'] for r in rows]):>16}")
+        for n in names:
+            print(f"{'  … finetune, ' + n + ' labels':<44}{cell([r[f'dapt finetune {n}'] for r in rows]):>16}"
+                  f"{cell([r[f'dapt finetune {n}, source test'] for r in rows]):>16}")
     for n in names:
         print(f"{'TF-IDF source + ' + n + ' labels':<44}{cell([r[f'tfidf source+{n}'] for r in rows]):>16}")
         print(f"{'TF-IDF ' + n + ' labels alone':<44}{cell([r[f'tfidf {n} alone'] for r in rows]):>16}")
@@ -306,25 +364,32 @@ def print_summary(results: dict[str, list[dict]], targets: list[str], args) -> N
         return 100 * float(np.mean([r[key] for r in results[target]]))
 
     main = MAIN
-    print(f"\nsummary at {MAIN} target labels (mean over seeds), accuracy (%)")
-    print(f"{'target':<10}{'source-only':>12}{'finetune':>10}{'gain':>8}{'TF-IDF src+':>13}{'TF-IDF alone':>14}"
-          f"{'forgetting':>12}")
-    for t in targets:
-        gain = mean(t, f"finetune {main}") - mean(t, "source-only")
-        forget = mean(t, "source-only, source test") - mean(t, f"finetune {main}, source test")
-        print(f"{t:<10}{mean(t, 'source-only'):>12.2f}{mean(t, f'finetune {main}'):>10.2f}{gain:>+8.2f}"
-              f"{mean(t, f'tfidf source+{main}'):>13.2f}{mean(t, f'tfidf {main} alone'):>14.2f}{forget:>12.2f}")
-    ours = np.mean([mean(t, f"finetune {main}") for t in targets])
+    pipelines = [("finetune (from scratch source model)", "")]
+    if "dapt source-only" in results[targets[0]][0]:
+        pipelines.append(("LM + target-text LM → source model → finetune", "dapt "))
     best = max(np.mean([mean(t, f"tfidf source+{main}") for t in targets]),
                np.mean([mean(t, f"tfidf {main} alone") for t in targets]))
-    print(f"\nmean over {', '.join(targets)}: finetune {ours:.2f} vs the better TF-IDF row {best:.2f}: "
-          f"{ours - best:+.2f} pt (target ≥ +1) {'PASS' if ours - best >= 1 else 'FAIL'}")
-    for t in ("书籍", "蒙牛"):
-        if t in targets:
-            gain = mean(t, f"finetune {main}") - mean(t, "source-only")
-            print(f"gain over source-only on {t}: {gain:+.2f} pt (target ≥ +8) {'PASS' if gain >= 8 else 'FAIL'}")
-    worst = max(mean(t, "source-only, source test") - mean(t, f"finetune {main}, source test") for t in targets)
-    print(f"source-test forgetting, worst target: {worst:.2f} pt (target ≤ 1) {'PASS' if worst <= 1 else 'FAIL'}")
+    for title, p in pipelines:
+        print(f"\nsummary at {MAIN} target labels (mean over seeds), accuracy (%): {title}")
+        print(f"{'target':<10}{'source-only':>12}{'adapted':>10}{'gain':>8}{'TF-IDF src+':>13}{'TF-IDF alone':>14}"
+              f"{'forgetting':>12}")
+        for t in targets:
+            # The gain is over the from-scratch source model: what a user has before adapting.
+            gain = mean(t, f"{p}finetune {main}") - mean(t, "source-only")
+            forget = mean(t, f"{p}source-only, source test") - mean(t, f"{p}finetune {main}, source test")
+            print(f"{t:<10}{mean(t, f'{p}source-only'):>12.2f}{mean(t, f'{p}finetune {main}'):>10.2f}{gain:>+8.2f}"
+                  f"{mean(t, f'tfidf source+{main}'):>13.2f}{mean(t, f'tfidf {main} alone'):>14.2f}{forget:>12.2f}")
+        ours = np.mean([mean(t, f"{p}finetune {main}") for t in targets])
+        print(f"mean over {', '.join(targets)}: {ours:.2f} vs the better TF-IDF row {best:.2f}: "
+              f"{ours - best:+.2f} pt (target ≥ +1) {'PASS' if ours - best >= 1 else 'FAIL'}")
+        for t in ("书籍", "蒙牛"):
+            if t in targets:
+                gain = mean(t, f"{p}finetune {main}") - mean(t, "source-only")
+                print(f"gain over the from-scratch source-only model on {t}: {gain:+.2f} pt (target ≥ +8) "
+                      f"{'PASS' if gain >= 8 else 'FAIL'}")
+        worst = max(mean(t, f"{p}source-only, source test") - mean(t, f"{p}finetune {main}, source test")
+                    for t in targets)
+        print(f"source-test forgetting, worst target: {worst:.2f} pt (target ≤ 1) {'PASS' if worst <= 1 else 'FAIL'}")
     if args.finetune_args:
         print(f"finetune options: {' '.join(args.finetune_args)}")
 

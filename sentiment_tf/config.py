@@ -96,14 +96,16 @@ class ModelConfig:
     embedding_dim: int = option("Embedding size.", at_least=1, default=128)
     # The LSTM defaults (units, pooling, dropout, learning rate) come from `tune` on ChnSentiCorp's dev split.
     rnn_units: int = option("RNN units per direction.", at_least=1, default=128)
-    pooling: Literal["max", "last"] = option(
+    pooling: Literal["max", "last"] | None = option(
         "'last': each direction's final state; 'max': max over all time steps of the RNN outputs (faster "
-        "to train here).", default="last")
+        "to train here). Default: last from scratch, max from a --pretrained language model.", default=None)
     dropout: float = option("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.4)
 
     def __post_init__(self) -> None:
         if self.model == "bert" and not self.pretrained:  # recorded concretely with every run
             self.pretrained = "bert-base-chinese"
+        if self.pooling is None:  # a language model's states at every step carry the text, not just the last
+            self.pooling = "max" if self.model == "lstm" and self.pretrained else "last"
 
 
 @dataclasses.dataclass
@@ -117,6 +119,15 @@ class TrainConfig:
     learning_rate: float | None = option("Peak learning rate; default: train 1.5e-3 (Adam) for lstm, 5e-5 (AdamW with "
                                          "linear warmup and decay) for bert; finetune 5e-4 and 2e-5.", above=0,
                                          default=None)
+    # ULMFiT's schedule is off by default: from our LMs both parts trailed plain fine-tuning on dev (bench/README.md).
+    unfreeze: Literal["gradual", "all"] = option(
+        "LSTM only: 'gradual' trains the output layer alone in the first epoch, adds the recurrent layer in the "
+        "second and the embedding from the third (ULMFiT); 'all' trains every layer from the start.", default="all")
+    lr_decay: float = option(
+        "LSTM only: discriminative learning rates; each layer below the output layer learns at the rate of the "
+        "one above divided by this (ULMFiT: 2.6; 1 = one rate).", at_least=1, default=1.0)
+    calibration: bool = option("Fit a temperature on the validation split after training, so probabilities "
+                               "mean what they say (applied in the export's graph; labels unchanged).", default=True)
     weight_decay: float = option("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)
     warmup_ratio: float = option("BERT only: fraction of training steps with linear learning-rate warmup.",
                                  at_least=0, below=1, default=0.1)

@@ -195,6 +195,10 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise UserError(f"{version_dir} was written by a newer sentiment_tf (format "
                         f"{meta['format_version']}); upgrade sentiment_tf to load it")
+    temperature = meta.get("temperature", 1.0)  # in the graph already; finetune continues from it
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise UserError(f"{path}: temperature must be a positive number, got {temperature!r}; the metadata is "
+                        "damaged, export the model again")
     return meta
 
 

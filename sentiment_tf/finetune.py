@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, export, experiments, report, training
+from sentiment_tf import atomic, calibration, export, experiments, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.adaptation import Source, adapt_with_extras, load_source, original_splits, source_overlap
 from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_configs, to_dict
@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Adapt (with replay of original training data and self-training if asked).
     adapted, pseudo = adapt_with_extras(source, domain, original, cfg, train_cfg, data_cfg, run_dir)
+    fitted = None
+    if train_cfg.calibration:  # a new temperature for the adapted model, on the domain's validation split
+        fitted, _ = calibration.calibrate_trained(adapted, domain.val, domain.test, run_dir / "reliability.png")
     after = {"domain": score(adapted, domain.test, labels.names)}
     if original is not None:
         after["original"] = score(adapted, original.test, labels.names)
@@ -134,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Reports: before/after on both test sets, per domain when asked.
     summary = print_summary(source, domain, data_cfg, cfg, before, after, adapted, pseudo, labels)
     summary["source_overlap"] = overlap
+    summary["calibration"] = fitted.to_json() if fitted else None
+    if fitted:
+        print(fitted.summary())
 
     # 5. Export the adapted model as a new version.
     configs = {**source.config, **to_dict(data_cfg, cfg, train_cfg)}
     metrics = {"test_accuracy": after["domain"].accuracy, "test_weighted_f1": after["domain"].weighted_f1,
-               "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir)}
+               "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir),
+               "calibration": summary["calibration"]}
     if original is not None:
         metrics["original_test_accuracy"] = after["original"].accuracy
     version_dir = export.publish(adapted, train_cfg.output, configs, metrics, domain.test[TEXT].tolist(), run_dir)

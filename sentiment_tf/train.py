@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sentiment_tf import atomic, export, report, training
+from sentiment_tf import atomic, calibration, export, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
                                  build_configs, parse_configs, to_dict)
@@ -78,19 +78,25 @@ def main(argv: list[str] | None = None) -> int:
 
     training.remove_backup(run_dir)
 
-    # 4. Evaluate on the held-out test split.
+    # 4. Calibrate on validation (one temperature: labels cannot change), evaluate on the test split.
     test_texts = splits.test["text"].tolist()
-    probs = trained.predict_proba(test_texts)
+    extra = {}
+    if train_cfg.calibration:
+        fitted, probs = calibration.calibrate_trained(trained, splits.val, splits.test, run_dir / "reliability.png")
+        extra["calibration"] = fitted.to_json()
+    else:
+        probs = trained.predict_proba(test_texts)
     evaluation = report.evaluate(splits.test["y"].to_numpy(), probs, labels)
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
-    extra = {}
+    if train_cfg.calibration:
+        print(fitted.summary())
     if data_cfg.domain_col:
         table, extra["by_domain"] = report.by_domain(splits.test["y"], probs, splits.test["domain"], labels)
         print(f"By domain ({data_cfg.domain_col}):\n{table}\n")
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir)}
+               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration")}
     version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
     history = trained.history
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),

@@ -275,7 +275,8 @@ class Search:
         import yaml
 
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs({**self.fixed, **trial.params})
-        configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg.resolved_for(self.model))
+        train_cfg = train_cfg.resolved_for(self.model)
+        configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)
         for name in NOT_TUNE_OPTIONS:
             configs["TrainConfig"].pop(name)
         header = (f"# sentiment_tf.tune: best of {len(self.finished())} trials — trial {trial.number}, validation "

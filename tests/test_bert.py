@@ -129,6 +129,8 @@ def test_train_bert_cli_reports_and_exports(bert_run):
     hf_config = json.loads((version / "assets.extra" / "hf_model" / "config.json").read_text(encoding="utf-8"))
     assert hf_config["id2label"] == {"0": "正面", "1": "负面"} and hf_config["label2id"] == {"正面": 0, "负面": 1}
     assert (work / "run" / "report.json").is_file() and (work / "run" / "config.json").is_file()
+    report = json.loads((work / "run" / "report.json").read_text(encoding="utf-8"))
+    assert meta["temperature"] == report["calibration"]["temperature"] != 1.0
 
 
 def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
@@ -164,7 +166,8 @@ def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, r
     model, tok = trained.model, trained.tokenizer
     texts = reviews["text"].tolist()[1300:1400] + MIXED
     enc = tok([clean_text(t) for t in texts], truncation=True, max_length=64, padding=True, return_tensors="np")
-    expected = tf.nn.softmax(model(**enc, training=False).logits, -1).numpy()
+    # the calibration temperature is part of the graph
+    expected = tf.nn.softmax(model(**enc, training=False).logits / trained.temperature, -1).numpy()
     got, names = serve_in_fresh_process(work / "out" / "1", texts, tmp_path)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert names == [["正面", "负面"][i] for i in expected.argmax(-1)]

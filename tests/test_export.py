@@ -128,6 +128,17 @@ def test_tokenizer_mismatch_is_refused_on_load(trained, tmp_path: Path) -> None:
         Predictor.load(version)
 
 
+def test_a_damaged_temperature_is_refused_on_load(trained, tmp_path: Path) -> None:
+    version = _export(trained, tmp_path / "lstm")
+    meta_path = export_lib.metadata_path(version)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    assert meta["temperature"] == 1.0  # exported without calibration
+    for bad in (0, -1.5, "2", None):
+        meta_path.write_text(json.dumps({**meta, "temperature": bad}), encoding="utf-8")
+        with pytest.raises(UserError, match="temperature must be a positive number"):
+            Predictor.load(version)
+
+
 def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
     version = _export(trained, tmp_path / "lstm")
     (version / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")

@@ -71,6 +71,10 @@ def test_finetune_reports_before_and_after_on_both_test_splits(finetuned):
     assert summary["pseudo_labels"] > 0 and summary["pseudo_labels"] % 2 == 0  # the same number per label
     assert (work / "run_ft" / "self_training" / "checkpoints").is_dir()  # adapted again with them
     assert summary["results"]["original"]["after"]["support"] == 30  # the source run's own 10 % test split
+    # The adapted model gets its own temperature, fitted on the domain's validation split, in its export.
+    assert "calibration: temperature" in out and (work / "run_ft" / "reliability.png").is_file()
+    meta = json.loads(next((work / "adapted").glob("*/assets.extra/sentiment_tf.json")).read_text(encoding="utf-8"))
+    assert meta["temperature"] == summary["calibration"]["temperature"] != 1.0
 
 
 def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, source_model):

@@ -99,3 +99,42 @@ def test_mirrored_strategy_over_two_devices_matches_one_device():
     proc = subprocess.run([sys.executable, "-c", MIRRORED], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(proc.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_layer_schedule_freezes_then_unfreezes_at_lower_rates():
+    """ULMFiT's schedule over output → recurrent → embedding: a group not yet unfrozen keeps its
+    weights and Adam moments; once unfrozen it moves at lr / decay^depth, which equals plain Adam at
+    that rate (the same first step, since its moments were left untouched)."""
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(2, 12, (16, 6)), rng.integers(0, 2, 16)
+
+    def run(unfreeze: str, decay: float, lr: float, epochs: int) -> tuple[keras.Model, list]:
+        keras.utils.set_random_seed(0)
+        model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4, dropout=0.0), VOCAB, 2)
+        optimizer = FusedAdam(lr)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        start = [w.copy() for w in model.get_weights()]
+        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=lstm.layer_schedule(model, optimizer, unfreeze, decay))
+        return model, start
+
+    model, start = run("gradual", 2.0, 1e-2, epochs=2)  # epoch 1: output layer; epoch 2: + the LSTM
+    names = [v.path for v in model.weights]
+    for name, before, after in zip(names, start, model.get_weights()):
+        moved = not np.array_equal(before, after)
+        assert moved == (not name.startswith("embedding")), name
+    embedding = model.get_layer("embedding").embeddings
+    m, v = (slot[model.optimizer._get_variable_index(embedding)] for slot in
+            (model.optimizer._momentums, model.optimizer._velocities))
+    assert not m.numpy().any() and not v.numpy().any()  # frozen: Adam's moments untouched too
+
+    # One epoch of discriminative rates only: the embedding's first step is Adam's at lr / 4.
+    scaled, start = run("all", 2.0, 1e-2, epochs=1)
+    keras.utils.set_random_seed(0)
+    plain = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4, dropout=0.0), VOCAB, 2)
+    plain.compile(optimizer=FusedAdam(1e-2 / 4), loss="sparse_categorical_crossentropy")
+    plain.train_on_batch(x, y)
+    np.testing.assert_allclose(scaled.get_layer("embedding").get_weights()[0],
+                               plain.get_layer("embedding").get_weights()[0], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(scaled.get_layer("probabilities").get_weights()[0],
+                           plain.get_layer("probabilities").get_weights()[0])

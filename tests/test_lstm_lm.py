@@ -92,6 +92,7 @@ def test_train_from_a_language_model_records_it_and_uses_its_tokenizer(lm_dir: P
     # The LM decides the tokenizer and the encoder's shapes (the char flag gives way to it).
     assert config["TokenizerConfig"]["tokenizer"] == "word"
     assert (config["ModelConfig"]["embedding_dim"], config["ModelConfig"]["rnn_units"]) == (8, 4)
+    assert config["ModelConfig"]["pooling"] == "max"  # the default from a language model
     metadata = json.loads((tmp_path / "model" / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
     assert metadata["language_model"]["path"] == str(lm_dir)
     vocab = (tmp_path / "model" / "1" / "assets.extra" / "vocab.txt").read_text(encoding="utf-8").split("\n")

@@ -272,12 +272,13 @@ class TrainedBert:
     max_length: int
     lowercase: bool  # the cleaning setting the texts were prepared with
     history: dict[str, list[float]]
+    temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
         ds = make_dataset(self.tokenizer, texts, None, self.max_length, batch_size, bucketing=False)
         logits = self.model.predict(ds, verbose=0)["logits"]
-        return tf.nn.softmax(logits, axis=-1).numpy()
+        return tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1).numpy()
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
@@ -348,8 +349,10 @@ class BertServing(tf.Module):
     """Raw strings → cleaning → the checkpoint's WordPiece → [CLS] ids [SEP] → padding → model → softmax."""
 
     def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int,
-                 wordpiece: WordPieceSettings, lowercase_clean: bool, special_ids: dict[str, int]):
+                 wordpiece: WordPieceSettings, lowercase_clean: bool, special_ids: dict[str, int],
+                 temperature: float = 1.0):
         super().__init__()
+        self.temperature = temperature
         # The network's variables by name, not the Keras model: serving needs only the variables, and
         # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
         # traced copy of every layer. The lambda keeps the model callable without tracking it.
@@ -375,7 +378,7 @@ class BertServing(tf.Module):
 
     def _predict(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = self._logits(tf.cast(input_ids, tf.int32), tf.cast(attention_mask, tf.int32))
-        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1)
         label_id = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label_id": label_id, "label": tf.gather(self.label_names, label_id)}
 
@@ -403,7 +406,7 @@ def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None
     module = BertServing(trained.model, vocab_path, trained.labels, trained.max_length,
                          WordPieceSettings.from_hf(tok), lowercase_clean=trained.lowercase,
                          special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
-                                      "unk": tok.unk_token_id})
+                                      "unk": tok.unk_token_id}, temperature=trained.temperature)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
                                                        "encoded": module.encoded,
                                                        "tokenize": module.tokenize})
@@ -454,6 +457,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
                                                "tokenize": "text → input_ids, length"}},
             "versions": _versions(),
             "metrics": metrics,
+            "temperature": trained.temperature,
         }
         return export_lib.write_version(base_dir, lambda path: write_saved_model(trained, path, vocab_path),
                                         metadata, files, verify, keep_failed=keep_failed)
@@ -489,7 +493,8 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
         model(model.dummy_inputs, training=False)
         restore_from_saved_model(model, version_dir)
     return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
-                       bool(metadata.get("cleaning", {}).get("lowercase", True)), {})
+                       bool(metadata.get("cleaning", {}).get("lowercase", True)), {},
+                       temperature=float(metadata.get("temperature", 1.0)))
 
 
 def restore_from_saved_model(model: Any, version_dir: Path) -> None:

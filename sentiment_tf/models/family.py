@@ -28,6 +28,7 @@ class Trained(Protocol):
 
     labels: list[str]
     history: dict[str, list[float]]
+    temperature: float  # calibration: predictions are softmax(log p / T), in Python and in the export
 
     def predict_proba(self, texts: list[str]) -> "np.ndarray":
         """Probabilities ``[n, labels]`` for cleaned texts."""

@@ -36,7 +36,24 @@ class FusedAdam(keras.optimizers.Adam):
         model.compile(optimizer=FusedAdam(2e-3), loss="sparse_categorical_crossentropy")
     """
 
+    def scale_learning_rate(self, variables: list, scale: tf.Variable) -> None:
+        """Multiplies the learning rate of ``variables`` by ``scale``, read at every step (a callback may
+        change it). At 0 their update is skipped, Adam's moments included, as for a frozen layer."""
+        if not hasattr(self, "_scales"):
+            self._scales = {}
+        for variable in variables:
+            self._scales[self._var_key(variable)] = scale
+
     def update_step(self, gradient, variable, learning_rate):
+        scale = getattr(self, "_scales", {}).get(self._var_key(variable))
+        if scale is None:
+            return self._update(gradient, variable, learning_rate)
+        def apply():
+            self._update(gradient, variable, learning_rate * tf.cast(scale, variable.dtype))
+
+        tf.cond(scale > 0, apply, lambda: None)
+
+    def _update(self, gradient, variable, learning_rate):
         if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype

@@ -168,13 +168,15 @@ KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for f
 
 
 def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, labels: list[str],
-                      max_tokens: int, path: str | Path) -> None:
-    """Writes a SavedModel whose ``serving_default`` maps segmented strings to predictions."""
+                      max_tokens: int, path: str | Path, temperature: float = 1.0) -> None:
+    """Writes a SavedModel whose ``serving_default`` maps segmented strings to predictions, with the
+    calibration temperature applied in the graph (TF Serving returns calibrated probabilities too)."""
     label_names = tf.constant(labels, dtype=tf.string)
 
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = segmented_to_ids(text, lookup, max_tokens).to_tensor(default_value=0)
         probs = model(ids, training=False)
+        probs = tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12)) / temperature, axis=-1)
         label_id = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label_id": label_id, "label": tf.gather(label_names, label_id)}
 
@@ -197,15 +199,17 @@ def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers
 
 def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
            labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
-           check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None) -> Path:
+           check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
+           temperature: float = 1.0) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
     """
+    from sentiment_tf import calibration
     from sentiment_tf import export as export_lib
 
     check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
-    expected = predict_proba(model, check_texts, lookup, max_tokens)
+    expected = calibration.scale(predict_proba(model, check_texts, lookup, max_tokens), temperature)
     verify = export_lib.signature_verifier(check_texts, expected, 1e-5, SERVING_INPUT)
 
     files: dict[str, str | Path | bytes] = {
@@ -235,6 +239,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
         "language_model": language_model,
+        "temperature": temperature,
     }
     import tempfile
 
@@ -244,7 +249,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         model.save(keras_path)
         files[KERAS_FILE] = keras_path
         return export_lib.write_version(
-            base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path),
+            base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path, temperature),
             metadata, files, verify, keep_failed=keep_failed)
 
 
@@ -274,13 +279,15 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
             model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
             if initialise is not None and not training.epochs_done(run_dir):  # a resumed run restores its own
                 initialise(model)
-        model.compile(optimizer=FusedAdam(train_cfg.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        optimizer = FusedAdam(train_cfg.learning_rate)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        schedule = layer_schedule(model, optimizer, train_cfg.unfreeze, train_cfg.lr_decay)
     class_weight = None
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
-    callbacks = training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience, extra_callbacks)
+    callbacks = training.standard_callbacks(keras.callbacks, run_dir, train_cfg.patience,
+                                            [*schedule, *(extra_callbacks or [])])
     model.fit(train_ds, validation_data=val_ds, epochs=training.epochs_to_run(run_dir, train_cfg.epochs),
               steps_per_epoch=steps,
               class_weight=class_weight,
@@ -288,6 +295,33 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
               callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
     return model, lookup, training.fitted_history(callbacks)
 
+
+def layer_schedule(model: keras.Model, optimizer: FusedAdam, unfreeze: str, lr_decay: float) -> list:
+    """ULMFiT's gradual unfreezing and discriminative learning rates (Howard & Ruder 2018) over three
+    groups, output layer → recurrent layer → embedding: group k trains from epoch k + 1 ('gradual')
+    at the learning rate divided by ``lr_decay`` ** k. Returns the callback that sets each epoch's
+    rates (from the epoch number, so a resumed run gets the same ones)."""
+    if unfreeze == "all" and lr_decay == 1:
+        return []
+    top, bottom = model.get_layer("probabilities"), model.get_layer("embedding")
+    groups = [[top], [layer for layer in model.layers if layer not in (top, bottom)], [bottom]]
+    scales = []
+    for depth, layers in enumerate(groups):
+        variables = [v for layer in layers for v in layer.trainable_variables]
+        if not variables:  # frozen (finetune --freeze)
+            continue
+        scale = tf.Variable(1.0, trainable=False, name=f"lr_scale_{depth}")
+        optimizer.scale_learning_rate(variables, scale)
+        scales.append((scale, depth if unfreeze == "gradual" else 0, lr_decay ** -depth,
+                       " + ".join(layer.name for layer in layers if layer.trainable_weights)))
+    log.info("layer schedule: %s", "; ".join(f"{names} from epoch {start + 1} at ×{rate:.3g} the learning rate"
+                                             for _, start, rate, names in scales))
+
+    def set_rates(epoch: int, logs: dict | None = None) -> None:
+        for scale, start, rate, _ in scales:
+            scale.assign(rate if epoch >= start else 0.0)
+
+    return [keras.callbacks.LambdaCallback(on_epoch_begin=set_rates)]
 
 
 @dataclasses.dataclass
@@ -302,16 +336,20 @@ class TrainedLSTM:
     max_tokens: int
     history: dict[str, list[float]]
     language_model: dict | None = None  # what the classifier started from (recorded in the export)
+    temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
-        return predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
+        from sentiment_tf import calibration
+
+        raw = predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
+        return calibration.scale(raw, self.temperature).astype(np.float32)
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
                       base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed,
-                      self.language_model)
+                      self.language_model, self.temperature)
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
@@ -368,7 +406,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
     vocabulary = lines[2:-1] if lines[-1] == "" else lines[2:]  # ids 0 and 1 are padding and [UNK]
     tokenizer = tokenizer_from_metadata(version_dir, metadata)
     return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
-                       int(metadata["max_tokens"]), {})
+                       int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)))
 
 
 def extend_rows(table: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""Temperature scaling: fitted on validation, applied in Python and inside the exported graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentiment_tf import calibration
+from tests.conftest import TINY_MODEL_ARGS, cli
+
+
+def overconfident(n: int = 6000, k: int = 3, sharpen: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from softmax(z), reported probabilities softmax(sharpen · z): T = sharpen undoes it."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, k))
+    true = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=p) for p in true])
+    probs = np.exp(sharpen * z) / np.exp(sharpen * z).sum(1, keepdims=True)
+    return probs, y
+
+
+def test_temperature_undoes_overconfidence_and_keeps_every_label():
+    probs, y = overconfident()
+    temperature = calibration.fit_temperature(probs, y)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    scaled = calibration.scale(probs, temperature)
+    np.testing.assert_array_equal(scaled.argmax(1), probs.argmax(1))  # the argmax cannot change
+    assert calibration.ece(scaled, y) < 0.02 < calibration.ece(probs, y)
+    assert calibration.brier(scaled, y) < calibration.brier(probs, y)
+    assert calibration.nll(scaled, y) < calibration.nll(probs, y)
+
+
+def test_ece_and_brier_on_known_cases():
+    probs = np.tile([0.8, 0.2], (10, 1))
+    assert calibration.ece(probs, np.array([0] * 8 + [1] * 2)) == pytest.approx(0.0)  # 80 % sure, 80 % right
+    assert calibration.ece(probs, np.zeros(10, int)) == pytest.approx(0.2)  # 80 % sure, always right
+    # scikit-learn's Brier: two labels, (1 − p)² = 0.2²; more, Σ_k (p_k − [y = k])²
+    assert calibration.brier(probs, np.zeros(10, int)) == pytest.approx(0.04)
+    assert calibration.brier(np.tile([0.8, 0.1, 0.1], (4, 1)), np.zeros(4, int)) == pytest.approx(0.06)
+
+
+def test_train_exports_the_calibrated_model(tiny_csv: Path, tmp_path: Path):
+    """The temperature fitted on validation is in the metadata, in the report, and in the graph: the
+    SavedModel returns softmax(log p / T) of the Keras model's p."""
+    import keras
+    import tensorflow as tf
+
+    from sentiment_tf.export import META_DIR, read_metadata
+    from sentiment_tf.models.lstm import KERAS_FILE
+
+    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               *TINY_MODEL_ARGS, "--epochs", "3", "--output", str(tmp_path / "model"), "--run-dir", str(tmp_path / "run"),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "calibration: temperature" in proc.stdout
+    version = tmp_path / "model" / "1"
+    metadata = read_metadata(version)
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    temperature = metadata["temperature"]
+    assert temperature == report["calibration"]["temperature"] != 1.0
+    assert set(report["calibration"]["after"]["test"]) == {"ece", "brier", "nll"}
+    assert report["calibration"]["after"]["validation"]["nll"] <= report["calibration"]["before"]["validation"]["nll"]
+    assert (tmp_path / "run" / "reliability.png").stat().st_size > 1000
+
+    segmented = ["酒店 很 干净", "太 差 了", "一般"]
+    serving = tf.saved_model.load(str(version)).signatures["serving_default"]
+    served = serving(text=tf.constant(segmented))["probabilities"].numpy()
+    model = keras.saving.load_model(version / META_DIR / KERAS_FILE)
+    vocab = (version / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    index = {token: i for i, token in enumerate(vocab) if token}
+    ids = [[index.get(t, 1) for t in s.split()] for s in segmented]
+    width = max(map(len, ids))
+    raw = model.predict(np.array([row + [0] * (width - len(row)) for row in ids]), verbose=0)
+    np.testing.assert_allclose(served, calibration.scale(raw, temperature), atol=1e-5)
+
+
+def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Path):
+    from sentiment_tf.export import read_metadata
+
+    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
+               *TINY_MODEL_ARGS, "--no-calibration", "--output", str(tmp_path / "model"),
+               "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_metadata(tmp_path / "model" / "1")["temperature"] == 1.0
+    assert "calibration" not in json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert not (tmp_path / "run" / "reliability.png").exists()
