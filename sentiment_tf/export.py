@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sentiment_tf import __version__, atomic
+from sentiment_tf import __version__, atomic, model_card
 from sentiment_tf.errors import DISK_ERRNOS, UserError
 from sentiment_tf.text import Tokenizer, TokenizerSettings
 
@@ -94,6 +94,9 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sentiment_tf_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
         atomic.write_json(extra / META_FILE, meta)
+        config = extra_files.get("config.json")
+        (extra / model_card.CARD_FILE).write_bytes(model_card.render_bytes(
+            meta, config if isinstance(config, bytes) else None))
         try:
             verify(tmp)
         except ExportCheckError:

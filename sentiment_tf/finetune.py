@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, calibration, export, experiments, report, training
+from sentiment_tf import atomic, calibration, export, experiments, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.adaptation import Source, adapt_with_extras, load_source, original_splits, source_overlap
 from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_configs, to_dict
@@ -145,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     configs = {**source.config, **to_dict(data_cfg, cfg, train_cfg)}
     metrics = {"test_accuracy": after["domain"].accuracy, "test_weighted_f1": after["domain"].weighted_f1,
                "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir),
-               "calibration": summary["calibration"]}
+               "calibration": summary["calibration"], "per_label": after["domain"].per_label,
+               "by_domain": summary.get("by_domain"), "data": domain.stats}
     if original is not None:
         metrics["original_test_accuracy"] = after["original"].accuracy
     version_dir = export.publish(adapted, train_cfg.output, configs, metrics, domain.test[TEXT].tolist(), run_dir)
     summary["export"] = str(version_dir)
+    atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     atomic.write_json(run_dir / "finetune_report.json", summary)
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sentiment_tf import atomic, calibration, export, report, training
+from sentiment_tf import atomic, calibration, export, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
                                  build_configs, parse_configs, to_dict)
@@ -96,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible).
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration")}
+               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
+               "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
     version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
     history = trained.history
+    atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")

@@ -87,3 +87,33 @@ def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Pa
     assert read_metadata(tmp_path / "model" / "1")["temperature"] == 1.0
     assert "calibration" not in json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert not (tmp_path / "run" / "reliability.png").exists()
+
+
+def test_every_export_carries_a_model_card(tiny_csv: Path, tmp_path: Path):
+    """MODEL_CARD.md in assets.extra/ and the run directory, rendered from what the export records."""
+    from sentiment_tf.export import read_metadata
+
+    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--domain-col",
+               "source", *TINY_MODEL_ARGS, "--output", str(tmp_path / "model"), "--run-dir", str(tmp_path / "run"),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (tmp_path / "model" / "1" / "assets.extra" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert (tmp_path / "run" / "MODEL_CARD.md").read_text(encoding="utf-8") == card
+    meta = read_metadata(tmp_path / "model" / "1")
+    for section in ("## Model details", "## Intended use", "## Training data", "## Preprocessing",
+                    "## Training procedure", "## Evaluation", "## Limitations", "## Software versions",
+                    "## How to reproduce"):
+        assert section in card, section
+    assert "`正面`" in card and "`负面`" in card and "`中性`" in card
+    assert f"{100 * meta['metrics']['test_accuracy']:.2f} %" in card
+    assert f"jieba {meta['tokenizer']['jieba_version']} word mode" in card
+    assert f"temperature {meta['temperature']:.4g}" in card
+    assert "| test |" in card and "domain" in card  # per-domain results (--domain-col)
+    assert "Texts longer than 40 jieba tokens" in card
+
+    # The card's command reproduces the model.
+    version = tmp_path / "model" / "1"
+    again = cli("train", "--config", "assets.extra/config.json", "--output", str(tmp_path / "again"), "--run-dir",
+                str(tmp_path / "run_again"), cwd=version)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_metadata(tmp_path / "again" / "1")["metrics"]["test_accuracy"] == meta["metrics"]["test_accuracy"]

@@ -1,0 +1,179 @@
+"""MODEL_CARD.md for every export: what the model is for, what it was trained on, how well it does and
+where it stops working — the Hugging Face model-card sections that apply (model details, intended
+use, training data, preprocessing, training procedure, evaluation, limitations, reproduction),
+rendered from what the export records, so the card can never disagree with the model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from typing import Any
+
+CARD_FILE = "MODEL_CARD.md"  # in assets.extra/ and in the run directory
+
+
+def package_versions() -> dict[str, str]:
+    """The versions that decide how this model reads text and computes (those installed)."""
+    found = {}
+    for name in ("tensorflow", "keras", "tf-keras", "transformers", "tensorflow-text", "jieba", "scikit-learn"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "—"
+
+
+def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
+    """The card for an export's ``metadata`` (``sentiment_tf.json``) and run ``config``."""
+    metrics = metadata.get("metrics") or {}
+    family = metadata.get("family", "?")
+    labels = list(metadata.get("labels", []))
+    model_cfg, tok_cfg = config.get("ModelConfig", {}), config.get("TokenizerConfig", {})
+    train_cfg, data_cfg = config.get("TrainConfig", {}), config.get("DataConfig", {})
+    adapt_cfg = config.get("AdaptConfig")
+    out = [f"# Model card: sentiment_tf {family} sentiment classifier", ""]
+
+    out += ["## Model details", ""]
+    if family == "lstm":
+        arch = (f"jieba {metadata.get('tokenizer', {}).get('mode', '?')} tokens → Embedding({model_cfg.get('embedding_dim')}) → "
+                f"{'bidirectional ' if model_cfg.get('bidirectional') else ''}{str(model_cfg.get('rnn', '')).upper()}"
+                f"({model_cfg.get('rnn_units')} units, {model_cfg.get('pooling')} pooling) → Dense softmax")
+        start = metadata.get("language_model")
+        origin = (f"started from the LSTM language model `{start['path']}` (held-out perplexity "
+                  f"{start.get('held_out_after', {}).get('perplexity', float('nan')):.1f})" if start else "random initialisation")
+    else:
+        arch = f"BERT for sequence classification, fine-tuned from `{metadata.get('pretrained')}`"
+        origin = f"`{metadata.get('pretrained')}`"
+    out += [f"- Architecture: {arch}.", f"- Initialisation: {origin}."]
+    if metrics.get("finetuned_from"):
+        out.append(f"- Adapted with `finetune` from `{metrics['finetuned_from']}`.")
+    out += [f"- Labels ({len(labels)}): {', '.join(f'`{name}`' for name in labels)}.",
+            f"- Calibration temperature (in the graph): {metadata.get('temperature', 1.0):.4g}.",
+            f"- Exported {metadata.get('created', '?')} by sentiment_tf {metadata.get('sentiment_tf_version', '?')}.", ""]
+
+    out += ["## Intended use", "",
+            "Sentiment classification of Chinese text (reviews and comments like the training data) into the labels "
+            "above, served from the SavedModel (`serving_default`, TF Serving or `python -m sentiment_tf.serve`). "
+            "Probabilities are calibrated on the validation split of the training domain; route low-confidence "
+            "texts to a person rather than trusting them. Not meant for other languages, for texts far from the "
+            "training domain (measure with a labelled sample first), or for decisions about individuals.", ""]
+
+    stats = metrics.get("data") or {}
+    out += ["## Training data", ""]
+    files = [(name, data_cfg.get(name)) for name in ("data", "val_data", "test_data") if data_cfg.get(name)]
+    out += [f"- {name}: `{path}`" for name, path in files]
+    rows = [[key.replace("_file", ""), s.get("rows_read"), s.get("duplicates"), s.get("conflicting_texts"),
+             s.get("empty_text"), s.get("missing_label"), s.get("rows_kept")]
+            for key, s in stats.items() if key.endswith("_file") and isinstance(s, dict)]
+    if rows:
+        out += ["", _table(["file", "rows read", "duplicates dropped", "conflicting texts dropped", "empty",
+                            "no label", "kept"], rows)]
+    if stats.get("overlap_removed"):
+        out += ["", "Texts removed so no evaluation text is trained on: " +
+                ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats["overlap_removed"].items()) + "."]
+    if stats.get("split_sizes"):
+        sizes = stats["split_sizes"]
+        out += ["", f"Split after cleaning and de-duplication: {sizes.get('train')} train / {sizes.get('val')} "
+                    f"validation / {sizes.get('test')} test."]
+    if stats.get("label_counts"):
+        out += [f"Training labels: {', '.join(f'{k} {v}' for k, v in stats['label_counts'].items())}."]
+    if data_cfg.get("domain_col"):
+        out += [f"Domains: column `{data_cfg['domain_col']}` (per-domain results below)."]
+    out.append("")
+
+    out += ["## Preprocessing", ""]
+    cleaning = metadata.get("cleaning", {})
+    lower = cleaning.get("lowercase", data_cfg.get("lowercase"))
+    out.append(f"- Cleaning: HTML entities decoded, full-width forms folded (NFKC), whitespace collapsed; Latin "
+               f"letters {'lower-cased' if lower else 'kept as written'}.")
+    if family == "lstm":
+        tok = metadata.get("tokenizer", {})
+        out += [f"- Tokenizer: jieba {tok.get('jieba_version')} {tok.get('mode')} mode, HMM {'on' if tok.get('hmm') else 'off'}"
+                f"{', user dictionary (sha256 ' + str(tok.get('user_dict_sha256'))[:12] + '…)' if tok.get('user_dict_sha256') else ''}"
+                f"; checked on load. Vocabulary {metadata.get('vocabulary_size')} ids (min frequency "
+                f"{tok_cfg.get('min_freq', '?')}); at most {metadata.get('max_tokens')} tokens per text."]
+    else:
+        wp = metadata.get("wordpiece", {})
+        out += [f"- Tokenizer: the checkpoint's WordPiece, in the graph (TensorFlow Text `BertTokenizer`; lower case "
+                f"{wp.get('lower_case')}); at most {metadata.get('max_length')} word pieces including [CLS]/[SEP]."]
+    out.append("")
+
+    out += ["## Training procedure", ""]
+    keys = ("epochs", "batch_size", "learning_rate", "patience", "class_weight", "unfreeze", "lr_decay", "weight_decay",
+            "warmup_ratio")
+    out.append("- " + ", ".join(f"{k} {train_cfg[k]}" for k in keys if k in train_cfg and
+                                (family == "bert" or k not in ("weight_decay", "warmup_ratio"))
+                                and (family == "lstm" or k not in ("unfreeze", "lr_decay"))) +
+               f"; seed {data_cfg.get('seed')}; early stopping on validation loss, best epoch restored.")
+    if adapt_cfg:
+        out.append("- Adaptation: " + ", ".join(f"{k} {adapt_cfg[k]}" for k in ("freeze", "grow_vocab", "replay", "min_freq")
+                                                if k in adapt_cfg) + ".")
+    out.append("")
+
+    out += ["## Evaluation (held-out test split)", "",
+            f"Accuracy {_pct(metrics.get('test_accuracy'))}, weighted F1 {_pct(metrics.get('test_weighted_f1'))} on "
+            f"{metrics.get('test_size', '?')} texts."]
+    if metrics.get("original_test_accuracy") is not None:
+        out.append(f"Source model's own test split after adaptation (forgetting): {_pct(metrics['original_test_accuracy'])}.")
+    per_label = metrics.get("per_label") or {}
+    if per_label:
+        out += ["", _table(["label", "precision", "recall", "F1", "support"],
+                           [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1-score']:.4f}", int(v["support"])]
+                            for name, v in per_label.items()])]
+    if metrics.get("by_domain"):
+        out += ["", _table(["domain", "accuracy", "weighted F1", "support"],
+                           [[d, f"{v['accuracy']:.4f}", f"{v['weighted_f1']:.4f}", v["support"]]
+                            for d, v in metrics["by_domain"].items()])]
+    cal = metrics.get("calibration")
+    if cal:
+        split = "test" if "test" in cal["after"] else "validation"
+        b, a = cal["before"][split], cal["after"][split]
+        out += ["", f"Calibration ({split}; temperature {cal['temperature']:.4g} fitted on validation): ECE "
+                    f"{b['ece']:.4f} → {a['ece']:.4f}, Brier {b['brier']:.4f} → {a['brier']:.4f}, NLL {b['nll']:.4f} → "
+                    f"{a['nll']:.4f}."]
+    else:
+        out += ["", "Calibration: none (`--no-calibration`); probabilities are the network's own."]
+    out.append("")
+
+    limit = (f"{metadata.get('max_tokens')} jieba tokens" if family == "lstm" else f"{metadata.get('max_length')} word pieces")
+    empty = ("becomes a single [UNK] token" if family == "lstm" else "becomes [CLS] [SEP] alone")
+    out += ["## Limitations", "",
+            f"- Texts longer than {limit} are cut to their beginning; the rest is not read.",
+            f"- An empty text, or one with nothing the tokenizer keeps (e.g. emoji only), {empty}: the prediction "
+            "is the model's prior for such input, not a judgement of the text.",
+            "- Accuracy holds for texts like the training data; another domain usually scores lower (adapt with "
+            "`python -m sentiment_tf.finetune`). Labels in review corpora are noisy (review-level labels on single "
+            "sentences, sarcasm), so test figures carry that noise too.",
+            "- Calibration was fitted on the training domain's validation split; on shifted data confidence is "
+            "again optimistic.", ""]
+
+    out += ["## Software versions", "", ", ".join(f"{k} {v}" for k, v in {**package_versions(),
+                                                                         **metadata.get("versions", {})}.items()), ""]
+    out += ["## How to reproduce", "", "The run's full configuration is `assets.extra/config.json` beside this card.", "",
+            "```bash"]
+    if adapt_cfg:
+        flags = [f"--from {metrics.get('finetuned_from', 'SOURCE')}"] + [
+            f"--{name.replace('_', '-')} {data_cfg[name]}" for name in ("data", "val_data", "test_data", "text_col",
+                                                                        "label_col", "seed") if data_cfg.get(name)]
+        out.append(f"python -m sentiment_tf.finetune {' '.join(flags)} --output NEW_DIR   # + AdaptConfig/TrainConfig "
+                   "options in config.json")
+    else:
+        out.append("python -m sentiment_tf.train --config assets.extra/config.json --output NEW_DIR --run-dir NEW_RUN")
+    out += ["```", ""]
+    return "\n".join(out)
+
+
+def render_bytes(metadata: dict[str, Any], config_bytes: bytes | None) -> bytes:
+    config = json.loads(config_bytes.decode("utf-8")) if config_bytes else {}
+    return render(metadata, config).encode("utf-8")
