@@ -58,9 +58,6 @@ DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "online_shopping_10_cats" /
 DEFAULT_TARGETS = {"online_shopping_10_cats": ["书籍", "蒙牛", "计算机", "酒店"], "bundled": ["hotel"]}
 SIZES = ("100", "250", "500", "all")
 MAIN = "500"  # the labels the targets are judged at
-# Plot labels when matplotlib has no CJK font (the names would be drawn as boxes).
-ENGLISH = {"书籍": "books", "平板": "tablets", "手机": "phones", "水果": "fruit", "洗发水": "shampoo",
-           "热水器": "water heaters", "蒙牛": "Mengniu dairy", "衣服": "clothes", "计算机": "computers", "酒店": "hotels"}
 # Keyword domains of the bundled corpus (it has no domain column).
 KEYWORDS = {
     "hotel": "酒店|宾馆|房间|前台|入住|客房|住宿",
@@ -248,14 +245,9 @@ def plot(target: str, rows: list[dict], names: list[str], pool_size: int, path: 
     import matplotlib.pyplot as plt
 
     from sentiment_tf import atomic
+    from sentiment_tf.report import chinese_rc
 
-    from sentiment_tf.report import cjk_font
-
-    font = cjk_font()
-    if font:
-        plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
-    else:
-        target = ENGLISH.get(target, target)
+    plt.rcParams.update(chinese_rc())
     x = [min(int(n), pool_size) if n != "all" else pool_size for n in names]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for key, label, marker in (("finetune {}", "finetune (LSTM)", "o"), ("tfidf source+{}", "TF-IDF source + labels", "s"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,25 +74,29 @@ def by_domain(y_true: np.ndarray, probs: np.ndarray, domains: Any, labels: list[
     return "\n".join(lines), rows
 
 
-def cjk_font() -> str | None:
+BUNDLED_FONT = Path(__file__).parent / "fonts" / "DroidSansFallback.ttf"  # Apache-2.0, see fonts/README.md
+
+
+def cjk_font() -> str:
+    """A font family that draws Chinese: an installed CJK font, else the bundled Droid Sans Fallback,
+    registered with matplotlib now (no font-cache rebuild needed)."""
     from matplotlib import font_manager
 
     available = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in available), None)
+    installed = next((name for name in _CJK_FONTS if name in available), None)
+    if installed:
+        return installed
+    name = font_manager.FontProperties(fname=BUNDLED_FONT).get_name()
+    if name not in available:
+        font_manager.fontManager.addfont(str(BUNDLED_FONT))
+    return name
 
 
-def _tick_names(labels: list[str]) -> tuple[list[str], dict]:
-    """Label names and the matplotlib settings that draw them (a CJK-capable font, for this plot only),
-    or ``label 0``… when no such font exists (the mapping is in report.txt)."""
-    if all(name.isascii() for name in labels):
-        return labels, {}
-    font = cjk_font()
-    if font:
-        import matplotlib
-
-        return labels, {"font.sans-serif": [font, *matplotlib.rcParams["font.sans-serif"]]}
-    log.info("no CJK font found for plots; axis labels use label ids (see report.txt)")
-    return [f"label {i}" for i in range(len(labels))], {}
+def chinese_rc() -> dict:
+    """matplotlib settings that draw Chinese text (for one plot: ``matplotlib.rc_context(chinese_rc())``):
+    Latin from matplotlib's own DejaVu Sans, every glyph it lacks from the CJK font (glyph fallback;
+    the bundled font has no Latin letters)."""
+    return {"font.family": ["DejaVu Sans", cjk_font()]}  # fallback runs over font.family's entries
 
 
 def plot_confusion(ev: Evaluation, path: str | Path) -> None:
@@ -103,10 +106,9 @@ def plot_confusion(ev: Evaluation, path: str | Path) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    names, rc = _tick_names(ev.labels)
-    with matplotlib.rc_context(rc), warnings.catch_warnings():
+    names = ev.labels
+    with matplotlib.rc_context(chinese_rc()):
         fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
-        warnings.simplefilter("ignore")  # missing-glyph warnings when no CJK font exists
         ConfusionMatrixDisplay(np.array(ev.confusion), display_labels=names).plot(ax=ax, cmap="Blues",
                                                                                colorbar=False)
         ax.set_title(f"Test confusion matrix (accuracy {ev.accuracy:.4f})")
@@ -120,13 +122,21 @@ def plot_history(history: dict[str, list[float]], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     metrics = [m for m in ("loss", "accuracy") if m in history]
+    # The epoch early stopping restores: the lowest validation loss.
+    best = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        epochs = range(1, len(history[metric]) + 1)
+        epochs = list(range(1, len(history[metric]) + 1))
         ax.plot(epochs, history[metric], marker="o", label="train")
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        if best is not None:
+            ax.axvline(best, color="grey", ls="--", lw=1, label=f"restored (epoch {best})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, len(epochs) + 0.5)  # a 1-epoch run is a visible point, not an empty axis
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
