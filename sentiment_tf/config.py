@@ -126,6 +126,8 @@ class TrainConfig:
     lr_decay: float = option(
         "LSTM only: discriminative learning rates; each layer below the output layer learns at the rate of the "
         "one above divided by this (ULMFiT: 2.6; 1 = one rate).", at_least=1, default=1.0)
+    errors: int = option("Explain this many of the most confidently wrong test texts in the run's errors.html "
+                         "(integrated gradients; 0: none).", at_least=0, default=20)
     calibration: bool = option("Fit a temperature on the validation split after training, so probabilities "
                                "mean what they say (applied in the export's graph; labels unchanged).", default=True)
     weight_decay: float = option("BERT only: AdamW weight decay (not on biases and LayerNorm).", at_least=0, default=0.01)

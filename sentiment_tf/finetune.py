@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, calibration, export, experiments, model_card, report, training
+from sentiment_tf import atomic, calibration, explain, export, experiments, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.adaptation import Source, adapt_with_extras, load_source, original_splits, source_overlap
 from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_configs, to_dict
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     atomic.write_json(run_dir / "finetune_report.json", summary)
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
+    if train_cfg.errors:
+        explain.write_errors_page(adapted, domain.test, adapted.predict_proba(domain.test[TEXT].tolist()),
+                                  run_dir / "errors.html", train_cfg.errors)
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")
     return 0
 

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sentiment_tf import atomic, calibration, export, model_card, report, training
+from sentiment_tf import atomic, calibration, explain, export, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
                                  build_configs, parse_configs, to_dict)
@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
                "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
     version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
     history = trained.history
+    if train_cfg.errors:
+        explain.write_errors_page(trained, splits.test, probs, run_dir / "errors.html", train_cfg.errors)
     atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")
-    print(f"report:   {run_dir / 'report.txt'}")
+    print(f"report:   {run_dir / 'report.txt'}" + (" (and errors.html)" if train_cfg.errors else ""))
     print(f"exported: {version_dir}")
     print(f'try it:   python -m sentiment_tf.predict --model {train_cfg.output} "这家酒店很干净，服务也好"')
     return 0

@@ -73,6 +73,7 @@ def test_finetune_reports_before_and_after_on_both_test_splits(finetuned):
     assert summary["results"]["original"]["after"]["support"] == 30  # the source run's own 10 % test split
     # The adapted model gets its own temperature, fitted on the domain's validation split, in its export.
     assert "calibration: temperature" in out and (work / "run_ft" / "reliability.png").is_file()
+    assert "most confidently wrong" in (work / "run_ft" / "errors.html").read_text(encoding="utf-8")
     meta = json.loads(next((work / "adapted").glob("*/assets.extra/sentiment_tf.json")).read_text(encoding="utf-8"))
     assert meta["temperature"] == summary["calibration"]["temperature"] != 1.0
 

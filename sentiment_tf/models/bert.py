@@ -280,6 +280,42 @@ class TrainedBert:
         logits = self.model.predict(ds, verbose=0)["logits"]
         return tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1).numpy()
 
+    def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
+        """Integrated gradients over the word-piece embeddings ([CLS]/[SEP] kept in the baseline), merged
+        back into the text's characters and words (a word's pieces sum), for cleaned texts."""
+        from sentiment_tf.explain import Explanation, integrated_gradients
+
+        table = self.model.bert.embeddings.weight
+        out = []
+        probabilities = self.predict_proba(texts)
+        for i, text in enumerate(texts):
+            enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True,
+                                 split_special_tokens=True)
+            ids = tf.constant(enc["input_ids"], tf.int32)
+            embedded = tf.gather(table, ids)
+            special = tf.constant([[s == e] for s, e in enc["offset_mapping"]])  # [CLS], [SEP]: no span
+            target = int(probabilities[i].argmax()) if targets is None else int(targets[i])
+            mask = tf.ones([steps + 2, len(enc["input_ids"])], tf.int32)
+
+            def logit(path: tf.Tensor) -> tf.Tensor:
+                # a dict as the first argument: tf-keras' Layer.__call__ needs one
+                return self.model({"inputs_embeds": path, "attention_mask": mask}, training=False).logits[:, target]
+
+            scores, delta = integrated_gradients(logit, embedded, tf.where(special, embedded, 0.0), steps)
+            tokens, merged = [], []
+            for (start, end), score, piece in zip(enc["offset_mapping"], scores,
+                                                  self.tokenizer.convert_ids_to_tokens(enc["input_ids"])):
+                if start == end:
+                    continue
+                if piece.startswith("##") and tokens:  # a word's continuation: one token for the reader
+                    tokens[-1] += text[start:end]
+                    merged[-1] += float(score)
+                else:
+                    tokens.append(text[start:end])
+                    merged.append(float(score))
+            out.append(Explanation(text, tokens, merged, self.labels[target], float(probabilities[i, target]), delta))
+        return out
+
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
         return export(self, base_dir, config, metrics, check_texts, keep_failed)

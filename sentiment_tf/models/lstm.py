@@ -345,6 +345,38 @@ class TrainedLSTM:
         raw = predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
         return calibration.scale(raw, self.temperature).astype(np.float32)
 
+    def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
+        """Integrated gradients per jieba token (see :mod:`sentiment_tf.explain`) for cleaned texts, of the
+        predicted label or ``targets``."""
+        import inspect
+
+        from sentiment_tf.explain import Explanation, integrated_gradients
+
+        embedding, head = self.model.get_layer("embedding"), self.model.get_layer("probabilities")
+        body = self.model.layers[self.model.layers.index(embedding) + 1: self.model.layers.index(head)]
+
+        def logits(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:  # the network after the embedding, pre-softmax
+            for layer in body:
+                if "mask" in inspect.signature(layer.call).parameters and mask is not None:
+                    x = layer(x, mask=mask, training=False)
+                else:
+                    x = layer(x, training=False)
+                mask = mask if len(x.shape) == 3 else None
+            return tf.matmul(x, head.kernel) + head.bias
+
+        out = []
+        probabilities = self.predict_proba(texts)
+        for i, (text, segmented) in enumerate(zip(texts, self.tokenizer.segment(texts, cleaned=True))):
+            tokens = [t for t in segmented.split(" ") if t][: self.max_tokens] or [UNK_TOKEN]
+            embedded = embedding(self.lookup(tf.constant([tokens])))[0]
+            target = int(probabilities[i].argmax()) if targets is None else int(targets[i])
+            mask = tf.ones([steps + 2, len(tokens)], tf.bool)
+            scores, delta = integrated_gradients(lambda path: logits(path, mask)[:, target], embedded,
+                                                 tf.zeros_like(embedded), steps)
+            out.append(Explanation(text, tokens, scores.tolist(), self.labels[target], float(probabilities[i, target]),
+                                   delta))
+        return out
+
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,

@@ -1,0 +1,103 @@
+"""Integrated-gradient explanations: completeness, the token a model keys on, the command's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import assert_user_error, cli
+
+WORDS = ["今天", "我们", "这个", "东西", "快递", "包装", "颜色", "价格", "时间", "朋友", "商品", "质量"]
+KEY = "喜欢"
+
+
+def keyed_texts(n: int, seed: int = 0) -> pd.DataFrame:
+    """Label 正面 exactly when the text contains KEY; everything else is shared noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        words = list(rng.choice(WORDS, 6))
+        positive = i % 2 == 0
+        if positive:
+            words[rng.integers(0, 6)] = KEY
+        rows.append({"text": "，".join(words), "label": "正面" if positive else "负面"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def keyed_model(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("keyed")
+    keyed_texts(600).to_csv(work / "keyed.csv", index=False)
+    proc = cli("train", "--data", "keyed.csv", "--epochs", "6", "--embedding-dim", "16", "--rnn-units", "8",
+               "--min-freq", "1", "--learning-rate", "1e-2", "--output", "model", "--run-dir", "run", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((work / "run" / "report.json").read_text(encoding="utf-8"))["accuracy"] > 0.95
+    return work / "model"
+
+
+def test_train_writes_the_most_confidently_wrong_texts_explained(keyed_model: Path):
+    page = (keyed_model.parent / "run" / "errors.html").read_text(encoding="utf-8")
+    report = json.loads((keyed_model.parent / "run" / "report.json").read_text(encoding="utf-8"))
+    wrong = sum(report["confusion_matrix"][i][j] for i in range(2) for j in range(2) if i != j)
+    assert page.count("class=item") == min(wrong, 20) and page.count("true label:") == min(wrong, 20)
+
+
+def test_the_token_the_model_keys_on_gets_the_largest_attribution(keyed_model: Path):
+    from sentiment_tf.export import load_trained, read_metadata, resolve_version_dir
+
+    version = resolve_version_dir(keyed_model)
+    trained = load_trained(version, read_metadata(version))
+    texts = keyed_texts(40, seed=1)
+    positives = texts[texts.label == "正面"]["text"].tolist()
+    for e in trained.explain(positives, steps=64):
+        assert e.label == "正面"
+        assert e.tokens[int(np.argmax(e.scores))] == KEY, list(zip(e.tokens, e.scores))
+        # completeness: the scores add up to logit(text) − logit(baseline)
+        assert e.completeness_error <= 0.01 * abs(e.logit_delta) + 1e-3, (e.completeness_error, e.logit_delta)
+    # Explaining the other label turns KEY's score negative: it pushes away from 负面.
+    for e in trained.explain(positives[:5], steps=64, targets=[trained.labels.index("负面")] * 5):
+        assert e.label == "负面" and e.scores[e.tokens.index(KEY)] < 0
+
+
+def test_explain_command_prints_and_writes_html_and_png(keyed_model: Path, tmp_path: Path):
+    text = "，".join(["快递", KEY, "价格"])
+    proc = cli("explain", "--model", str(keyed_model), text, "--output", str(tmp_path / "why.html"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "正面  p = " in proc.stdout and f"{KEY} +" in proc.stdout  # no tty: the top tokens with scores
+    page = (tmp_path / "why.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and f">{KEY}</span>" in page and "<script" not in page
+    pd.DataFrame({"review": [text, "今天，包装"]}).to_csv(tmp_path / "in.csv", index=False)
+    proc = cli("explain", "--model", str(keyed_model), "--input", str(tmp_path / "in.csv"), "--text-col", "review",
+               "--output", str(tmp_path / "why.png"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "why.png").stat().st_size > 3000 and proc.stdout.count("p = ") == 2
+
+
+def test_explain_bad_input_is_one_line_error(keyed_model: Path, tmp_path: Path):
+    assert_user_error(cli("explain", "--model", str(keyed_model), cwd=tmp_path), "give texts to explain")
+    assert_user_error(cli("explain", "--model", str(keyed_model), "好", "--label", "中性", cwd=tmp_path),
+                      "--label 中性", "正面")
+    assert_user_error(cli("explain", "--model", str(keyed_model), "好", "--output", str(tmp_path / "x.pdf"),
+                          cwd=tmp_path), "must end in .html or .png")
+    assert_user_error(cli("explain", "--model", str(tmp_path / "missing"), "好", cwd=tmp_path), "not found")
+
+
+def test_bert_explanations_merge_word_pieces_and_are_complete(tiny_bert: Path):
+    """On the tiny BERT (random head), each reader token is a character or a whole Latin word, the
+    tokens spell the text, and the scores still add up to the logit difference."""
+    from transformers import BertTokenizerFast, TFBertForSequenceClassification
+
+    from sentiment_tf.models.bert import TrainedBert
+
+    tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
+    model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))
+    trained = TrainedBert(model, tok, ["正面", "负面"], 64, True, {})
+    text = "这个手机iphone很好用"
+    [e] = trained.explain([text], steps=64)
+    assert "".join(e.tokens) == text
+    assert len(tok.tokenize("iphone")) > 1 and "iphone" in e.tokens  # its pieces merged back into one word
+    assert e.completeness_error <= 0.01 * abs(e.logit_delta) + 1e-3
