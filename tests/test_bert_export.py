@@ -109,3 +109,33 @@ def test_export_check_compares_like_with_like(trained_bert, tmp_path, monkeypatc
     trained, _ = trained_bert
     monkeypatch.setattr(bert, "PROBABILITY_ATOL", 2e-5)
     assert trained.export(tmp_path / "m", {"ModelConfig": {}}, {}, ["这家酒店很干净"]).is_dir()
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny_bert, reviews, tmp_path):
+    """Long texts keep the same word pieces in training (Python) and in the export's graph; the export's
+    own check compares both on its check texts, and here on 300 more of every length."""
+    from transformers import BertTokenizerFast, TFBertForSequenceClassification
+
+    from sentiment_tf.export import read_metadata
+    from sentiment_tf.models.bert import TrainedBert, encode, export
+    from sentiment_tf.text import clean_text
+
+    tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
+    model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))
+    trained = TrainedBert(model, tok, ["正面", "负面"], 16, True, {}, truncation=truncation)
+    texts = reviews["text"].tolist()[:300]
+    version = export(trained, tmp_path / "out", {}, {}, texts[:64])
+    assert read_metadata(version)["truncation"] == truncation
+    sig = tf.saved_model.load(str(version)).signatures["tokenize"]
+    out = sig(text=tf.constant(texts))
+    graph = [row[:n].tolist() for row, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
+    python = encode(tok, [clean_text(t) for t in texts], 16, truncation).to_list()
+    assert graph == python
+    assert sum(len(tok.tokenize(clean_text(t))) > 14 for t in texts) > 100  # most of them are cut
+    # The rule itself, on one long text of single-piece characters: 14 pieces fit.
+    text = "一二三四五六七八九十" * 3
+    pieces = tok(text, add_special_tokens=False)["input_ids"]
+    [ids] = encode(tok, [text], 16, truncation).to_list()
+    head, tail = {"head": (14, 0), "tail": (0, 14), "head+tail": (3, 11)}[truncation]
+    assert ids[1:-1] == pieces[:head] + (pieces[-tail:] if tail else [])

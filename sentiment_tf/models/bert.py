@@ -233,23 +233,40 @@ def _check_shapes(state: dict[str, np.ndarray], model: Any, source: str, fresh_p
 # Data
 
 
-def encode(tokenizer: Any, texts: list[str], max_length: int) -> tf.RaggedTensor:
-    """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], truncated to ``max_length``."""
+def kept_span(length: int, budget: int, truncation: str) -> tuple[int, int]:
+    """Of ``length`` word pieces, keep the first ``head`` and the last ``tail`` (head + tail ≤ budget):
+    'head' the beginning, 'tail' the end, 'head+tail' a quarter of the budget from the beginning and
+    the rest from the end (Sun et al. 2019: 128 + 382 of 510). :meth:`BertServing.token_ids` does the same in-graph."""
+    if length <= budget:
+        return length, 0
+    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
+    return head, budget - head
+
+
+def truncated(pieces: list, budget: int, truncation: str) -> list:
+    head, tail = kept_span(len(pieces), budget, truncation)
+    return pieces[:head] + (pieces[len(pieces) - tail:] if tail else [])
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> tf.RaggedTensor:
+    """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], cut to ``max_length`` by ``truncation``."""
     from sentiment_tf.progress import progress
 
     texts, chunk, ids = list(texts), 2000, []
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     for start in progress(range(0, len(texts), chunk), len(texts), "tokenizing", per_item=chunk):
         # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
-        ids += tokenizer(texts[start:start + chunk], truncation=True, max_length=max_length,
-                         add_special_tokens=True, split_special_tokens=True)["input_ids"]
+        pieces = tokenizer(texts[start:start + chunk], add_special_tokens=False, split_special_tokens=True,
+                           verbose=False)["input_ids"]
+        ids += [[cls, *truncated(p, max_length - 2, truncation), sep] for p in pieces]
     return tf.ragged.constant(ids, dtype=tf.int64)
 
 
 def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
-                 bucketing: bool = True) -> tf.data.Dataset:
+                 bucketing: bool = True, truncation: str = "head") -> tf.data.Dataset:
     """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
     with ``bucketing=False``, in input order). Training uses :func:`batching.training_batches`."""
-    ids = encode(tokenizer, texts, max_length)
+    ids = encode(tokenizer, texts, max_length, truncation)
     columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
     ds = batching.evaluation_batches(ids, columns, batch_size, max_length, bucketing, pad_value=tokenizer.pad_token_id)
     return batching.prefetched(ds.map(lambda ids, *rest: _with_features(tokenizer, ids, *rest)))
@@ -272,11 +289,13 @@ class TrainedBert:
     max_length: int
     lowercase: bool  # the cleaning setting the texts were prepared with
     history: dict[str, list[float]]
-    temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
+    temperature: float = 1.0
+    truncation: str = "head"  # which word pieces of a long text are kept (kept_span)  # calibration, applied to every prediction and in the export's graph
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
-        ds = make_dataset(self.tokenizer, texts, None, self.max_length, batch_size, bucketing=False)
+        ds = make_dataset(self.tokenizer, texts, None, self.max_length, batch_size, bucketing=False,
+                          truncation=self.truncation)
         logits = self.model.predict(ds, verbose=0)["logits"]
         return tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1).numpy()
 
@@ -289,8 +308,13 @@ class TrainedBert:
         out = []
         probabilities = self.predict_proba(texts)
         for i, text in enumerate(texts):
-            enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True,
-                                 split_special_tokens=True)
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True,
+                                 verbose=False)
+            head, tail = kept_span(len(enc["input_ids"]), self.max_length - 2, self.truncation)
+            keep = list(range(head)) + list(range(len(enc["input_ids"]) - tail, len(enc["input_ids"])))
+            enc = {"input_ids": [self.tokenizer.cls_token_id, *(enc["input_ids"][k] for k in keep),
+                                 self.tokenizer.sep_token_id],
+                   "offset_mapping": [(0, 0), *(enc["offset_mapping"][k] for k in keep), (0, 0)]}
             ids = tf.constant(enc["input_ids"], tf.int32)
             embedded = tf.gather(table, ids)
             special = tf.constant([[s == e] for s, e in enc["offset_mapping"]])  # [CLS], [SEP]: no span
@@ -343,7 +367,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         if freeze is not None:
             freeze(model)
         texts = splits.train["text"].tolist()
-        ids = encode(tokenizer, texts, model_cfg.max_length)
+        ids = encode(tokenizer, texts, model_cfg.max_length, model_cfg.truncation)
         # Bucket-top widths: few distinct shapes, so XLA compiles a handful of programs on a GPU.
         train_ds = batching.training_batches(
             ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
@@ -351,7 +375,8 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
             bucketed_shapes=True, first_pass=training.epochs_done(run_dir))
         train_ds = batching.prefetched(train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y)))
         val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
-                              model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing)
+                              model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing,
+                              truncation=model_cfg.truncation)
         steps_per_epoch = batching.steps_per_pass(len(texts), train_cfg.batch_size)
         steps = train_cfg.epochs * steps_per_epoch
         optimizer, _ = create_optimizer(init_lr=train_cfg.learning_rate, num_train_steps=steps,
@@ -369,7 +394,8 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     model.fit(train_ds, validation_data=val_ds, epochs=training.epochs_to_run(run_dir, train_cfg.epochs),
               steps_per_epoch=steps_per_epoch,
               class_weight=class_weight, callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
-    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks))
+    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks),
+                       truncation=model_cfg.truncation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,9 +412,10 @@ class BertServing(tf.Module):
 
     def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int,
                  wordpiece: WordPieceSettings, lowercase_clean: bool, special_ids: dict[str, int],
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, truncation: str = "head"):
         super().__init__()
         self.temperature = temperature
+        self.truncation = truncation
         # The network's variables by name, not the Keras model: serving needs only the variables, and
         # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
         # traced copy of every layer. The lambda keeps the model callable without tracking it.
@@ -406,7 +433,13 @@ class BertServing(tf.Module):
         from sentiment_tf.text_graph import clean_text_graph
 
         pieces = self.wordpiece(clean_text_graph(text, self.lowercase_clean))
-        pieces = pieces[:, : self.max_length - 2]
+        budget = self.max_length - 2
+        lengths = tf.expand_dims(pieces.row_lengths(), 1)
+        position = tf.ragged.range(pieces.row_lengths())
+        head = {"head": budget, "tail": 0, "head+tail": budget // 4}[self.truncation]
+        # kept_span's rule: a text within the budget is whole; else its first `head` and last `budget − head`
+        keep = (lengths <= budget) | (position < head) | (position >= lengths - (budget - head))
+        pieces = tf.ragged.boolean_mask(pieces, keep)
         n = tf.shape(text, out_type=tf.int64)[0]
         cls = tf.fill([n, 1], tf.constant(self.ids["cls"], tf.int64))
         sep = tf.fill([n, 1], tf.constant(self.ids["sep"], tf.int64))
@@ -442,7 +475,8 @@ def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None
     module = BertServing(trained.model, vocab_path, trained.labels, trained.max_length,
                          WordPieceSettings.from_hf(tok), lowercase_clean=trained.lowercase,
                          special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
-                                      "unk": tok.unk_token_id}, temperature=trained.temperature)
+                                      "unk": tok.unk_token_id}, temperature=trained.temperature,
+                         truncation=trained.truncation)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
                                                        "encoded": module.encoded,
                                                        "tokenize": module.tokenize})
@@ -462,7 +496,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
     # The graph takes raw text and cleans it; the Python model takes cleaned text.
     cleaned = [clean_text(t, trained.lowercase) for t in check_texts]
     expected = trained.predict_proba(cleaned)
-    expected_ids = encode(trained.tokenizer, cleaned, trained.max_length).to_list()
+    expected_ids = encode(trained.tokenizer, cleaned, trained.max_length, trained.truncation).to_list()
     verify = export_lib.signature_verifier(check_texts, expected, PROBABILITY_ATOL, SERVING_INPUT, expected_ids)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -484,6 +518,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
             "cleaning": {"lowercase": trained.lowercase},
             "wordpiece": WordPieceSettings.from_hf(trained.tokenizer).to_dict(),
             "max_length": trained.max_length,
+            "truncation": trained.truncation,
             "pretrained": config.get("ModelConfig", {}).get("pretrained"),
             "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
                           "input_description": "raw text (cleaned and tokenized in the graph)",
@@ -530,7 +565,8 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
         restore_from_saved_model(model, version_dir)
     return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
                        bool(metadata.get("cleaning", {}).get("lowercase", True)), {},
-                       temperature=float(metadata.get("temperature", 1.0)))
+                       temperature=float(metadata.get("temperature", 1.0)),
+                       truncation=str(metadata.get("truncation", "head")))
 
 
 def restore_from_saved_model(model: Any, version_dir: Path) -> None:
@@ -587,7 +623,8 @@ class BertFamily:
             for layer in layers[: adapt_cfg.freeze_layers]:
                 layer.trainable = False
 
-        model_cfg = dataclasses.replace(model_cfg, model="bert", max_length=trained.max_length)
+        model_cfg = dataclasses.replace(model_cfg, model="bert", max_length=trained.max_length,
+                                        truncation=trained.truncation)
         return fit(splits, model_cfg, train_cfg, run_dir, lowercase=trained.lowercase, seed=seed,
                    initial=(trained.model, trained.tokenizer), freeze=freeze)
 
