@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pred_prob_<label> column per label.")
     parser.add_argument("--excel", action="store_true", help="Write --output as UTF-8 with a byte-order mark, "
                         "which Excel needs to show Chinese (done anyway when the input had one).")
+    parser.add_argument("--long-text", choices=["cut", "window"], default="cut",
+                        help="A text longer than the model reads: 'cut' scores its beginning (or what --truncation "
+                        "kept in training), 'window' scores overlapping windows and averages them. [default: cut]")
     parser.add_argument("--batch-size", type=int, default=256, help="Texts per model call. [default: 256]")
     parser.add_argument("--list-versions", action="store_true", help="List the versions in --model (a base "
                         "directory): date, family, test metrics, training data, tokenizer; then exit.")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor.load(args.model)
     print(f"model: {predictor.version_dir} (version {predictor.version_dir.name}, trained "
           f"{predictor.metadata.get('created', '?')})", file=sys.stderr)
-    preds = predictor.predict(texts, batch_size=args.batch_size)
+    preds = predictor.predict(texts, batch_size=args.batch_size, long_text=args.long_text)
     if args.output:
         out = with_predictions(frame, preds)
         bom = args.excel or encoding == "utf-8-sig"

@@ -65,6 +65,15 @@ class ExportInputs:
         return Predictions([self.label_names[i] for i in ids], ids, probs, self.label_names)
 
 
+def _starts(n: int, size: int) -> list[int]:
+    """Window starts over ``n`` items: every ``size // 2`` until a window reaches the end."""
+    if n <= size:
+        return [0]
+    step = max(1, size // 2)
+    starts = list(range(0, n - size, step))
+    return starts + [n - size]
+
+
 class Predictor(ExportInputs):
     """A loaded export that takes raw texts.
 
@@ -80,13 +89,54 @@ class Predictor(ExportInputs):
             import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
         self._signature = load_saved_model(version_dir).signatures["serving_default"]
 
-    def predict(self, texts: list[str] | str, batch_size: int = 256, prepared: bool = False) -> Predictions:
-        """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns); a single
-        string is one text."""
-        import tensorflow as tf
+    def windows(self, text: str) -> list[str]:
+        """What the model reads of one raw text, whole: the text itself when it fits, else overlapping
+        windows of the model's length (LSTM: ``max_tokens`` jieba tokens; BERT: ``max_length`` − 2 word
+        pieces, as spans of the cleaned text), each starting half a window after the last."""
+        if self.tokenizer is not None:
+            tokens = [t for t in self.tokenizer.segment([text])[0].split(" ") if t]
+            size = int(self.metadata["max_tokens"])
+            return [" ".join(tokens[i:i + size]) for i in _starts(len(tokens), size)]
+        from sentiment_tf.text import clean_text
 
+        cleaned = clean_text(text, bool(self.metadata.get("cleaning", {}).get("lowercase", True)))
+        offsets = self._wordpiece()(cleaned, add_special_tokens=False, return_offsets_mapping=True,
+                                    split_special_tokens=True, verbose=False)["offset_mapping"]
+        size = int(self.metadata["max_length"]) - 2
+        if len(offsets) <= size:
+            return [text]
+        return [cleaned[offsets[i][0]: offsets[min(i + size, len(offsets)) - 1][1]] for i in _starts(len(offsets), size)]
+
+    def _wordpiece(self) -> Any:
+        if not hasattr(self, "_hf_tokenizer"):
+            from transformers import BertTokenizerFast
+
+            from sentiment_tf.export import META_DIR
+
+            self._hf_tokenizer = BertTokenizerFast.from_pretrained(str(self.version_dir / META_DIR / "hf_model"))
+        return self._hf_tokenizer
+
+    def predict(self, texts: list[str] | str, batch_size: int = 256, prepared: bool = False,
+                long_text: str = "cut") -> Predictions:
+        """Predictions for raw texts (or, with ``prepared``, for what :meth:`prepare` returns); a single
+        string is one text. ``long_text='window'``: a text longer than the model reads is scored as
+        overlapping :meth:`windows` whose probabilities are averaged ('cut': its beginning only)."""
         if isinstance(texts, str):
             texts = [texts]  # not one text per character
+        if long_text == "window" and not prepared:
+            parts = [self.windows(str(t)) for t in texts]
+            flat = [w for p in parts for w in p]
+            # windows are what the signature takes: segmented text (LSTM), text the graph cleans (BERT)
+            probs = self._predict(flat, batch_size, prepared=True).probabilities
+            owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+            sums = np.zeros((len(parts), probs.shape[1]), np.float64)
+            np.add.at(sums, owner, probs)
+            return self.predictions(sums / np.array([len(p) for p in parts])[:, None])
+        return self._predict(texts, batch_size, prepared)
+
+    def _predict(self, texts: list[str], batch_size: int, prepared: bool) -> Predictions:
+        import tensorflow as tf
+
         inputs = [str(t) for t in texts] if prepared else self.prepare([str(t) for t in texts])
         # Similar lengths per batch: the signature pads each batch only to its longest text.
         order = np.argsort([len(s) for s in inputs], kind="stable")

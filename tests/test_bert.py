@@ -270,3 +270,25 @@ def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path, ca
     assert any("folds case before a cased checkpoint" in r.getMessage() for r in caplog.records)
     meta = json.loads((tmp_path / "out2" / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
     assert meta["cleaning"] == {"lowercase": True}
+
+
+def test_bert_long_texts_are_scored_as_averaged_windows(bert_run, reviews):
+    """Windows of max_length − 2 (62) word pieces every 31, as spans of the cleaned text; their
+    probabilities are averaged. A text that fits is one window, itself."""
+    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.text import clean_text
+
+    work, _ = bert_run
+    p = Predictor.load(work / "out")
+    long_text = "".join(reviews["text"].tolist()[:12])
+    cleaned = clean_text(long_text)
+    windows = p.windows(long_text)
+    assert len(windows) > 2 and all(w in cleaned for w in windows)
+    assert cleaned.startswith(windows[0]) and cleaned.endswith(windows[-1])
+    tok = p._wordpiece()
+    assert all(len(tok.tokenize(w)) <= 62 for w in windows)
+    expected = p.predict(windows).probabilities.mean(axis=0)
+    got = p.predict([long_text, "很好"], long_text="window").probabilities
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)
+    np.testing.assert_allclose(got[1], p.predict(["很好"]).probabilities[0], atol=1e-6)
+    assert p.windows("很好") == ["很好"]

@@ -246,3 +246,21 @@ def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp
     np.testing.assert_allclose(Predictor.load(out).predict(TEXTS[:4]).probabilities, kept, atol=1e-6)
     with pytest.raises(UserError, match="unverified-export"):
         publish.main(["--run", str(run)])
+
+
+def test_long_texts_are_scored_as_averaged_windows(trained, tmp_path: Path) -> None:
+    """--long-text window: a text past max_tokens (20) is cut into 20-token windows every 10 tokens,
+    the last ending at its end, and its probabilities are their mean; a short text is unchanged."""
+    version = _export(trained, tmp_path / "lstm")
+    p = Predictor.load(version)
+    long_text = "，".join(TEXTS) * 2
+    tokens = [t for t in p.tokenizer.segment([long_text])[0].split(" ") if t]
+    assert len(tokens) > 45
+    windows = p.windows(long_text)
+    assert windows[0].split(" ") == tokens[:20] and windows[-1].split(" ") == tokens[-20:]
+    assert all(len(w.split(" ")) == 20 for w in windows) and len(windows) == -(-(len(tokens) - 20) // 10) + 1
+    expected = p.predict(windows, prepared=True).probabilities.mean(axis=0)
+    got = p.predict([long_text, TEXTS[0]], long_text="window").probabilities
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)
+    np.testing.assert_allclose(got[1], p.predict([TEXTS[0]]).probabilities[0], atol=1e-6)
+    assert not np.allclose(got[0], p.predict([long_text]).probabilities[0])  # not just the beginning
