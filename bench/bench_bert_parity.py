@@ -106,6 +106,7 @@ def run_ours(files: dict[str, Path], init: Path, work: Path, args, extra: tuple[
                     str(files["dev"]), "--test-data", str(files["test"]), "--text-col", "text_a", "--label-col", "label",
                     "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rate",
                     str(args.learning_rate), "--max-length", str(args.max_length), "--patience", str(args.epochs),
+                    "--truncation", "head",  # what the reference's tokenizer(truncation=True) keeps
                     "--output", str(work / f"{name}_export"), "--run-dir", str(work / f"{name}_run"), *extra])
         seconds = time.perf_counter() - t0
     finally:

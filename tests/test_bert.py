@@ -148,7 +148,9 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
     sig = tf.saved_model.load(str(version)).signatures["tokenize"]
     out = sig(text=tf.constant(texts))
     graph_ids = [row[:n].tolist() for row, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
-    py_ids = encode(tok, [clean_text(t) for t in texts], 64).to_list()
+    truncation = json.loads((version / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))["truncation"]
+    assert truncation == "head+tail"  # the default
+    py_ids = encode(tok, [clean_text(t) for t in texts], 64, truncation).to_list()
     mismatches = [(t, g, p) for t, g, p in zip(texts, graph_ids, py_ids) if g != p]
     assert not mismatches, mismatches[:3]
 
@@ -165,9 +167,10 @@ def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, r
     trained = bert.load_trained(version, read_metadata(version))
     model, tok = trained.model, trained.tokenizer
     texts = reviews["text"].tolist()[1300:1400] + MIXED
-    enc = tok([clean_text(t) for t in texts], truncation=True, max_length=64, padding=True, return_tensors="np")
-    # the calibration temperature is part of the graph
-    expected = tf.nn.softmax(model(**enc, training=False).logits / trained.temperature, -1).numpy()
+    # the export's truncation rule (head+tail by default) and calibration temperature are in its graph
+    ids = bert.encode(tok, [clean_text(t) for t in texts], 64, trained.truncation).to_tensor(tok.pad_token_id)
+    logits = model(input_ids=ids, attention_mask=tf.cast(ids != tok.pad_token_id, tf.int64), training=False).logits
+    expected = tf.nn.softmax(logits / trained.temperature, -1).numpy()
     got, names = serve_in_fresh_process(work / "out" / "1", texts, tmp_path)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert names == [["正面", "负面"][i] for i in expected.argmax(-1)]
