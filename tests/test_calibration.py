@@ -42,7 +42,23 @@ def test_ece_and_brier_on_known_cases():
     assert calibration.brier(np.tile([0.8, 0.1, 0.1], (4, 1)), np.zeros(4, int)) == pytest.approx(0.06)
 
 
-def test_train_exports_the_calibrated_model(tiny_csv: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, reviews, neutral_texts) -> tuple[Path, object]:
+    """One `train` run (3 labels, a domain column) shared by the calibration and model-card tests."""
+    import pandas as pd
+
+    tmp_path = tmp_path_factory.mktemp("calibrated")
+    pos = reviews[reviews.label == "正面"].text.head(120).tolist()
+    neg = reviews[reviews.label == "负面"].text.head(120).tolist()
+    pd.DataFrame({"review": pos + neg + neutral_texts[:120], "sentiment": ["正面"] * 120 + ["负面"] * 120 + ["中性"] * 120,
+                  "source": "test"}).to_csv(tmp_path / "tiny.csv", index=False)
+    proc = cli("train", "--data", "tiny.csv", "--text-col", "review", "--label-col", "sentiment", "--domain-col",
+               "source", *TINY_MODEL_ARGS, "--epochs", "3", "--output", "model", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path, proc
+
+
+def test_train_exports_the_calibrated_model(trained_run):
     """The temperature fitted on validation is in the metadata, in the report, and in the graph: the
     SavedModel returns softmax(log p / T) of the Keras model's p."""
     import keras
@@ -51,10 +67,7 @@ def test_train_exports_the_calibrated_model(tiny_csv: Path, tmp_path: Path):
     from sentiment_tf.export import META_DIR, read_metadata
     from sentiment_tf.models.lstm import KERAS_FILE
 
-    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
-               *TINY_MODEL_ARGS, "--epochs", "3", "--output", str(tmp_path / "model"), "--run-dir", str(tmp_path / "run"),
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    tmp_path, proc = trained_run
     assert "calibration: temperature" in proc.stdout
     version = tmp_path / "model" / "1"
     metadata = read_metadata(version)
@@ -89,14 +102,11 @@ def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Pa
     assert not (tmp_path / "run" / "reliability.png").exists()
 
 
-def test_every_export_carries_a_model_card(tiny_csv: Path, tmp_path: Path):
+def test_every_export_carries_a_model_card(trained_run):
     """MODEL_CARD.md in assets.extra/ and the run directory, rendered from what the export records."""
     from sentiment_tf.export import read_metadata
 
-    proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--domain-col",
-               "source", *TINY_MODEL_ARGS, "--output", str(tmp_path / "model"), "--run-dir", str(tmp_path / "run"),
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    tmp_path, _ = trained_run
     card = (tmp_path / "model" / "1" / "assets.extra" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert (tmp_path / "run" / "MODEL_CARD.md").read_text(encoding="utf-8") == card
     meta = read_metadata(tmp_path / "model" / "1")

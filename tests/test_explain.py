@@ -78,12 +78,17 @@ def test_explain_command_prints_and_writes_html_and_png(keyed_model: Path, tmp_p
 
 
 def test_explain_bad_input_is_one_line_error(keyed_model: Path, tmp_path: Path):
+    from sentiment_tf import explain
+    from sentiment_tf.errors import UserError
+
     assert_user_error(cli("explain", "--model", str(keyed_model), cwd=tmp_path), "give texts to explain")
-    assert_user_error(cli("explain", "--model", str(keyed_model), "好", "--label", "中性", cwd=tmp_path),
-                      "--label 中性", "正面")
-    assert_user_error(cli("explain", "--model", str(keyed_model), "好", "--output", str(tmp_path / "x.pdf"),
-                          cwd=tmp_path), "must end in .html or .png")
-    assert_user_error(cli("explain", "--model", str(tmp_path / "missing"), "好", cwd=tmp_path), "not found")
+    for args, message in ((["好", "--label", "中性"], "--label 中性: not a label of this model (正面, 负面)"),
+                          (["好", "--output", str(tmp_path / "x.pdf")], "must end in .html or .png"),
+                          (["好", "--steps", "0"], "--steps and --max-texts must be at least 1")):
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            explain.main(["--model", str(keyed_model), *args])
+    with pytest.raises(UserError, match="not found"):
+        explain.main(["--model", str(tmp_path / "missing"), "好"])
 
 
 def test_bert_explanations_merge_word_pieces_and_are_complete(tiny_bert: Path):
