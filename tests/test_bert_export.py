@@ -112,24 +112,23 @@ def test_export_check_compares_like_with_like(trained_bert, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
-def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny_bert, reviews, tmp_path):
-    """Long texts keep the same word pieces in training (Python) and in the export's graph; the export's
-    own check compares both on its check texts, and here on 300 more of every length."""
+def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny_bert, reviews):
+    """Long texts keep the same word pieces in training (Python) and in the serving graph's tokenize
+    function, on 300 texts of every length (the export of the default rule is checked end to end in
+    test_bert.py, and every export compares both on its check texts)."""
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.models.bert import TrainedBert, encode, export
+    from sentiment_tf.models.bert import BertServing, WordPieceSettings, encode
     from sentiment_tf.text import clean_text
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))
-    trained = TrainedBert(model, tok, ["正面", "负面"], 16, True, {}, truncation=truncation)
+    module = BertServing(model, str(tiny_bert / "vocab.txt"), ["正面", "负面"], 16, WordPieceSettings.from_hf(tok),
+                         lowercase_clean=True, special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id,
+                                                            "pad": tok.pad_token_id, "unk": tok.unk_token_id},
+                         truncation=truncation)
     texts = reviews["text"].tolist()[:300]
-    version = export(trained, tmp_path / "out", {}, {}, texts[:64])
-    assert read_metadata(version)["truncation"] == truncation
-    sig = tf.saved_model.load(str(version)).signatures["tokenize"]
-    out = sig(text=tf.constant(texts))
-    graph = [row[:n].tolist() for row, n in zip(out["input_ids"].numpy(), out["length"].numpy())]
+    graph = module.token_ids(tf.constant(texts)).to_list()
     python = encode(tok, [clean_text(t) for t in texts], 16, truncation).to_list()
     assert graph == python
     assert sum(len(tok.tokenize(clean_text(t))) > 14 for t in texts) > 100  # most of them are cut
