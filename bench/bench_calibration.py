@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_chnsenticorp import DEFAULT_DATA  # noqa: E402
+from bench.bench_chnsenticorp import DEFAULT_DATA, split_files  # noqa: E402
 
 
 def run(name: str, data_args: list[str], work: Path) -> dict:
@@ -52,9 +52,7 @@ def main() -> None:
     parser.add_argument("--chnsenticorp", default=str(DEFAULT_DATA))
     parser.add_argument("--work-dir")
     args = parser.parse_args()
-    files = {n: Path(args.chnsenticorp) / f"{n}.tsv" for n in ("train", "dev", "test")}
-    if not all(p.is_file() for p in files.values()):
-        sys.exit(f"ChnSentiCorp not found in {args.chnsenticorp}; pass --chnsenticorp DIR")
+    files = split_files(args.chnsenticorp)
 
     from sentiment_tf.errors import setup_logging
 

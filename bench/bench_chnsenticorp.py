@@ -36,6 +36,15 @@ PUBLISHED = [("PaddleNLP BoW", 89.08), ("PaddleNLP Bi-LSTM", 89.83), ("PaddleNLP
              ("RBT3 (3-layer BERT)", 92.8), ("BERT-base, mean of runs", 94.7)]
 
 
+def split_files(directory: str | Path) -> dict[str, Path]:
+    """train/dev/test.tsv in ``directory``; exits with a one-line message when one is missing."""
+    files = {name: Path(directory) / f"{name}.tsv" for name in ("train", "dev", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        sys.exit(f"ChnSentiCorp not found ({', '.join(missing)}); pass --chnsenticorp DIR")
+    return files
+
+
 def published_protocol(files: dict[str, Path]):
     """The split as published: cleaned text, nothing removed (duplicates and train/test overlap kept)."""
     from sentiment_tf.data import LabelMap, Splits, read_frame
@@ -112,10 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chnsenticorp", default=str(DEFAULT_DATA), help="Directory with train/dev/test.tsv.")
     args = parser.parse_args()
-    files = {name: Path(args.chnsenticorp) / f"{name}.tsv" for name in ("train", "dev", "test")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        sys.exit(f"ChnSentiCorp not found ({', '.join(missing)}); pass --chnsenticorp DIR")
+    files = split_files(args.chnsenticorp)
 
     from sentiment_tf.config import DataConfig
     from sentiment_tf.data import load_splits

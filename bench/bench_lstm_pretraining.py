@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_chnsenticorp import DEFAULT_DATA, tfidf  # noqa: E402
+from bench.bench_chnsenticorp import DEFAULT_DATA, split_files, tfidf  # noqa: E402
 from bench.bench_domain import DEFAULT_DATA as SHOPPING  # noqa: E402
 
 
@@ -144,9 +144,7 @@ def main() -> None:
     parser.add_argument("--pretrain-only", action="store_true", help="Write the snapshots and stop.")
     parser.add_argument("pretrain_args", nargs="*", help="Extra pretrain options, after --.")
     args = parser.parse_args()
-    files = {n: Path(args.chnsenticorp) / f"{n}.tsv" for n in ("train", "dev", "test")}
-    if not all(p.is_file() for p in files.values()):
-        sys.exit(f"ChnSentiCorp not found in {args.chnsenticorp}; pass --chnsenticorp DIR")
+    files = split_files(args.chnsenticorp)
 
     from sentiment_tf.config import DataConfig
     from sentiment_tf.data import load_splits

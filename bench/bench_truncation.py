@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from bench.bench_bert_parity import make_checkpoint  # noqa: E402
-from bench.bench_chnsenticorp import DEFAULT_DATA  # noqa: E402
+from bench.bench_chnsenticorp import DEFAULT_DATA, split_files  # noqa: E402
 
 RULES = ("head", "head+tail")
 LENGTHS = (64, 128)
@@ -36,9 +36,7 @@ def main() -> None:
     parser.add_argument("--chnsenticorp", default=str(DEFAULT_DATA))
     parser.add_argument("--work-dir")
     args = parser.parse_args()
-    files = {n: Path(args.chnsenticorp) / f"{n}.tsv" for n in ("train", "dev", "test")}
-    if not all(p.is_file() for p in files.values()):
-        sys.exit(f"ChnSentiCorp not found in {args.chnsenticorp}; pass --chnsenticorp DIR")
+    files = split_files(args.chnsenticorp)
 
     from transformers import BertTokenizerFast
 

@@ -6,6 +6,7 @@ rendered from what the export records, so the card can never disagree with the m
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 from typing import Any
@@ -34,44 +35,58 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "—"
 
 
-def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
-    """The card for an export's ``metadata`` (``sentiment_tf.json``) and run ``config``."""
-    metrics = metadata.get("metrics") or {}
-    family = metadata.get("family", "?")
-    labels = list(metadata.get("labels", []))
-    model_cfg, tok_cfg = config.get("ModelConfig", {}), config.get("TokenizerConfig", {})
-    train_cfg, data_cfg = config.get("TrainConfig", {}), config.get("DataConfig", {})
-    adapt_cfg = config.get("AdaptConfig")
-    out = [f"# Model card: sentiment_tf {family} sentiment classifier", ""]
+@dataclasses.dataclass
+class _Card:
+    """What the sections read: the export's metadata and the run's config sections."""
 
-    out += ["## Model details", ""]
-    if family == "lstm":
-        arch = (f"jieba {metadata.get('tokenizer', {}).get('mode', '?')} tokens → Embedding({model_cfg.get('embedding_dim')}) → "
-                f"{'bidirectional ' if model_cfg.get('bidirectional') else ''}{str(model_cfg.get('rnn', '')).upper()}"
-                f"({model_cfg.get('rnn_units')} units, {model_cfg.get('pooling')} pooling) → Dense softmax")
-        start = metadata.get("language_model")
+    metadata: dict[str, Any]
+    config: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.metrics = self.metadata.get("metrics") or {}
+        self.family = self.metadata.get("family", "?")
+        self.labels = list(self.metadata.get("labels", []))
+        self.model_cfg, self.tok_cfg = self.config.get("ModelConfig", {}), self.config.get("TokenizerConfig", {})
+        self.train_cfg, self.data_cfg = self.config.get("TrainConfig", {}), self.config.get("DataConfig", {})
+        self.adapt_cfg = self.config.get("AdaptConfig")
+
+
+def _details(c: _Card) -> list[str]:
+    out = ["## Model details", ""]
+    if c.family == "lstm":
+        arch = (f"jieba {c.metadata.get('tokenizer', {}).get('mode', '?')} tokens → Embedding({c.model_cfg.get('embedding_dim')}) → "
+                f"{'bidirectional ' if c.model_cfg.get('bidirectional') else ''}{str(c.model_cfg.get('rnn', '')).upper()}"
+                f"({c.model_cfg.get('rnn_units')} units, {c.model_cfg.get('pooling')} pooling) → Dense softmax")
+        start = c.metadata.get("language_model")
         origin = (f"started from the LSTM language model `{start['path']}` (held-out perplexity "
                   f"{start.get('held_out_after', {}).get('perplexity', float('nan')):.1f})" if start else "random initialisation")
     else:
-        arch = f"BERT for sequence classification, fine-tuned from `{metadata.get('pretrained')}`"
-        origin = f"`{metadata.get('pretrained')}`"
+        arch = f"BERT for sequence classification, fine-tuned from `{c.metadata.get('pretrained')}`"
+        origin = f"`{c.metadata.get('pretrained')}`"
     out += [f"- Architecture: {arch}.", f"- Initialisation: {origin}."]
-    if metrics.get("finetuned_from"):
-        out.append(f"- Adapted with `finetune` from `{metrics['finetuned_from']}`.")
-    out += [f"- Labels ({len(labels)}): {', '.join(f'`{name}`' for name in labels)}.",
-            f"- Calibration temperature (in the graph): {metadata.get('temperature', 1.0):.4g}.",
-            f"- Exported {metadata.get('created', '?')} by sentiment_tf {metadata.get('sentiment_tf_version', '?')}.", ""]
+    if c.metrics.get("finetuned_from"):
+        out.append(f"- Adapted with `finetune` from `{c.metrics['finetuned_from']}`.")
+    out += [f"- Labels ({len(c.labels)}): {', '.join(f'`{name}`' for name in c.labels)}.",
+            f"- Calibration temperature (in the graph): {c.metadata.get('temperature', 1.0):.4g}.",
+            f"- Exported {c.metadata.get('created', '?')} by sentiment_tf {c.metadata.get('sentiment_tf_version', '?')}.", ""]
+    return out
 
-    out += ["## Intended use", "",
+
+def _intended_use(c: _Card) -> list[str]:
+    out = ["## Intended use", "",
             "Sentiment classification of Chinese text (reviews and comments like the training data) into the labels "
             "above, served from the SavedModel (`serving_default`, TF Serving or `python -m sentiment_tf.serve`). "
             "Probabilities are calibrated on the validation split of the training domain; route low-confidence "
             "texts to a person rather than trusting them. Not meant for other languages, for texts far from the "
             "training domain (measure with a labelled sample first), or for decisions about individuals.", ""]
 
-    stats = metrics.get("data") or {}
-    out += ["## Training data", ""]
-    files = [(name, data_cfg.get(name)) for name in ("data", "val_data", "test_data") if data_cfg.get(name)]
+    return out
+
+
+def _training_data(c: _Card) -> list[str]:
+    stats = c.metrics.get("data") or {}
+    out = ["## Training data", ""]
+    files = [(name, c.data_cfg.get(name)) for name in ("data", "val_data", "test_data") if c.data_cfg.get(name)]
     out += [f"- {name}: `{path}`" for name, path in files]
     rows = [[key.replace("_file", ""), s.get("rows_read"), s.get("duplicates"), s.get("conflicting_texts"),
              s.get("empty_text"), s.get("missing_label"), s.get("rows_kept")]
@@ -88,54 +103,63 @@ def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
                     f"validation / {sizes.get('test')} test."]
     if stats.get("label_counts"):
         out += [f"Training labels: {', '.join(f'{k} {v}' for k, v in stats['label_counts'].items())}."]
-    if data_cfg.get("domain_col"):
-        out += [f"Domains: column `{data_cfg['domain_col']}` (per-domain results below)."]
+    if c.data_cfg.get("domain_col"):
+        out += [f"Domains: column `{c.data_cfg['domain_col']}` (per-domain results below)."]
     out.append("")
+    return out
 
-    out += ["## Preprocessing", ""]
-    cleaning = metadata.get("cleaning", {})
-    lower = cleaning.get("lowercase", data_cfg.get("lowercase"))
+
+def _preprocessing(c: _Card) -> list[str]:
+    out = ["## Preprocessing", ""]
+    cleaning = c.metadata.get("cleaning", {})
+    lower = cleaning.get("lowercase", c.data_cfg.get("lowercase"))
     out.append(f"- Cleaning: HTML entities decoded, full-width forms folded (NFKC), whitespace collapsed; Latin "
                f"letters {'lower-cased' if lower else 'kept as written'}.")
-    if family == "lstm":
-        tok = metadata.get("tokenizer", {})
+    if c.family == "lstm":
+        tok = c.metadata.get("tokenizer", {})
         out += [f"- Tokenizer: jieba {tok.get('jieba_version')} {tok.get('mode')} mode, HMM {'on' if tok.get('hmm') else 'off'}"
                 f"{', user dictionary (sha256 ' + str(tok.get('user_dict_sha256'))[:12] + '…)' if tok.get('user_dict_sha256') else ''}"
-                f"; checked on load. Vocabulary {metadata.get('vocabulary_size')} ids (min frequency "
-                f"{tok_cfg.get('min_freq', '?')}); at most {metadata.get('max_tokens')} tokens per text."]
+                f"; checked on load. Vocabulary {c.metadata.get('vocabulary_size')} ids (min frequency "
+                f"{c.tok_cfg.get('min_freq', '?')}); at most {c.metadata.get('max_tokens')} tokens per text."]
     else:
-        wp = metadata.get("wordpiece", {})
+        wp = c.metadata.get("wordpiece", {})
         out += [f"- Tokenizer: the checkpoint's WordPiece, in the graph (TensorFlow Text `BertTokenizer`; lower case "
-                f"{wp.get('lower_case')}); at most {metadata.get('max_length')} word pieces including [CLS]/[SEP]."]
+                f"{wp.get('lower_case')}); at most {c.metadata.get('max_length')} word pieces including [CLS]/[SEP]."]
     out.append("")
+    return out
 
-    out += ["## Training procedure", ""]
+
+def _procedure(c: _Card) -> list[str]:
+    out = ["## Training procedure", ""]
     keys = ("epochs", "batch_size", "learning_rate", "patience", "class_weight", "unfreeze", "lr_decay", "weight_decay",
             "warmup_ratio")
-    out.append("- " + ", ".join(f"{k} {train_cfg[k]}" for k in keys if k in train_cfg and
-                                (family == "bert" or k not in ("weight_decay", "warmup_ratio"))
-                                and (family == "lstm" or k not in ("unfreeze", "lr_decay"))) +
-               f"; seed {data_cfg.get('seed')}; early stopping on validation loss, best epoch restored.")
-    if adapt_cfg:
-        out.append("- Adaptation: " + ", ".join(f"{k} {adapt_cfg[k]}" for k in ("freeze", "grow_vocab", "replay", "min_freq")
-                                                if k in adapt_cfg) + ".")
+    out.append("- " + ", ".join(f"{k} {c.train_cfg[k]}" for k in keys if k in c.train_cfg and
+                                (c.family == "bert" or k not in ("weight_decay", "warmup_ratio"))
+                                and (c.family == "lstm" or k not in ("unfreeze", "lr_decay"))) +
+               f"; seed {c.data_cfg.get('seed')}; early stopping on validation loss, best epoch restored.")
+    if c.adapt_cfg:
+        out.append("- Adaptation: " + ", ".join(f"{k} {c.adapt_cfg[k]}" for k in ("freeze", "grow_vocab", "replay", "min_freq")
+                                                if k in c.adapt_cfg) + ".")
     out.append("")
+    return out
 
-    out += ["## Evaluation (held-out test split)", "",
-            f"Accuracy {_pct(metrics.get('test_accuracy'))}, weighted F1 {_pct(metrics.get('test_weighted_f1'))} on "
-            f"{metrics.get('test_size', '?')} texts."]
-    if metrics.get("original_test_accuracy") is not None:
-        out.append(f"Source model's own test split after adaptation (forgetting): {_pct(metrics['original_test_accuracy'])}.")
-    per_label = metrics.get("per_label") or {}
+
+def _evaluation(c: _Card) -> list[str]:
+    out = ["## Evaluation (held-out test split)", "",
+            f"Accuracy {_pct(c.metrics.get('test_accuracy'))}, weighted F1 {_pct(c.metrics.get('test_weighted_f1'))} on "
+            f"{c.metrics.get('test_size', '?')} texts."]
+    if c.metrics.get("original_test_accuracy") is not None:
+        out.append(f"Source model's own test split after adaptation (forgetting): {_pct(c.metrics['original_test_accuracy'])}.")
+    per_label = c.metrics.get("per_label") or {}
     if per_label:
         out += ["", _table(["label", "precision", "recall", "F1", "support"],
                            [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1-score']:.4f}", int(v["support"])]
                             for name, v in per_label.items()])]
-    if metrics.get("by_domain"):
+    if c.metrics.get("by_domain"):
         out += ["", _table(["domain", "accuracy", "weighted F1", "support"],
                            [[d, f"{v['accuracy']:.4f}", f"{v['weighted_f1']:.4f}", v["support"]]
-                            for d, v in metrics["by_domain"].items()])]
-    cal = metrics.get("calibration")
+                            for d, v in c.metrics["by_domain"].items()])]
+    cal = c.metrics.get("calibration")
     if cal:
         split = "test" if "test" in cal["after"] else "validation"
         b, a = cal["before"][split], cal["after"][split]
@@ -146,9 +170,13 @@ def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
         out += ["", "Calibration: none (`--no-calibration`); probabilities are the network's own."]
     out.append("")
 
-    limit = (f"{metadata.get('max_tokens')} jieba tokens" if family == "lstm" else f"{metadata.get('max_length')} word pieces")
-    empty = ("becomes a single [UNK] token" if family == "lstm" else "becomes [CLS] [SEP] alone")
-    out += ["## Limitations", "",
+    return out
+
+
+def _limitations(c: _Card) -> list[str]:
+    limit = (f"{c.metadata.get('max_tokens')} jieba tokens" if c.family == "lstm" else f"{c.metadata.get('max_length')} word pieces")
+    empty = ("becomes a single [UNK] token" if c.family == "lstm" else "becomes [CLS] [SEP] alone")
+    out = ["## Limitations", "",
             f"- Texts longer than {limit} are cut to their beginning; the rest is not read.",
             f"- An empty text, or one with nothing the tokenizer keeps (e.g. emoji only), {empty}: the prediction "
             "is the model's prior for such input, not a judgement of the text.",
@@ -157,20 +185,39 @@ def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
             "sentences, sarcasm), so test figures carry that noise too.",
             "- Calibration was fitted on the training domain's validation split; on shifted data confidence is "
             "again optimistic.", ""]
+    return out
 
-    out += ["## Software versions", "", ", ".join(f"{k} {v}" for k, v in {**package_versions(),
-                                                                         **metadata.get("versions", {})}.items()), ""]
-    out += ["## How to reproduce", "", "The run's full configuration is `assets.extra/config.json` beside this card.", "",
+
+def _versions(c: _Card) -> list[str]:
+    out = ["## Software versions", "", ", ".join(f"{k} {v}" for k, v in {**package_versions(),
+                                                                         **c.metadata.get("versions", {})}.items()), ""]
+    return out
+
+
+def _reproduce(c: _Card) -> list[str]:
+    out = ["## How to reproduce", "", "The run's full configuration is `assets.extra/config.json` beside this card.", "",
             "```bash"]
-    if adapt_cfg:
-        flags = [f"--from {metrics.get('finetuned_from', 'SOURCE')}"] + [
-            f"--{name.replace('_', '-')} {data_cfg[name]}" for name in ("data", "val_data", "test_data", "text_col",
-                                                                        "label_col", "seed") if data_cfg.get(name)]
+    if c.adapt_cfg:
+        flags = [f"--from {c.metrics.get('finetuned_from', 'SOURCE')}"] + [
+            f"--{name.replace('_', '-')} {c.data_cfg[name]}" for name in ("data", "val_data", "test_data", "text_col",
+                                                                        "label_col", "seed") if c.data_cfg.get(name)]
         out.append(f"python -m sentiment_tf.finetune {' '.join(flags)} --output NEW_DIR   # + AdaptConfig/TrainConfig "
                    "options in config.json")
     else:
         out.append("python -m sentiment_tf.train --config assets.extra/config.json --output NEW_DIR --run-dir NEW_RUN")
     out += ["```", ""]
+    return out
+
+
+SECTIONS = (_details, _intended_use, _training_data, _preprocessing, _procedure, _evaluation, _limitations, _versions, _reproduce)
+
+
+def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
+    """The card for an export's ``metadata`` (``sentiment_tf.json``) and run ``config``."""
+    c = _Card(metadata, config)
+    out = [f"# Model card: sentiment_tf {c.family} sentiment classifier", ""]
+    for section in SECTIONS:
+        out += section(c)
     return "\n".join(out)
 
 
