@@ -94,6 +94,21 @@ def read_frame(path: str | Path) -> tuple[pd.DataFrame, str | None]:
     return frame, enc
 
 
+def read_text_rows(path: str | Path, text_col: str, what: str) -> tuple[pd.DataFrame, str | None]:
+    """A file's rows (every column, as strings) and its encoding; a .txt file is one text per line."""
+    p = Path(path)
+    if p.suffix.lower() == ".txt":
+        if not p.is_file():
+            raise UserError(f"{what} file not found: {path}")
+        text, enc = decode_bytes(p.read_bytes(), p)
+        return pd.DataFrame({text_col: [line for line in text.splitlines() if line.strip()]}), enc
+    frame, enc = read_frame(p)
+    if text_col not in frame.columns:
+        raise UserError(f"column {text_col!r} not found in {what} {path}; its columns are: "
+                        f"{', '.join(frame.columns) or '(none)'} (choose with --text-col)")
+    return frame, enc
+
+
 def _plain_tsv(text: str, quoted: pd.DataFrame, path: Path) -> pd.DataFrame:
     """A TSV read again with quote characters as text when reading them as quotes lost rows: in a plain
     TSV (one record per line, like ChnSentiCorp's) a review starting with '"' would otherwise swallow

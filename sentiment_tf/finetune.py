@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, calibration, explain, export, experiments, model_card, report, training
+from sentiment_tf import atomic, calibration, drift, explain, export, experiments, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.adaptation import Source, adapt_with_extras, load_source, original_splits, source_overlap
 from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_configs, to_dict
@@ -35,7 +35,6 @@ from sentiment_tf.data import DOMAIN, TEXT, Y, LabelMap, Splits, load_splits
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.experiments import score
 from sentiment_tf.models import family
-from sentiment_tf.models.family import Trained
 
 log = logging.getLogger("sentiment_tf.finetune")
 
@@ -57,7 +56,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, AdaptConfig, TrainCo
 
 
 def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: AdaptConfig, before: dict,
-                  after: dict, adapted: Trained, pseudo: pd.DataFrame | None, labels: LabelMap) -> dict[str, Any]:
+                  after: dict, test_probs: Any, pseudo: pd.DataFrame | None, labels: LabelMap) -> dict[str, Any]:
     """Prints the before/after reports on each test split (and per domain) and returns them as JSON."""
     summary: dict[str, Any] = {"source": str(source.version_dir), "family": source.family,
                                "domain_train": len(domain.train), "replay": cfg.replay,
@@ -70,8 +69,7 @@ def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: Ada
         summary["results"][split_name] = {"before": b.to_json(), "after": a.to_json(),
                                           "accuracy_change": a.accuracy - b.accuracy}
     if data_cfg.domain_col:
-        table, summary["by_domain"] = report.by_domain(domain.test[Y], adapted.predict_proba(domain.test[TEXT].tolist()),
-                                                       domain.test[DOMAIN], labels.names)
+        table, summary["by_domain"] = report.by_domain(domain.test[Y], test_probs, domain.test[DOMAIN], labels.names)
         print(f"By domain ({data_cfg.domain_col}), adapted model:\n{table}\n")
     print(f"{'test split':<34}{'before':>9}{'after':>9}{'change':>9}")
     for split_name, r in summary["results"].items():
@@ -129,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     adapted, pseudo = adapt_with_extras(source, domain, original, cfg, train_cfg, data_cfg, run_dir)
     fitted = None
     if train_cfg.calibration:  # a new temperature for the adapted model, on the domain's validation split
-        fitted, _ = calibration.calibrate_trained(adapted, domain.val, domain.test, run_dir / "reliability.png")
-    after = {"domain": score(adapted, domain.test, labels.names)}
+        fitted, test_probs = calibration.calibrate_trained(adapted, domain.val, domain.test, run_dir / "reliability.png")
+    else:
+        test_probs = adapted.predict_proba(domain.test[TEXT].tolist())
+    after = {"domain": report.evaluate(domain.test[Y].to_numpy(), test_probs, labels.names)}
     if original is not None:
         after["original"] = score(adapted, original.test, labels.names)
 
     # 4. Reports: before/after on both test sets, per domain when asked.
-    summary = print_summary(source, domain, data_cfg, cfg, before, after, adapted, pseudo, labels)
+    summary = print_summary(source, domain, data_cfg, cfg, before, after, test_probs, pseudo, labels)
     summary["source_overlap"] = overlap
     summary["calibration"] = fitted.to_json() if fitted else None
     if fitted:
@@ -149,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                "by_domain": summary.get("by_domain"), "data": domain.stats}
     if original is not None:
         metrics["original_test_accuracy"] = after["original"].accuracy
+    adapted.profile = drift.profile_of(adapted, domain.test[TEXT].tolist(), test_probs)  # the domain, for `monitor`
     version_dir = export.publish(adapted, train_cfg.output, configs, metrics, domain.test[TEXT].tolist(), run_dir)
     summary["export"] = str(version_dir)
     atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     atomic.write_json(run_dir / "finetune_report.json", summary)
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
     if train_cfg.errors:
-        explain.write_errors_page(adapted, domain.test, adapted.predict_proba(domain.test[TEXT].tolist()),
-                                  run_dir / "errors.html", train_cfg.errors)
+        explain.write_errors_page(adapted, domain.test, test_probs, run_dir / "errors.html", train_cfg.errors)
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")
     return 0
 

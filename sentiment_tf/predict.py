@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_tf import atomic
-from sentiment_tf.data import decode_bytes, read_frame
+from sentiment_tf.data import read_text_rows
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export import describe_versions
 from sentiment_tf.predictor import Predictions, Predictor
@@ -27,17 +27,7 @@ def read_inputs(args: argparse.Namespace) -> tuple[Any, str | None]:
     import pandas as pd
 
     if args.input:
-        path = Path(args.input)
-        if path.suffix.lower() == ".txt":
-            if not path.is_file():
-                raise UserError(f"input file not found: {path}")
-            text, enc = decode_bytes(path.read_bytes(), path)
-            return pd.DataFrame({args.text_col: [line for line in text.splitlines() if line.strip()]}), enc
-        frame, enc = read_frame(path)
-        if args.text_col not in frame.columns:
-            raise UserError(f"column {args.text_col!r} not found in {path}; its columns are: "
-                            f"{', '.join(frame.columns) or '(none)'} (choose with --text-col)")
-        return frame, enc
+        return read_text_rows(args.input, args.text_col, "input")
     return pd.DataFrame({args.text_col: list(args.texts)}), None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from sentiment_tf.errors import UserError
 from sentiment_tf.export import load_saved_model, read_metadata, resolve_version_dir, tokenizer_from_metadata
 from sentiment_tf.progress import progress
 from sentiment_tf.text import Tokenizer
+
+if TYPE_CHECKING:
+    from sentiment_tf.drift import Tokens
 
 
 @dataclasses.dataclass
@@ -87,7 +90,8 @@ class Predictor(ExportInputs):
         super().__init__(version_dir, metadata, tokenizer)
         if metadata.get("input_format") == "raw":
             import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
-        self._signature = load_saved_model(version_dir).signatures["serving_default"]
+        self._loaded = load_saved_model(version_dir)
+        self._signature = self._loaded.signatures["serving_default"]
 
     def windows(self, text: str) -> list[str]:
         """What the model reads of one raw text, whole: the text itself when it fits, else overlapping
@@ -133,6 +137,45 @@ class Predictor(ExportInputs):
             np.add.at(sums, owner, probs)
             return self.predictions(sums / np.array([len(p) for p in parts])[:, None])
         return self._predict(texts, batch_size, prepared)
+
+    def tokens(self, texts: list[str], prepared: bool = False) -> "Tokens":
+        """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
+        untruncated word pieces — and how many of them it does not know (read as [UNK])."""
+        if self.tokenizer is not None:
+            from sentiment_tf.models.lstm import token_view
+
+            if not hasattr(self, "_vocabulary"):
+                from sentiment_tf.export import META_DIR
+
+                lines = (self.version_dir / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
+                self._vocabulary = set(lines[2:])  # ids 0 and 1 are padding and [UNK]
+            return token_view(list(texts) if prepared else self.tokenizer.segment(list(texts)), self._vocabulary)
+        from sentiment_tf.models.bert import wordpiece_view
+        from sentiment_tf.text import clean_text
+
+        lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
+        return wordpiece_view(self._wordpiece(), [clean_text(str(t), lowercase) for t in texts])
+
+    def embed(self, texts: list[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled features the classifier head reads (``[n, d]``) and the probabilities, for raw texts."""
+        import tensorflow as tf
+
+        if "embed" not in self._loaded.signatures:
+            raise UserError(f"{self.version_dir} has no 'embed' signature (exported by an older sentiment_tf); "
+                            "export it again (python -m sentiment_tf.finetune or train) to use --strategy "
+                            "diverse or hybrid, or choose --strategy random or uncertainty")
+        signature = self._loaded.signatures["embed"]
+        inputs = self.prepare([str(t) for t in texts])
+        order = np.argsort([len(s) for s in inputs], kind="stable")
+        embeddings, probs = None, np.zeros((len(inputs), len(self.label_names)), dtype=np.float32)
+        for start in progress(range(0, len(inputs), batch_size), len(inputs), "embedding", per_item=batch_size):
+            idx = order[start:start + batch_size]
+            out = signature(**{self.input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
+            if embeddings is None:
+                embeddings = np.zeros((len(inputs), out["embedding"].shape[-1]), dtype=np.float32)
+            embeddings[idx] = out["embedding"].numpy()
+            probs[idx] = out["probabilities"].numpy()
+        return (embeddings if embeddings is not None else np.zeros((0, 0), np.float32)), probs
 
     def _predict(self, texts: list[str], batch_size: int, prepared: bool) -> Predictions:
         import tensorflow as tf

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sentiment_tf import atomic, calibration, explain, export, model_card, report, training
+from sentiment_tf import atomic, calibration, drift, explain, export, model_card, report, training
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
                                  build_configs, parse_configs, to_dict)
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
                "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
                "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
+    trained.profile = drift.profile_of(trained, test_texts, probs)  # what `monitor` compares new data with
     version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
     history = trained.history
     if train_cfg.errors:

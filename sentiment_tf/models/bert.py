@@ -26,6 +26,7 @@ from sentiment_tf.errors import UserError
 from sentiment_tf.wordpiece_graph import WordPieceGraph, WordPieceSettings
 
 if TYPE_CHECKING:
+    from sentiment_tf import drift
     from sentiment_tf.config import ModelConfig, TrainConfig
     from sentiment_tf.data import Splits
 
@@ -262,6 +263,15 @@ def encode(tokenizer: Any, texts: list[str], max_length: int, truncation: str = 
     return tf.ragged.constant(ids, dtype=tf.int64)
 
 
+def wordpiece_view(tokenizer: Any, texts: list[str]) -> "drift.Tokens":
+    """Cleaned texts as word pieces (as :func:`encode` reads them, untruncated) and their [UNK] counts."""
+    from sentiment_tf.drift import Tokens
+
+    ids = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    return Tokens([tokenizer.convert_ids_to_tokens(i) for i in ids], [sum(x == unk for x in i) for i in ids])
+
+
 def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
                  bucketing: bool = True, truncation: str = "head") -> tf.data.Dataset:
     """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
@@ -290,7 +300,12 @@ class TrainedBert:
     lowercase: bool  # the cleaning setting the texts were prepared with
     history: dict[str, list[float]]
     temperature: float = 1.0
-    truncation: str = "head"  # which word pieces of a long text are kept (kept_span)  # calibration, applied to every prediction and in the export's graph
+    truncation: str = "head"  # which word pieces of a long text are kept (kept_span)
+    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.drift), for `monitor`
+
+    def tokens(self, texts: list[str]) -> "drift.Tokens":
+        """Word pieces of cleaned texts (whole, not truncated), and how many are [UNK]."""
+        return wordpiece_view(self.tokenizer, texts)
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
@@ -421,6 +436,9 @@ class BertServing(tf.Module):
         # traced copy of every layer. The lambda keeps the model callable without tracking it.
         self.model_weights = weights_by_name(model)
         self._logits = lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).logits
+        # TFBertForSequenceClassification's head reads the pooler output ([CLS] → dense → tanh)
+        self._pooled = lambda ids, mask: model.bert(input_ids=ids, attention_mask=mask, training=False).pooler_output
+        self._head = lambda pooled: model.classifier(pooled)
         self.vocab = tf.saved_model.Asset(vocab_path)
         self.wordpiece = WordPieceGraph(self.vocab, wordpiece, special_ids["unk"])
         self.label_names = tf.constant(labels)
@@ -465,6 +483,16 @@ class BertServing(tf.Module):
         return self._predict(input_ids, attention_mask)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def embed(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        tokens = self.tokenize(text)
+        input_ids = tf.cast(tokens["input_ids"], tf.int32)
+        mask = tf.sequence_mask(tokens["length"], maxlen=tf.shape(input_ids)[1], dtype=tf.int32)
+        pooled = self._pooled(input_ids, mask)
+        logits = self._head(pooled)
+        return {"embedding": tf.cast(pooled, tf.float32),
+                "probabilities": tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = self.token_ids(text)
         return {"input_ids": ids.to_tensor(default_value=self.ids["pad"]), "length": ids.row_lengths()}
@@ -479,7 +507,8 @@ def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None
                          truncation=trained.truncation)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
                                                        "encoded": module.encoded,
-                                                       "tokenize": module.tokenize})
+                                                       "tokenize": module.tokenize,
+                                                       "embed": module.embed})
 
 
 def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
@@ -525,10 +554,13 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
                           "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
                                       "label": "string [n]"},
                           "other_signatures": {"encoded": "input_ids, attention_mask: int64 [n, len]",
-                                               "tokenize": "text → input_ids, length"}},
+                                               "tokenize": "text → input_ids, length",
+                                               "embed": "text → embedding float32 [n, hidden] (pooler output), "
+                                                        "probabilities"}},
             "versions": _versions(),
             "metrics": metrics,
             "temperature": trained.temperature,
+            "profile": trained.profile,
         }
         return export_lib.write_version(base_dir, lambda path: write_saved_model(trained, path, vocab_path),
                                         metadata, files, verify, keep_failed=keep_failed)
@@ -566,7 +598,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
     return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
                        bool(metadata.get("cleaning", {}).get("lowercase", True)), {},
                        temperature=float(metadata.get("temperature", 1.0)),
-                       truncation=str(metadata.get("truncation", "head")))
+                       truncation=str(metadata.get("truncation", "head")), profile=metadata.get("profile"))
 
 
 def restore_from_saved_model(model: Any, version_dir: Path) -> None:

@@ -19,6 +19,7 @@ from sentiment_tf.errors import UserError
 if TYPE_CHECKING:
     import numpy as np
 
+    from sentiment_tf import drift
     from sentiment_tf.config import AdaptConfig, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
     from sentiment_tf.data import Splits
 
@@ -29,9 +30,13 @@ class Trained(Protocol):
     labels: list[str]
     history: dict[str, list[float]]
     temperature: float  # calibration: predictions are softmax(log p / T), in Python and in the export
+    profile: dict | None  # the test split as the model saw it (sentiment_tf.drift), stored in the export
 
     def predict_proba(self, texts: list[str]) -> "np.ndarray":
         """Probabilities ``[n, labels]`` for cleaned texts."""
+
+    def tokens(self, texts: list[str]) -> "drift.Tokens":
+        """The model's own tokens of cleaned texts and how many of them it does not know."""
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:

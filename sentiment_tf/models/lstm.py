@@ -23,6 +23,7 @@ from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
 
 if TYPE_CHECKING:
+    from sentiment_tf import drift
     from sentiment_tf.config import AdaptConfig, TokenizerConfig, TrainConfig
     from sentiment_tf.data import Splits
     from sentiment_tf.text import Tokenizer
@@ -165,6 +166,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Mo
 # cannot run inside a graph) and get probabilities, the label id and the label name back.
 SERVING_INPUT = "text"
 KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for fine-tuning
+EMBED_SIGNATURE = "embed"  # text → the pooled features the head reads, and the probabilities (for `select`)
 
 
 def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, labels: list[str],
@@ -187,6 +189,17 @@ def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, lab
     archive.track(lookup)  # its hash table must be saved with the graph
     archive.add_endpoint(name="serving_default", fn=serve,
                          input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)])
+    head = model.get_layer("probabilities")
+    features = keras.Model(model.inputs, head.input)  # the pooled representation the head reads
+
+    def embed(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = segmented_to_ids(text, lookup, max_tokens).to_tensor(default_value=0)
+        pooled = features(ids, training=False)
+        probs = tf.nn.softmax(tf.math.log(tf.maximum(head(pooled), 1e-12)) / temperature, axis=-1)
+        return {"embedding": pooled, "probabilities": probs}
+
+    archive.add_endpoint(name=EMBED_SIGNATURE, fn=embed,
+                         input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)])
     archive.write_out(str(path), verbose=False)
 
 
@@ -200,7 +213,7 @@ def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers
 def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
            labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
            check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
-           temperature: float = 1.0) -> Path:
+           temperature: float = 1.0, profile: dict | None = None) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
@@ -235,11 +248,13 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
                       "input_description": "jieba-segmented text, tokens joined by single spaces",
                       "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
-                                  "label": "string [n]"}},
+                                  "label": "string [n]"},
+                      "other_signatures": {EMBED_SIGNATURE: "text → embedding float32 [n, d], probabilities"}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
         "language_model": language_model,
         "temperature": temperature,
+        "profile": profile,
     }
     import tempfile
 
@@ -337,6 +352,11 @@ class TrainedLSTM:
     history: dict[str, list[float]]
     language_model: dict | None = None  # what the classifier started from (recorded in the export)
     temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
+    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.drift), for `monitor`
+
+    def tokens(self, texts: list[str]) -> "drift.Tokens":
+        """jieba tokens of cleaned texts, and how many are not in the vocabulary."""
+        return token_view(self.tokenizer.segment(texts, cleaned=True), set(self.vocabulary))
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
@@ -381,7 +401,15 @@ class TrainedLSTM:
                keep_failed: Path | None = None) -> Path:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
                       base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed,
-                      self.language_model, self.temperature)
+                      self.language_model, self.temperature, self.profile)
+
+
+def token_view(segmented: list[str], vocabulary: set[str]) -> "drift.Tokens":
+    """Segmented texts as token lists, with the count of tokens the vocabulary lacks (read as [UNK])."""
+    from sentiment_tf.drift import Tokens
+
+    tokens = [[t for t in s.split(" ") if t] for s in segmented]
+    return Tokens(tokens, [sum(t not in vocabulary for t in toks) for toks in tokens])
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
@@ -438,7 +466,8 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
     vocabulary = lines[2:-1] if lines[-1] == "" else lines[2:]  # ids 0 and 1 are padding and [UNK]
     tokenizer = tokenizer_from_metadata(version_dir, metadata)
     return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
-                       int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)))
+                       int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)),
+                       profile=metadata.get("profile"))
 
 
 def extend_rows(table: np.ndarray, n: int) -> np.ndarray:

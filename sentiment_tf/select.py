@@ -1,0 +1,146 @@
+"""Choose which unlabelled texts to label next, for `finetune`: ``python -m sentiment_tf.select``.
+
+    python -m sentiment_tf.select --model saved_models/lstm --unlabelled hotel.csv --budget 250 --output to_label.csv
+    python -m sentiment_tf.select --model saved_models/lstm --unlabelled hotel.csv --budget 250 \\
+        --strategy uncertainty --exclude labelled_round1.csv --output round2.csv
+
+Strategies (``sentiment_tf.selection``): random, uncertainty (margin or entropy of the model's
+calibrated probabilities), diverse (k-means++ over the model's pooled features), hybrid (BADGE:
+k-means++ over gradient embeddings — uncertain *and* diverse; the default).
+
+Texts are cleaned as the model's training data was; empty ones, duplicates (after cleaning), texts in
+``--exclude`` files and rows whose ``--label-col`` is already filled are not candidates. The output
+keeps the input's columns, in the order chosen, plus ``rank``, ``uncertainty`` and an empty
+``--label-col`` to fill in; then ``finetune --data to_label.csv --text-col <col>`` reads it back
+(rows left unlabelled are skipped and counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import Literal
+
+import numpy as np
+
+from sentiment_tf import atomic, selection
+from sentiment_tf import config as config_lib
+from sentiment_tf.config import option, parse_configs
+from sentiment_tf.data import read_text_rows
+from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.text import clean_text, has_words
+
+log = logging.getLogger("sentiment_tf.select")
+
+
+@dataclasses.dataclass
+class SelectConfig:
+    """What to choose from, how many, and how."""
+
+    model: str = option("Export (a version directory, or a base directory: its newest version).", default="")
+    unlabelled: str = option("Texts to choose from: CSV/TSV/JSON lines/Excel (column --text-col) or .txt, one "
+                             "per line.", default="")
+    budget: int = option("How many texts to choose.", at_least=1, default=250)
+    strategy: Literal["random", "uncertainty", "diverse", "hybrid"] = option(
+        "random | uncertainty | diverse (k-means++ over the model's features) | hybrid (BADGE).", default="hybrid")
+    uncertainty: Literal["margin", "entropy"] = option("Uncertainty measure (the score column; what "
+                                                       "--strategy uncertainty ranks by).", default="margin")
+    output: str = option("CSV to write: the chosen rows with rank, uncertainty and an empty label column.",
+                         default="to_label.csv")
+    text_col: str = option("Text column of --unlabelled and --exclude.", default="text")
+    label_col: str = option("Label column added to the output (rows of --unlabelled where it is filled count "
+                            "as labelled and are skipped).", default="label")
+    exclude: list[str] = option("Files of texts already labelled (same --text-col); never chosen again.",
+                                metavar="FILE", default_factory=list)
+    seed: int = option("Seed: the same inputs and seed choose the same texts.", default=42)
+    batch_size: int = option("Texts per model call.", at_least=1, default=256)
+    excel: bool = option("Write UTF-8 with a byte-order mark (for Excel; done anyway when the input had one).",
+                         default=False)
+    verbose: bool = option("Debug logging.", default=False)
+
+    def __post_init__(self) -> None:
+        for name in ("model", "unlabelled"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_lib.build_parser("select", __doc__, SelectConfig)
+
+
+def candidates(frame, cfg: SelectConfig, lowercase: bool) -> tuple[np.ndarray, dict[str, int]]:
+    """Row positions of ``frame`` that may be chosen, and why the others may not."""
+    cleaned = [clean_text(t, lowercase) if isinstance(t, str) else "" for t in frame[cfg.text_col]]
+    excluded: set[str] = set()
+    for path in cfg.exclude:
+        other, _ = read_text_rows(path, cfg.text_col, "--exclude")
+        excluded.update(clean_text(t, lowercase) for t in other[cfg.text_col] if isinstance(t, str))
+    labelled = (frame[cfg.label_col].notna() & (frame[cfg.label_col].astype(str).str.strip() != "")).to_numpy() \
+        if cfg.label_col in frame.columns else np.zeros(len(frame), bool)
+    counts = {"rows": len(frame), "empty": 0, "labelled": 0, "excluded": 0, "duplicates": 0}
+    keep, seen = [], set()
+    for i, text in enumerate(cleaned):
+        if not has_words(text):
+            counts["empty"] += 1
+        elif labelled[i]:
+            counts["labelled"] += 1
+        elif text in excluded:
+            counts["excluded"] += 1
+        elif text in seen:
+            counts["duplicates"] += 1
+        else:
+            seen.add(text)
+            keep.append(i)
+    return np.array(keep, dtype=np.int64), counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    (cfg,), _ = parse_configs(build_parser(), argv, (SelectConfig,))
+    setup_logging(cfg.verbose)
+    atomic.check_writable(cfg.output, "--output")
+    from sentiment_tf.export import read_metadata, resolve_version_dir
+
+    version_dir = resolve_version_dir(cfg.model)
+    meta = read_metadata(version_dir)
+    lowercase = bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
+    frame, encoding = read_text_rows(cfg.unlabelled, cfg.text_col, "--unlabelled")
+    rows, counts = candidates(frame, cfg, lowercase)
+    print(f"{counts['rows']} rows: {counts['empty']} with nothing to classify, {counts['labelled']} already labelled, "
+          f"{counts['excluded']} in --exclude, {counts['duplicates']} duplicates → {len(rows)} candidates",
+          file=sys.stderr)
+    if cfg.budget > len(rows):
+        raise UserError(f"--budget {cfg.budget} is more than the {len(rows)} candidate texts in {cfg.unlabelled}; "
+                        "lower --budget (or label them all)")
+
+    from sentiment_tf.predictor import Predictor
+
+    predictor = Predictor.load(version_dir)
+    texts = [frame[cfg.text_col].iloc[i] for i in rows]
+    if cfg.strategy in selection.NEEDS_EMBEDDINGS:
+        embeddings, probs = predictor.embed(texts, cfg.batch_size)
+    else:
+        embeddings, probs = None, predictor.predict(texts, batch_size=cfg.batch_size).probabilities
+    order = selection.choose(cfg.strategy, probs, embeddings, cfg.budget, cfg.seed, cfg.uncertainty)
+
+    out = frame.iloc[rows[order]].copy()
+    out["rank"] = np.arange(1, len(order) + 1)
+    out["uncertainty"] = selection.uncertainty(probs, cfg.uncertainty)[order].round(6)
+    out[cfg.label_col] = ""
+    bom = cfg.excel or encoding == "utf-8-sig"
+    atomic.write_bytes(cfg.output, out.to_csv(index=False).encode("utf-8-sig" if bom else "utf-8"))
+    print(f"chose {len(out)} of {len(rows)} texts ({cfg.strategy}; mean uncertainty {out['uncertainty'].mean():.3f} "
+          f"vs {selection.uncertainty(probs, cfg.uncertainty).mean():.3f} over all candidates) → {cfg.output}")
+    print(f"label them in column {cfg.label_col!r} ({', '.join(predictor.label_names)}), then: python -m "
+          f"sentiment_tf.finetune --from {cfg.model} --data {cfg.output} --text-col {cfg.text_col} "
+          f"--label-col {cfg.label_col}")
+    return 0
+
+
+def cli() -> None:
+    run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()
