@@ -163,8 +163,10 @@ def _describe(quantiles: list[float], fmt: str) -> str:
     return f"median {quantiles[50]:{fmt}}, p90 {quantiles[90]:{fmt}}"
 
 
-def compare(reference: dict[str, Any], sample: Sample, thresholds: Thresholds) -> list[Check]:
-    """Every check of ``sample`` against a stored profile, in the order the table prints them."""
+def compare(reference: dict[str, Any], sample: Sample, thresholds: Thresholds, fitted_reference: bool = False) -> list[Check]:
+    """Every check of ``sample`` against a stored profile, in the order the table prints them.
+    ``fitted_reference``: the reference is the model's own training data, whose OOV rate and confidence
+    are optimistic (the vocabulary and weights were fitted to it); those two are shown, not judged."""
     labels = list(reference["labels"])
     ref_labels = np.array([reference["labels"][k] for k in labels])
     new_labels = sample.label_shares()
@@ -183,11 +185,14 @@ def compare(reference: dict[str, Any], sample: Sample, thresholds: Thresholds) -
                      psi_p_value(value, len(ref["shares"]), n_ref, n_new))
 
     label_psi = psi(ref_labels, new_labels)
+    fit_threshold = (lambda t: None) if fitted_reference else (lambda t: t)
+    fit_note = "reference = training data: not judged" if fitted_reference else ""
     checks = [
-        Check("oov rate", "increase", sample.oov_rate - reference["oov_rate"], thresholds.oov,
-              f"{reference['oov_rate']:.2%}", f"{sample.oov_rate:.2%}"),
+        Check("oov rate", "increase", sample.oov_rate - reference["oov_rate"], fit_threshold(thresholds.oov),
+              f"{reference['oov_rate']:.2%}", f"{sample.oov_rate:.2%}", fit_note),
         spread("length", sample.lengths, ".0f", current_length),
-        spread("confidence", sample.confidence, ".3f", current_conf),
+        dataclasses.replace(spread("confidence", sample.confidence, ".3f", current_conf),
+                            threshold=fit_threshold(thresholds.psi)),
         Check("predicted labels", "PSI", label_psi, thresholds.psi,
               " ".join(f"{k} {v:.0%}" for k, v in zip(labels, ref_labels)),
               " ".join(f"{k} {v:.0%}" for k, v in zip(labels, new_labels)), "",

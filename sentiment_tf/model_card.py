@@ -188,6 +188,21 @@ def _limitations(c: _Card) -> list[str]:
     return out
 
 
+def _monitoring(c: _Card) -> list[str]:
+    profile = c.metadata.get("profile")
+    if not profile:
+        return []
+    length = profile["length"]["quantiles"]
+    unit = "jieba tokens" if c.family == "lstm" else "word pieces"
+    return ["## Monitoring", "",
+            f"Input profile of the test split ({profile['texts']} texts), which `python -m sentiment_tf.monitor` compares "
+            "new data with:", "",
+            f"- OOV rate {profile['oov_rate']:.2%}; length median {length[50]:.0f}, p90 {length[90]:.0f} {unit}; "
+            f"nothing to classify {profile['nothing_share']:.2%}",
+            "- predicted labels: " + ", ".join(f"{k} {v:.1%}" for k, v in profile["labels"].items()),
+            f"- top tokens: {' '.join(t for t, _ in profile['top_tokens'][:15])}", ""]
+
+
 def _versions(c: _Card) -> list[str]:
     out = ["## Software versions", "", ", ".join(f"{k} {v}" for k, v in {**package_versions(),
                                                                          **c.metadata.get("versions", {})}.items()), ""]
@@ -209,7 +224,8 @@ def _reproduce(c: _Card) -> list[str]:
     return out
 
 
-SECTIONS = (_details, _intended_use, _training_data, _preprocessing, _procedure, _evaluation, _limitations, _versions, _reproduce)
+SECTIONS = (_details, _intended_use, _training_data, _preprocessing, _procedure, _evaluation, _limitations, _monitoring,
+            _versions, _reproduce)
 
 
 def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:

@@ -33,9 +33,13 @@ class MonitorConfig:
 
     model: str = option("Export (a version directory, or a base directory: its newest version).", default="")
     data: str = option("New texts: CSV/TSV/JSON lines/Excel (column --text-col) or .txt, one per line.", default="")
-    reference: str | None = option("Compare with these texts instead of the export's recorded test-split profile.",
+    reference: str | None = option("Compare with these texts instead of the export's recorded test-split profile "
+                                   "(held-out texts compare best: on the model's own training data, OOV rate and "
+                                   "confidence are optimistic, so for that file they are shown, not judged).",
                                    default=None)
-    text_col: str = option("Text column of --data and --reference.", default="text")
+    text_col: str = option("Text column of --data (and of --reference, unless --reference-text-col).", default="text")
+    reference_text_col: str | None = option("Text column of --reference when it differs (e.g. the training data's).",
+                                            default=None)
     output: str | None = option("Directory for drift.json and drift.png (default: runs/monitor-<time>).",
                                 default=None)
     psi: float = option("PSI above this (length, confidence, predicted labels) is drift.", above=0, default=0.2)
@@ -71,6 +75,20 @@ def measure(predictor, path: str, text_col: str, batch_size: int, what: str) -> 
                                 predictor.label_names)
 
 
+def is_training_data(version_dir: Path, path: str) -> bool:
+    """Whether ``path`` is the training file recorded in the export's config."""
+    import json
+
+    from sentiment_tf.export import META_DIR
+
+    try:
+        config = json.loads((version_dir / META_DIR / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    trained_on = (config.get("DataConfig") or {}).get("data")
+    return bool(trained_on) and Path(trained_on).resolve() == Path(path).resolve()
+
+
 def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (MonitorConfig,))
     setup_logging(cfg.verbose)
@@ -90,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = Predictor.load(version_dir)
     if cfg.reference is not None:
-        reference = measure(predictor, cfg.reference, cfg.text_col, cfg.batch_size, "--reference").profile()
+        reference = measure(predictor, cfg.reference, cfg.reference_text_col or cfg.text_col, cfg.batch_size,
+                            "--reference").profile()
     sample = measure(predictor, cfg.data, cfg.text_col, cfg.batch_size, "--data")
-    checks = drift.compare(reference, sample, drift.Thresholds(cfg.psi, cfg.oov, cfg.nothing))
+    checks = drift.compare(reference, sample, drift.Thresholds(cfg.psi, cfg.oov, cfg.nothing),
+                           fitted_reference=cfg.reference is not None and is_training_data(version_dir, cfg.reference))
     drifted = [c for c in checks if c.drift]
 
     against = cfg.reference or f"the test split profile in {version_dir.name}/ ({reference['texts']} texts)"

@@ -6,6 +6,7 @@
     curl -s localhost:8501/predict -d '{"texts": ["这家酒店很干净", "太差了"]}'
     curl -s localhost:8501/v1/models/lstm:predict -d '{"instances": ["这家酒店很干净"]}'
     curl -s localhost:8501/v1/models/lstm          # version status, as TF Serving reports it
+    curl -s localhost:8501/metrics                 # Prometheus: requests, latency, labels, confidence, OOV
 
 Clients send **raw text** to every route: LSTM models are segmented here with the jieba settings
 recorded in the export (TF Serving itself would need pre-segmented text, see `sentiment_tf.client`);
@@ -43,7 +44,7 @@ from fastapi import (  # module level: FastAPI resolves the route annotations he
     Request,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_tf import config as config_lib
@@ -51,6 +52,7 @@ from sentiment_tf.config import option, parse_configs
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export import metadata_path, resolve_version_dir, versions
 from sentiment_tf.http_limits import LimitExceeded, RequestLimits, protocol_with_timeout
+from sentiment_tf.metrics import HttpMetrics, ServeMetrics
 from sentiment_tf.segment_pool import segment_texts
 from sentiment_tf.text import has_words
 
@@ -356,8 +358,9 @@ class _Pending:
     future: asyncio.Future
 
 
-def _run_batch(predictor: Any, items: list[_Pending]) -> Any:
-    """One model call (per 256 texts) for every waiting request.
+def _run_batch(predictor: Any, items: list[_Pending]) -> tuple[Any, int, int]:
+    """One model call (per 256 texts) for every waiting request: its predictions, and the number of
+    model tokens and unknown tokens in it (for the OOV metric).
 
     Requests arrive already segmented (see :meth:`ModelSlot.submit`); one segmented by a
     version that has since been replaced is segmented again with the serving version's tokenizer.
@@ -366,7 +369,9 @@ def _run_batch(predictor: Any, items: list[_Pending]) -> Any:
     for it in items:
         ready = it.inputs is not None and (it.prepared_by is None or it.prepared_by is predictor)
         inputs.extend(it.inputs if ready else predictor.prepare(it.texts))
-    return predictor.predict(inputs, prepared=True)
+    result = predictor.predict(inputs, prepared=True)
+    tokens = predictor.tokens(inputs, prepared=True)
+    return result, sum(len(t) for t in tokens.tokens), sum(tokens.oov)
 
 
 async def _take_batch(queue: asyncio.Queue, cfg: ServeConfig) -> list[_Pending]:
@@ -391,7 +396,11 @@ async def _take_batch(queue: asyncio.Queue, cfg: ServeConfig) -> list[_Pending]:
     return items
 
 
-def _answer(items: list[_Pending], version: int, result: Any) -> None:
+def _answer(items: list[_Pending], version: int, batch: tuple[Any, int, int], slot: "ModelSlot",
+            metrics: ServeMetrics) -> None:
+    result, tokens, oov = batch
+    metrics.batch(slot.name, len(result.labels))
+    metrics.predicted(slot.name, version, result.labels, result.probabilities, tokens, oov)
     start = 0
     for it in items:
         end = start + len(it.texts)
@@ -410,9 +419,11 @@ def _still_predicts(predictor: Any) -> bool:
         return False
 
 
-async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolExecutor) -> None:
+async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolExecutor,
+                        metrics: ServeMetrics) -> None:
     loop = asyncio.get_running_loop()
     assert slot.queue is not None
+    published: set[int] = set()
     while True:
         items = await _take_batch(slot.queue, cfg)
         loaded = slot.current
@@ -421,8 +432,12 @@ async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolE
                 if not it.future.done():
                     it.future.set_exception(ApiError(503, f"no version of model {slot.name} is available"))
             continue
+        if loaded.version not in published:
+            published.add(loaded.version)
+            metrics.loaded(slot.name, loaded.version, loaded.predictor.metadata)
         try:
-            _answer(items, loaded.version, await loop.run_in_executor(executor, _run_batch, loaded.predictor, items))
+            _answer(items, loaded.version, await loop.run_in_executor(executor, _run_batch, loaded.predictor, items),
+                    slot, metrics)
             continue
         except Exception as err:  # noqa: BLE001 - find the culprit below
             if len(items) == 1:
@@ -433,7 +448,7 @@ async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolE
                 for it in items:
                     try:
                         _answer([it], loaded.version, await loop.run_in_executor(executor, _run_batch,
-                                                                                 loaded.predictor, [it]))
+                                                                                 loaded.predictor, [it]), slot, metrics)
                     except Exception as one_err:  # noqa: BLE001 - reported to that request only
                         failures.append((it, one_err))
         server_fault = not await loop.run_in_executor(executor, _still_predicts, loaded.predictor)
@@ -553,7 +568,8 @@ def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, A
     return rows
 
 
-def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
+def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetrics | None = None) -> Any:
+    metrics = metrics or ServeMetrics()
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
     segmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment")  # jieba: one GIL anyway
@@ -577,7 +593,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
     async def lifespan(app: FastAPI):
         for slot in slots.values():
             slot.queue = asyncio.Queue()
-            slot.worker = asyncio.create_task(_batch_worker(slot, cfg, executor))
+            slot.worker = asyncio.create_task(_batch_worker(slot, cfg, executor, metrics))
         maintainer = asyncio.create_task(maintain())
         yield
         for task in [maintainer, *(s.worker for s in slots.values())]:
@@ -601,6 +617,11 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot]) -> Any:
         return JSONResponse({"status": "ok" if healthy else "unavailable",
                              "models": {name: s.current.version if s.current else None for name, s in slots.items()}},
                             status_code=200 if healthy else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/v1/models/{name}")
     async def model_status(name: str) -> dict[str, Any]:
@@ -645,9 +666,11 @@ def main(argv: list[str] | None = None) -> int:
         slots[name] = slot = ModelSlot.open(name, base, cfg.segment_workers)
         log.info("model %s: version %d of %s (%s) loaded in %.1fs", name, slot.current.version, slot.base,
                  slot.current.predictor.metadata.get("family"), time.perf_counter() - t0)
-    app = RequestLimits(create_app(cfg, slots), cfg.max_body_bytes, cfg.timeout_request, cfg.resolved_api_key())
+    metrics = ServeMetrics()
+    app = HttpMetrics(RequestLimits(create_app(cfg, slots, metrics), cfg.max_body_bytes, cfg.timeout_request,
+                                    cfg.resolved_api_key()), metrics)
     print(f"serving {', '.join(slots)} on http://{cfg.host}:{cfg.port}  (POST /predict, "
-          f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz)", flush=True)
+          f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz, /metrics)", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if cfg.verbose else "warning",
                 http=protocol_with_timeout(cfg.timeout_request), limit_concurrency=cfg.limit_concurrency,
                 timeout_keep_alive=cfg.timeout_keep_alive, timeout_graceful_shutdown=cfg.shutdown_timeout)
