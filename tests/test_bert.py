@@ -295,3 +295,32 @@ def test_bert_long_texts_are_scored_as_averaged_windows(bert_run, reviews):
     np.testing.assert_allclose(got[0], expected, atol=1e-6)
     np.testing.assert_allclose(got[1], p.predict(["很好"]).probabilities[0], atol=1e-6)
     assert p.windows("很好") == ["很好"]
+
+
+def test_embed_signature_is_the_pooled_output_the_classifier_reads(bert_run):
+    """`embed` gives the served probabilities, and its embedding through the checkpoint's own classifier
+    layer gives them again; the export's profile counts [UNK] pieces as the Predictor does."""
+    import tensorflow_text  # noqa: F401
+
+    from sentiment_tf.export import read_metadata
+    from sentiment_tf.models.bert import load_trained
+    from sentiment_tf.predictor import Predictor
+
+    work, _ = bert_run
+    version = work / "out" / "1"
+    loaded = tf.saved_model.load(str(version))
+    texts = tf.constant(["这家酒店很干净", "太差", "", "Ünïcödé 😀"])
+    out = loaded.signatures["embed"](text=texts)
+    served = loaded.signatures["serving_default"](text=texts)["probabilities"].numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), served, atol=1e-5)
+    meta = read_metadata(version)
+    trained = load_trained(version, meta)
+    assert out["embedding"].shape == (4, trained.model.config.hidden_size)
+    logits = trained.model.classifier(out["embedding"]).numpy()
+    np.testing.assert_allclose(tf.nn.softmax(logits / meta["temperature"]).numpy(), served, atol=1e-5)
+    predictor = Predictor.load(version)
+    embedded, probs = predictor.embed(["这家酒店很干净", "太差"])
+    np.testing.assert_allclose(embedded, out["embedding"].numpy()[:2], atol=1e-5)
+    view = predictor.tokens(["酒店😀"])
+    assert view.oov == [sum(t == "[UNK]" for t in view.tokens[0])] and view.oov[0] >= 1
+    assert 0 <= meta["profile"]["oov_rate"] < 1 and meta["profile"]["texts"] == 30

@@ -183,6 +183,50 @@ def test_client_against_the_service(server: Server, lstm_export: Path):
         ServingClient(server.url, "nope", lstm_export, segment=False).predict(["好"])
 
 
+def _metrics(server: Server) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def test_metrics_count_requests_errors_texts_labels_and_oov(server: Server, lstm_export: Path):
+    from sentiment_tf.predictor import Predictor
+
+    def value(metrics, name, **labels):
+        return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    predictor = Predictor.load(lstm_export)
+    texts = ["这家酒店很干净，服务也好", "太差了，再也不来了", "从未见过的词汇噼里啪啦"]
+    before = _metrics(server)
+    assert server.post("/predict", {"texts": texts}).status_code == 200
+    assert server.post("/v1/models/lstm:predict", {"instances": texts[:2]}).status_code == 200
+    assert server.post("/predict", b"{not json").status_code == 400
+    assert server.post("/v1/models/nope:predict", {"instances": ["好"]}).status_code == 404
+    after = _metrics(server)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("sentiment_tf_http_requests_total", route="/predict", status="200") == 1
+    assert delta("sentiment_tf_http_requests_total", route="/predict", status="400") == 1
+    assert delta("sentiment_tf_http_errors_total", route="/v1/models/{name}:predict", status="404") == 1
+    assert delta("sentiment_tf_http_request_seconds_count", route="/predict") == 2
+    assert delta("sentiment_tf_texts_total", model="lstm", version="1") == 5
+    expected = predictor.predict(texts + texts[:2]).labels
+    for label in set(expected):
+        assert delta("sentiment_tf_predicted_labels_total", model="lstm", version="1", label=label) == expected.count(label)
+    assert delta("sentiment_tf_confidence_count", model="lstm", version="1") == 5
+    tokens = predictor.tokens(texts + texts[:2])
+    assert delta("sentiment_tf_tokens_total", model="lstm", version="1") == sum(len(t) for t in tokens.tokens)
+    assert delta("sentiment_tf_oov_tokens_total", model="lstm", version="1") == sum(tokens.oov) > 0
+    assert value(after, "sentiment_tf_reference_oov_rate", model="lstm", version="1") == pytest.approx(
+        predictor.metadata["profile"]["oov_rate"])
+    assert delta("sentiment_tf_batch_texts_sum", model="lstm") == 5
+
+
 @pytest.mark.parametrize("path, body, status, fragment", [
     ("/predict", b"{not json", 400, "malformed JSON"),
     ("/predict", {"texts": []}, 400, "non-empty list"),
