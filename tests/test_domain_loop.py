@@ -168,16 +168,20 @@ def test_selected_file_is_read_back_by_finetune(loop, unlabelled):
 
 
 def test_select_bad_input_is_one_line_error(loop, unlabelled):
+    from sentiment_tf import select
+    from sentiment_tf.errors import UserError
+
     proc = cli("select", "--model", str(loop.model), "--unlabelled", str(unlabelled), "--text-col", "review",
                "--budget", "5000", "--output", "x.csv", cwd=loop.work)
     assert_user_error(proc, "--budget 5000", "candidate texts")
+    base = ["--model", str(loop.model), "--unlabelled", str(unlabelled), "--output", str(loop.work / "x.csv")]
+    for argv, message in ((base, "column 'text' not found in --unlabelled .*review"),
+                          (base[:1] + [str(loop.work)] + base[2:], "not a sentiment_tf model"),
+                          (base + ["--text-col", "review", "--budget", "0"], "--budget must be at least 1"),
+                          (base + ["--text-col", "review", "--exclude", "nope.csv"], "not found: nope.csv")):
+        with pytest.raises(UserError, match=message):
+            select.main(argv)
     assert not (loop.work / "x.csv").exists()
-    proc = cli("select", "--model", str(loop.model), "--unlabelled", str(unlabelled), "--output", "x.csv", cwd=loop.work)
-    assert_user_error(proc, "column 'text' not found", "review")
-    proc = cli("select", "--model", str(loop.work), "--unlabelled", str(unlabelled), cwd=loop.work)
-    assert_user_error(proc, "not a sentiment_tf model")
-    proc = cli("select", "--model", str(loop.model), "--unlabelled", str(unlabelled), "--budget", "0", cwd=loop.work)
-    assert_user_error(proc, "--budget")
 
 
 def test_old_export_without_embed_is_a_clear_error(loop):
@@ -254,28 +258,32 @@ def test_monitor_against_a_reference_file(loop):
 
 
 def test_monitor_bad_input_exits_2(loop):
+    import shutil
+
+    from sentiment_tf import monitor
+    from sentiment_tf.errors import UserError
+
     proc = cli("monitor", "--model", str(loop.model), "--data", "missing.csv", "--output", "mx", cwd=loop.work)
     assert_user_error(proc, "--data file not found: missing.csv")
     pd.DataFrame({"text": ["好"] * 5}).to_csv(loop.work / "five.csv", index=False)
-    proc = cli("monitor", "--model", str(loop.model), "--data", "five.csv", "--output", "mx", cwd=loop.work)
-    assert_user_error(proc, "has 5 texts", "at least 20")
-    proc = cli("monitor", "--model", str(loop.model), "--data", "fresh.csv", "--psi", "0", cwd=loop.work)
-    assert_user_error(proc, "--psi")
-    import shutil
-
     damaged = loop.work / "damaged"
     shutil.copytree(loop.version, damaged / "1")
     meta_path = damaged / "1" / "assets.extra" / "sentiment_tf.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["profile"]["length"]["shares"] = [1.0]
     meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    proc = cli("monitor", "--model", str(damaged), "--data", "fresh.csv", "--text-col", "review", cwd=loop.work)
-    assert_user_error(proc, "data profile is damaged", "--reference")
+    fresh = ["--data", str(loop.work / "fresh.csv"), "--text-col", "review", "--output", str(loop.work / "mx")]
+    for argv, message in ((["--model", str(loop.model), "--data", str(loop.work / "five.csv"), "--output", str(loop.work / "mx")],
+                           "has 5 texts.*at least 20"),
+                          (["--model", str(loop.model), *fresh, "--psi", "0"], "--psi must be above 0"),
+                          (["--model", str(damaged), *fresh], "data profile is damaged.*--reference")):
+        with pytest.raises(UserError, match=message):
+            monitor.main(argv)
     meta.pop("profile")
     meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    proc = cli("monitor", "--model", str(damaged), "--data", "fresh.csv", "--text-col", "review", cwd=loop.work)
-    assert_user_error(proc, "records no data profile", "--reference")
-    assert not (loop.work / "mx").exists() and not (loop.work / "runs").exists()
+    with pytest.raises(UserError, match="records no data profile.*--reference"):
+        monitor.main(["--model", str(damaged), *fresh])
+    assert not (loop.work / "mx").exists()
 
 
 def test_psi_and_its_significance():
