@@ -9,26 +9,23 @@ In Python, use :class:`sentiment_tf.predictor.Predictor`.
 from __future__ import annotations
 
 import argparse
+import itertools
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from sentiment_tf import atomic
-from sentiment_tf.data import read_text_rows
+import pandas as pd
+
+from sentiment_tf import atomic, streaming
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export import describe_versions
 from sentiment_tf.predictor import Predictions, Predictor
 
+log = logging.getLogger("sentiment_tf.predict")
+
 __all__ = ["Predictor", "Predictions", "main"]  # Predictor is importable from here too, as it always was
-
-
-def read_inputs(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """The input table (every column kept; texts in ``--text-col``) and its encoding."""
-    import pandas as pd
-
-    if args.input:
-        return read_text_rows(args.input, args.text_col, "input")
-    return pd.DataFrame({args.text_col: list(args.texts)}), None
 
 
 def with_predictions(frame: Any, preds: Predictions) -> Any:
@@ -57,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="A text longer than the model reads: 'cut' scores its beginning (or what --truncation "
                         "kept in training), 'window' scores overlapping windows and averages them. [default: cut]")
     parser.add_argument("--batch-size", type=int, default=256, help="Texts per model call. [default: 256]")
+    parser.add_argument("--chunk-size", type=int, default=20000, help="Rows of --input read, predicted and written "
+                        "at a time (memory stays flat in the file's size; a killed run with --output continues after "
+                        "its last written chunk when started again). [default: 20000]")
     parser.add_argument("--list-versions", action="store_true", help="List the versions in --model (a base "
                         "directory): date, family, test metrics, training data, tokenizer; then exit.")
     parser.add_argument("--verbose", action="store_true", help="Debug logging.")
@@ -90,24 +90,45 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("give texts on the command line or --input FILE, not both")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.chunk_size < 1:
+        raise UserError(f"--chunk-size must be at least 1, got {args.chunk_size}")
     if args.output:
         atomic.check_writable(args.output, "--output")
-    frame, encoding = read_inputs(args)
-    texts = [t if isinstance(t, str) else "" for t in frame[args.text_col]]
-    if not texts:
+    if args.input:
+        chunks, encoding = streaming.read_chunks(args.input, args.text_col, args.chunk_size)
+    else:
+        chunks, encoding = iter([pd.DataFrame({args.text_col: list(args.texts)})]), None
+    first = next(chunks, None)
+    if first is None or not len(first):
         raise UserError("nothing to classify: pass texts as arguments or --input FILE")
     predictor = Predictor.load(args.model)
     print(f"model: {predictor.version_dir} (version {predictor.version_dir.name}, trained "
           f"{predictor.metadata.get('created', '?')})", file=sys.stderr)
-    preds = predictor.predict(texts, batch_size=args.batch_size, long_text=args.long_text)
+    writer = None
     if args.output:
-        out = with_predictions(frame, preds)
-        bom = args.excel or encoding == "utf-8-sig"
-        atomic.write_bytes(args.output, out.to_csv(index=False).encode("utf-8-sig" if bom else "utf-8"))
-        print(f"wrote {len(out)} predictions to {args.output}")
-    else:
-        for text, label, p in zip(texts, preds.labels, preds.probabilities):
-            print(f"{label}\t{p.max():.4f}\t{text}")
+        job = streaming.job_description(args.input, model=str(predictor.version_dir.resolve()), text_col=args.text_col,
+                                        long_text=args.long_text) if args.input else {"texts": list(args.texts)}
+        writer = streaming.ResumableCsv(args.output, job, bom=args.excel or encoding == "utf-8-sig")
+        if writer.rows:
+            print(f"resuming: {writer.rows} rows already in {writer.partial}", file=sys.stderr)
+    skip, done, t0 = writer.rows if writer else 0, 0, time.perf_counter()
+    for chunk in itertools.chain([first], chunks):
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        chunk, skip = chunk.iloc[skip:], 0
+        texts = [t if isinstance(t, str) else "" for t in chunk[args.text_col]]
+        preds = predictor.predict(texts, batch_size=args.batch_size, long_text=args.long_text)
+        done += len(texts)
+        if writer is not None:
+            writer.append(with_predictions(chunk, preds))
+            log.info("%d rows written (%.0f texts/s)", writer.rows, done / (time.perf_counter() - t0))
+        else:
+            for text, label, p in zip(texts, preds.labels, preds.probabilities):
+                print(f"{label}\t{p.max():.4f}\t{text}")
+    if writer is not None:
+        writer.finish()
+        print(f"wrote {writer.rows} predictions to {args.output}")
     return 0
 
 
