@@ -63,6 +63,15 @@ class Sample:
                    probs.max(axis=1), probs.argmax(axis=1), np.array([has_nothing(t) for t in cleaned], bool),
                    counts, list(labels))
 
+    @classmethod
+    def concat(cls, parts: list["Sample"]) -> "Sample":
+        """One sample of the texts of ``parts`` (chunks of one file)."""
+        counts: Counter = Counter()
+        for part in parts:
+            counts.update(part.counts)
+        return cls(*(np.concatenate([getattr(part, f) for part in parts]) for f in
+                     ("lengths", "oov", "confidence", "predicted", "nothing")), counts, parts[0].labels)
+
     @property
     def oov_rate(self) -> float:
         return float(self.oov.sum() / max(self.lengths.sum(), 1.0))

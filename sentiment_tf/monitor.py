@@ -47,6 +47,8 @@ class MonitorConfig:
     nothing: float = option("Share of texts with nothing to classify this much above the reference's is drift.",
                             above=0, default=0.05)
     batch_size: int = option("Texts per model call.", at_least=1, default=256)
+    chunk_size: int = option("Rows read and measured at a time (the file may be bigger than memory).", at_least=1,
+                             default=20000)
     verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
@@ -59,20 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     return config_lib.build_parser("monitor", __doc__, MonitorConfig)
 
 
-def measure(predictor, path: str, text_col: str, batch_size: int, what: str) -> drift.Sample:
-    """The texts of one file under ``predictor``: tokens, OOV, lengths, calibrated probabilities."""
-    from sentiment_tf.data import read_text_rows
+def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chunk_rows: int = 20000) -> drift.Sample:
+    """The texts of one file under ``predictor`` — tokens, OOV, lengths, calibrated probabilities —
+    read and measured in chunks, so the file may be bigger than memory."""
+    from sentiment_tf.streaming import read_chunks
     from sentiment_tf.text import clean_text
 
-    frame, _ = read_text_rows(path, text_col, what)
-    texts = [t if isinstance(t, str) else "" for t in frame[text_col]]
-    if len(texts) < MIN_TEXTS:
-        raise UserError(f"{what} {path} has {len(texts)} texts; comparing distributions needs at least {MIN_TEXTS}")
     lowercase = bool((predictor.metadata.get("cleaning") or {}).get(
         "lowercase", (predictor.metadata.get("tokenizer") or {}).get("lowercase", True)))
-    probs = predictor.predict(texts, batch_size=batch_size).probabilities
-    return drift.Sample.measure([clean_text(t, lowercase) for t in texts], predictor.tokens(texts), probs,
-                                predictor.label_names)
+    chunks, _ = read_chunks(path, text_col, chunk_rows, what)
+    parts = []
+    for chunk in chunks:
+        texts = [t if isinstance(t, str) else "" for t in chunk[text_col]]
+        probs = predictor.predict(texts, batch_size=batch_size).probabilities
+        parts.append(drift.Sample.measure([clean_text(t, lowercase) for t in texts], predictor.tokens(texts), probs,
+                                          predictor.label_names))
+    return drift.Sample.concat(parts)
+
+
+def check_enough(path: str, text_col: str, what: str) -> None:
+    """Refuses (before the model loads) a file without the text column or with too few texts to compare."""
+    from sentiment_tf.streaming import read_chunks
+
+    chunks, _ = read_chunks(path, text_col, MIN_TEXTS, what)
+    first = next(chunks, None)
+    n = 0 if first is None else len(first)
+    if n < MIN_TEXTS:
+        raise UserError(f"{what} {path} has {n} texts; comparing distributions needs at least {MIN_TEXTS}")
 
 
 def is_training_data(version_dir: Path, path: str) -> bool:
@@ -100,17 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     meta = read_metadata(version_dir)
     if cfg.reference is None:
         reference = drift.check_profile(meta.get("profile"), meta["labels"], str(version_dir))
-    for path, what in ((cfg.data, "--data"), (cfg.reference, "--reference")):
-        if path is not None and not Path(path).is_file():
-            raise UserError(f"{what} file not found: {path}")
+    check_enough(cfg.data, cfg.text_col, "--data")
+    if cfg.reference is not None:
+        check_enough(cfg.reference, cfg.reference_text_col or cfg.text_col, "--reference")
 
     from sentiment_tf.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     if cfg.reference is not None:
         reference = measure(predictor, cfg.reference, cfg.reference_text_col or cfg.text_col, cfg.batch_size,
-                            "--reference").profile()
-    sample = measure(predictor, cfg.data, cfg.text_col, cfg.batch_size, "--data")
+                            "--reference", cfg.chunk_size).profile()
+    sample = measure(predictor, cfg.data, cfg.text_col, cfg.batch_size, "--data", cfg.chunk_size)
     checks = drift.compare(reference, sample, drift.Thresholds(cfg.psi, cfg.oov, cfg.nothing),
                            fitted_reference=cfg.reference is not None and is_training_data(version_dir, cfg.reference))
     drifted = [c for c in checks if c.drift]

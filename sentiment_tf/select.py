@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
 import sys
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from sentiment_tf import atomic, selection
 from sentiment_tf import config as config_lib
 from sentiment_tf.config import option, parse_configs
-from sentiment_tf.data import read_text_rows
+from sentiment_tf.streaming import read_chunks
 from sentiment_tf.errors import UserError, run_cli, setup_logging
 from sentiment_tf.text import clean_text, has_words
 
@@ -56,6 +58,10 @@ class SelectConfig:
                                 metavar="FILE", default_factory=list)
     seed: int = option("Seed: the same inputs and seed choose the same texts.", default=42)
     batch_size: int = option("Texts per model call.", at_least=1, default=256)
+    chunk_size: int = option("Rows read at a time (the file may be bigger than memory).", at_least=1, default=20000)
+    max_candidates: int = option("Choose among at most this many candidates: beyond it, a seeded uniform sample "
+                                 "(reservoir sampling while reading), which bounds memory and time.", at_least=1,
+                                 default=100000)
     excel: bool = option("Write UTF-8 with a byte-order mark (for Excel; done anyway when the input had one).",
                          default=False)
     verbose: bool = option("Debug logging.", default=False)
@@ -70,30 +76,53 @@ def build_parser() -> argparse.ArgumentParser:
     return config_lib.build_parser("select", __doc__, SelectConfig)
 
 
-def candidates(frame, cfg: SelectConfig, lowercase: bool) -> tuple[np.ndarray, dict[str, int]]:
-    """Row positions of ``frame`` that may be chosen, and why the others may not."""
-    cleaned = [clean_text(t, lowercase) if isinstance(t, str) else "" for t in frame[cfg.text_col]]
-    excluded: set[str] = set()
+def excluded_texts(cfg: SelectConfig, lowercase: bool) -> set[str]:
+    out: set[str] = set()
     for path in cfg.exclude:
-        other, _ = read_text_rows(path, cfg.text_col, "--exclude")
-        excluded.update(clean_text(t, lowercase) for t in other[cfg.text_col] if isinstance(t, str))
-    labelled = (frame[cfg.label_col].notna() & (frame[cfg.label_col].astype(str).str.strip() != "")).to_numpy() \
-        if cfg.label_col in frame.columns else np.zeros(len(frame), bool)
-    counts = {"rows": len(frame), "empty": 0, "labelled": 0, "excluded": 0, "duplicates": 0}
-    keep, seen = [], set()
-    for i, text in enumerate(cleaned):
-        if not has_words(text):
-            counts["empty"] += 1
-        elif labelled[i]:
-            counts["labelled"] += 1
-        elif text in excluded:
-            counts["excluded"] += 1
-        elif text in seen:
-            counts["duplicates"] += 1
-        else:
-            seen.add(text)
-            keep.append(i)
-    return np.array(keep, dtype=np.int64), counts
+        chunks, _ = read_chunks(path, cfg.text_col, cfg.chunk_size, "--exclude")
+        for chunk in chunks:
+            out.update(clean_text(t, lowercase) for t in chunk[cfg.text_col] if isinstance(t, str))
+    return out
+
+
+def candidates(cfg: SelectConfig, lowercase: bool) -> tuple[pd.DataFrame, str | None, dict[str, int]]:
+    """The rows of ``--unlabelled`` that may be chosen (read in chunks; beyond ``--max-candidates``, a
+    seeded uniform sample of them, by reservoir sampling), in input order, and why the others may not."""
+    excluded = excluded_texts(cfg, lowercase)
+    chunks, encoding = read_chunks(cfg.unlabelled, cfg.text_col, cfg.chunk_size, "--unlabelled")
+    rng = np.random.default_rng(cfg.seed)
+    counts = {"rows": 0, "empty": 0, "labelled": 0, "excluded": 0, "duplicates": 0, "candidates": 0}
+    seen: set[bytes] = set()  # digests, not texts: memory per distinct text stays small
+    kept: list[tuple] = []
+    columns: list[str] = []
+    for chunk in chunks:
+        columns = list(chunk.columns)
+        labels = chunk[cfg.label_col] if cfg.label_col in chunk.columns else None
+        for i, (row, text) in enumerate(zip(chunk.itertuples(index=False, name=None), chunk[cfg.text_col])):
+            number = counts["rows"] + i
+            cleaned = clean_text(text, lowercase) if isinstance(text, str) else ""
+            digest = hashlib.blake2b(cleaned.encode("utf-8"), digest_size=16).digest()
+            if not has_words(cleaned):
+                counts["empty"] += 1
+            elif labels is not None and pd.notna(labels.iloc[i]) and str(labels.iloc[i]).strip():
+                counts["labelled"] += 1
+            elif cleaned in excluded:
+                counts["excluded"] += 1
+            elif digest in seen:
+                counts["duplicates"] += 1
+            else:
+                seen.add(digest)
+                k = counts["candidates"]
+                counts["candidates"] += 1
+                if len(kept) < cfg.max_candidates:
+                    kept.append((number, row))
+                else:
+                    j = int(rng.integers(0, k + 1))
+                    if j < cfg.max_candidates:
+                        kept[j] = (number, row)
+        counts["rows"] += len(chunk)
+    kept.sort(key=lambda item: item[0])
+    return pd.DataFrame([row for _, row in kept], columns=columns), encoding, counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,32 +134,32 @@ def main(argv: list[str] | None = None) -> int:
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
     lowercase = bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
-    frame, encoding = read_text_rows(cfg.unlabelled, cfg.text_col, "--unlabelled")
-    rows, counts = candidates(frame, cfg, lowercase)
+    frame, encoding, counts = candidates(cfg, lowercase)
+    sampled = f" (a seeded sample of {len(frame)}: --max-candidates)" if len(frame) < counts["candidates"] else ""
     print(f"{counts['rows']} rows: {counts['empty']} with nothing to classify, {counts['labelled']} already labelled, "
-          f"{counts['excluded']} in --exclude, {counts['duplicates']} duplicates → {len(rows)} candidates",
-          file=sys.stderr)
-    if cfg.budget > len(rows):
-        raise UserError(f"--budget {cfg.budget} is more than the {len(rows)} candidate texts in {cfg.unlabelled}; "
-                        "lower --budget (or label them all)")
+          f"{counts['excluded']} in --exclude, {counts['duplicates']} duplicates → {counts['candidates']} candidates"
+          f"{sampled}", file=sys.stderr)
+    if cfg.budget > len(frame):
+        raise UserError(f"--budget {cfg.budget} is more than the {len(frame)} candidate texts in {cfg.unlabelled}; "
+                        "lower --budget (or label them all)" + (" or raise --max-candidates" if sampled else ""))
 
     from sentiment_tf.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
-    texts = [frame[cfg.text_col].iloc[i] for i in rows]
+    texts = frame[cfg.text_col].tolist()
     if cfg.strategy in selection.NEEDS_EMBEDDINGS:
         embeddings, probs = predictor.embed(texts, cfg.batch_size)
     else:
         embeddings, probs = None, predictor.predict(texts, batch_size=cfg.batch_size).probabilities
     order = selection.choose(cfg.strategy, probs, embeddings, cfg.budget, cfg.seed, cfg.uncertainty)
 
-    out = frame.iloc[rows[order]].copy()
+    out = frame.iloc[order].copy()
     out["rank"] = np.arange(1, len(order) + 1)
     out["uncertainty"] = selection.uncertainty(probs, cfg.uncertainty)[order].round(6)
     out[cfg.label_col] = ""
     bom = cfg.excel or encoding == "utf-8-sig"
     atomic.write_bytes(cfg.output, out.to_csv(index=False).encode("utf-8-sig" if bom else "utf-8"))
-    print(f"chose {len(out)} of {len(rows)} texts ({cfg.strategy}; mean uncertainty {out['uncertainty'].mean():.3f} "
+    print(f"chose {len(out)} of {len(frame)} texts ({cfg.strategy}; mean uncertainty {out['uncertainty'].mean():.3f} "
           f"vs {selection.uncertainty(probs, cfg.uncertainty).mean():.3f} over all candidates) → {cfg.output}")
     print(f"label them in column {cfg.label_col!r} ({', '.join(predictor.label_names)}), then: python -m "
           f"sentiment_tf.finetune --from {cfg.model} --data {cfg.output} --text-col {cfg.text_col} "

@@ -133,6 +133,22 @@ def test_select_chooses_budget_new_distinct_candidates_deterministically(loop, u
     assert (strategy == "uncertainty") == other.equals(chosen)  # only uncertainty ignores the seed (no ties here)
 
 
+def test_select_samples_a_large_pool_and_reads_it_in_chunks(loop, unlabelled):
+    """--max-candidates: a seeded uniform sample of the candidates (reservoir sampling while reading
+    --chunk-size rows at a time) — the same sample whatever the chunk size."""
+    a = _select(loop, unlabelled, "hybrid", 20, "cap-a.csv", "--max-candidates", "100", "--chunk-size", "7")
+    b = _select(loop, unlabelled, "hybrid", 20, "cap-b.csv", "--max-candidates", "100", "--chunk-size", "5000")
+    pd.testing.assert_frame_equal(a, b)
+    whole = _select(loop, unlabelled, "hybrid", 20, "cap-c.csv", "--chunk-size", "7")
+    pd.testing.assert_frame_equal(whole, _select(loop, unlabelled, "hybrid", 20, "hybrid-20.csv"))
+    from sentiment_tf import select
+    from sentiment_tf.errors import UserError
+
+    with pytest.raises(UserError, match="more than the 100 candidate.*--max-candidates"):
+        select.main(["--model", str(loop.model), "--unlabelled", str(unlabelled), "--text-col", "review",
+                     "--budget", "150", "--max-candidates", "100", "--output", str(loop.work / "cap-x.csv")])
+
+
 def test_uncertainty_chooses_the_least_certain_and_hybrid_prefers_them(loop, unlabelled):
     from sentiment_tf import selection
     from sentiment_tf.predictor import Predictor
@@ -225,6 +241,12 @@ def test_monitor_in_distribution_is_0_english_and_news_are_1(loop, neutral_texts
     assert "no drift" in proc.stdout and "Traceback" not in proc.stderr
     report = json.loads((loop.work / "m0" / "drift.json").read_text(encoding="utf-8"))
     assert report["drift"] is False and report["texts"] == 300
+    from sentiment_tf import monitor
+
+    assert monitor.main(["--model", str(loop.model), "--data", str(loop.work / "fresh.csv"), "--text-col", "review",
+                         "--chunk-size", "7", "--output", str(loop.work / "m0-chunks")]) == 0
+    chunked = json.loads((loop.work / "m0-chunks" / "drift.json").read_text(encoding="utf-8"))
+    assert [c["value"] for c in chunked["checks"]] == pytest.approx([c["value"] for c in report["checks"]], abs=1e-6)
     assert {c["check"] for c in report["checks"]} >= {"oov rate", "length (tokens)", "predicted labels"}
     assert (loop.work / "m0" / "drift.png").stat().st_size > 10_000
     for data, col in (("english.csv", "text"), ("news.txt", "text")):
