@@ -435,8 +435,8 @@ class BertServing(tf.Module):
         # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
         # traced copy of every layer. The lambda keeps the model callable without tracking it.
         self.model_weights = weights_by_name(model)
-        self._logits = lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).logits
-        # TFBertForSequenceClassification's head reads the pooler output ([CLS] → dense → tanh)
+        # TFBertForSequenceClassification is bert → dropout (off) → classifier, on the pooler output
+        # ([CLS] → dense → tanh); calling the two parts exposes the features `embed` returns.
         self._pooled = lambda ids, mask: model.bert(input_ids=ids, attention_mask=mask, training=False).pooler_output
         self._head = lambda pooled: model.classifier(pooled)
         self.vocab = tf.saved_model.Asset(vocab_path)
@@ -463,19 +463,26 @@ class BertServing(tf.Module):
         sep = tf.fill([n, 1], tf.constant(self.ids["sep"], tf.int64))
         return tf.concat([cls, pieces, sep], axis=1)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.int64)])
+    def features(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The pooled output and the logits: the one traced copy of the network every signature calls."""
+        pooled = self._pooled(tf.cast(input_ids, tf.int32), tf.cast(attention_mask, tf.int32))
+        return {"pooled": tf.cast(pooled, tf.float32), "logits": tf.cast(self._head(pooled), tf.float32)}
+
     def _predict(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = self._logits(tf.cast(input_ids, tf.int32), tf.cast(attention_mask, tf.int32))
-        probs = tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1)
+        probs = tf.nn.softmax(self.features(input_ids, attention_mask)["logits"] / self.temperature, axis=-1)
         label_id = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label_id": label_id, "label": tf.gather(self.label_names, label_id)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
-    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        # Calls into the other signatures, so the SavedModel holds one copy of each graph.
+    def _encode_text(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         tokens = self.tokenize(text)
         input_ids = tokens["input_ids"]
-        mask = tf.sequence_mask(tokens["length"], maxlen=tf.shape(input_ids)[1], dtype=tf.int64)
-        return self.encoded(input_ids, mask)
+        return input_ids, tf.sequence_mask(tokens["length"], maxlen=tf.shape(input_ids)[1], dtype=tf.int64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        # Calls into the other functions, so the SavedModel holds one copy of each graph.
+        return self.encoded(*self._encode_text(text))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="input_ids"),
                                   tf.TensorSpec([None, None], tf.int64, name="attention_mask")])
@@ -484,13 +491,8 @@ class BertServing(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def embed(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        tokens = self.tokenize(text)
-        input_ids = tf.cast(tokens["input_ids"], tf.int32)
-        mask = tf.sequence_mask(tokens["length"], maxlen=tf.shape(input_ids)[1], dtype=tf.int32)
-        pooled = self._pooled(input_ids, mask)
-        logits = self._head(pooled)
-        return {"embedding": tf.cast(pooled, tf.float32),
-                "probabilities": tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1)}
+        out = self.features(*self._encode_text(text))
+        return {"embedding": out["pooled"], "probabilities": tf.nn.softmax(out["logits"] / self.temperature, axis=-1)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:

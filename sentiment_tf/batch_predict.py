@@ -1,0 +1,203 @@
+"""Bulk scoring on Apache Beam: ``python -m sentiment_tf.batch_predict`` (``pip install '.[beam]'``).
+
+    python -m sentiment_tf.batch_predict --model saved_models/lstm --input 'reviews-*.csv' --text-col review --output preds
+    python -m sentiment_tf.batch_predict --model gs://bucket/lstm/3 --input 'gs://bucket/in/*.jsonl' --output gs://bucket/out \\
+        --runner DataflowRunner --project P --region R --temp_location gs://bucket/tmp   # any Beam pipeline option
+
+Files (CSV/TSV/JSON lines/text; each read in row chunks, as ``predict`` reads them) → the text of
+``--text-col`` → segmented with the export's recorded jieba settings (checked, as ``predict`` checks
+them; BERT exports take raw text) → the SavedModel's ``serving_default`` in Beam's ``RunInference``
+with a TensorFlow model handler (Beam batches) → ``<output>-predictions-*.jsonl``: each input row's
+columns, ``source_file``, ``source_row``, ``pred_label`` and one ``pred_prob_<label>`` per label.
+Rows that cannot be scored (no text, a text that is not a string, an unreadable file) go to
+``<output>-errors-*.jsonl`` with the reason; they never stop the pipeline.
+
+Locally the DirectRunner runs in multi-process mode (``--direct_num_workers``, default 2); the same
+pipeline runs unchanged on Dataflow, Flink or Spark (``--runner``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sentiment_tf.errors import UserError, run_cli, setup_logging
+
+log = logging.getLogger("sentiment_tf.batch_predict")
+
+ERRORS = "errors"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.batch_predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Export version directory, or a base directory (newest version).")
+    parser.add_argument("--input", required=True, help="File pattern: CSV/TSV/JSON lines/.txt (quote the wildcard).")
+    parser.add_argument("--output", required=True, help="Output prefix: <output>-predictions-*.jsonl and <output>-errors-*.jsonl.")
+    parser.add_argument("--text-col", default="text", help="Text column. [default: text]")
+    parser.add_argument("--runner", default="DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner, … [default: DirectRunner]")
+    parser.add_argument("--batch-size", type=int, default=256, help="Most texts per model call (Beam batches up to it). "
+                        "[default: 256]")
+    parser.add_argument("--chunk-size", type=int, default=5000, help="Rows read from a file at a time. [default: 5000]")
+    parser.add_argument("--verbose", action="store_true", help="Debug logging.")
+    return parser
+
+
+def input_files(pattern: str) -> list[str]:
+    """The files the pattern matches now (local paths, or any filesystem Beam knows: gs://, s3://, hdfs://)."""
+    if "://" not in pattern:
+        return sorted(p for p in glob.glob(pattern) if Path(p).is_file())
+    from apache_beam.io.filesystems import FileSystems
+
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+class ReadRows:
+    """A file → its rows, read in chunks; a file that cannot be read is one dead letter."""
+
+    def __init__(self, text_col: str, chunk_size: int):
+        self.text_col, self.chunk_size = text_col, chunk_size
+
+    def __call__(self, path: str):
+        import apache_beam as beam
+
+        from sentiment_tf.streaming import read_chunks
+
+        row = 0
+        try:
+            chunks, _ = read_chunks(path, self.text_col, self.chunk_size)
+            for chunk in chunks:
+                for record in chunk.to_dict("records"):
+                    yield {"source_file": path, "source_row": row, "columns": record}
+                    row += 1
+        except UserError as err:
+            yield beam.pvalue.TaggedOutput(ERRORS, {"source_file": path, "source_row": row, "reason": str(err)})
+
+
+class Prepare:
+    """A row → (row, the signature's input): segmented with the export's tokenizer (LSTM) or raw (BERT)."""
+
+    def __init__(self, version_dir: str, text_col: str):
+        self.version_dir, self.text_col, self.inputs = version_dir, text_col, None
+
+    def __call__(self, record: dict):
+        import apache_beam as beam
+
+        if self.inputs is None:  # once per worker: the tokenizer, checked against the export
+            from sentiment_tf.predictor import ExportInputs
+
+            self.inputs = ExportInputs.load(self.version_dir)
+        text = record["columns"].get(self.text_col)
+        reason = None
+        if text is None or (isinstance(text, float) and text != text):
+            reason = f"no text in column {self.text_col!r}"
+        elif not isinstance(text, str):
+            reason = f"the text in column {self.text_col!r} is not a string ({type(text).__name__})"
+        if reason is not None:
+            yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": reason})
+            return
+        yield record, self.inputs.prepare([text])[0]
+
+
+def _where(record: dict) -> dict:
+    return {"source_file": record["source_file"], "source_row": record["source_row"]}
+
+
+def model_handler(version_dir: str, input_name: str, raw_text: bool, batch_size: int) -> Any:
+    """Beam's TensorFlow model handler, loading the SavedModel's ``serving_default`` (its stock loader
+    goes through ``tf.keras.models.load_model``, which Keras 3 no longer gives SavedModels to)."""
+    from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult
+    from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+
+    class SavedModelHandler(TFModelHandlerTensor):
+        def load_model(self):
+            if raw_text:
+                import tensorflow_text  # noqa: F401 - the tokenizer ops of BERT exports
+
+            from sentiment_tf.export import load_saved_model
+
+            return load_saved_model(self._model_uri).signatures["serving_default"]
+
+    def infer(signature, batch, inference_args, model_id=None):
+        import tensorflow as tf
+
+        probs = signature(**{input_name: tf.constant(list(batch), dtype=tf.string)})["probabilities"].numpy()
+        return [PredictionResult(x, p, model_id) for x, p in zip(batch, probs)]
+
+    return KeyedModelHandler(SavedModelHandler(version_dir, inference_fn=infer, max_batch_size=batch_size))
+
+
+def to_json(labels: list[str]):
+    def row(keyed: tuple) -> str:
+        record, result = keyed
+        probs = [float(p) for p in result.inference]
+        best = max(range(len(probs)), key=probs.__getitem__)
+        out = {**{k: (None if isinstance(v, float) and v != v else v) for k, v in record["columns"].items()},
+               **_where(record), "pred_label": labels[best],
+               **{f"pred_prob_{name}": round(p, 6) for name, p in zip(labels, probs)}}
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = build_parser().parse_known_args(argv)
+    setup_logging(args.verbose)
+    if not args.verbose:
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)  # a line per worker message otherwise
+    try:
+        import apache_beam as beam
+        from apache_beam.ml.inference.base import RunInference
+        from apache_beam.options.pipeline_options import PipelineOptions
+    except ImportError:
+        raise UserError("batch_predict needs Apache Beam: pip install 'sentiment_tf[beam]' "
+                        "(or pip install -r requirements-beam.txt)") from None
+    for name in ("batch_size", "chunk_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    from sentiment_tf import atomic
+    from sentiment_tf.predictor import ExportInputs
+
+    inputs = ExportInputs.load(args.model)  # a foreign directory or a tokenizer mismatch stops here, not in workers
+    files = input_files(args.input)
+    if not files:
+        raise UserError(f"--input {args.input!r} matches no files")
+    if "://" not in args.output:
+        atomic.check_writable(Path(args.output).parent / "x", "--output")
+    options = ["--runner", args.runner, *beam_args]
+    if args.runner == "DirectRunner" and not any(a.startswith("--direct_running_mode") for a in beam_args):
+        options += ["--direct_running_mode", "multi_processing"]
+    if args.runner == "DirectRunner" and not any(a.startswith("--direct_num_workers") for a in beam_args):
+        options += ["--direct_num_workers", "2"]
+    version_dir = str(inputs.version_dir.resolve())
+    print(f"model: {version_dir}; {len(files)} input file(s); runner {args.runner}", file=sys.stderr)
+
+    with beam.Pipeline(options=PipelineOptions(options)) as pipeline:
+        rows = (pipeline | "Files" >> beam.Create(files) | "Reshuffle files" >> beam.Reshuffle()
+                | "Read" >> beam.FlatMap(ReadRows(args.text_col, args.chunk_size)).with_outputs(ERRORS, main="rows"))
+        prepared = (rows.rows | "Spread rows" >> beam.Reshuffle()
+                    | "Prepare" >> beam.FlatMap(Prepare(version_dir, args.text_col)).with_outputs(ERRORS, main="ok"))
+        (prepared.ok
+         | "Predict" >> RunInference(model_handler(version_dir, inputs.input_name,
+                                                   inputs.metadata.get("input_format") == "raw", args.batch_size))
+         | "Format" >> beam.Map(to_json(inputs.label_names))
+         | "Write" >> beam.io.WriteToText(f"{args.output}-predictions", file_name_suffix=".jsonl"))
+        ((rows[ERRORS], prepared[ERRORS]) | "Errors" >> beam.Flatten()
+         | "Format errors" >> beam.Map(lambda e: json.dumps(e, ensure_ascii=False))
+         | "Write errors" >> beam.io.WriteToText(f"{args.output}-errors", file_name_suffix=".jsonl"))
+    print(f"wrote {args.output}-predictions-*.jsonl and {args.output}-errors-*.jsonl")
+    return 0
+
+
+def cli() -> None:
+    run_cli(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli()
