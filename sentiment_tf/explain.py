@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from sentiment_tf import atomic
     from sentiment_tf.export import load_trained, read_metadata, resolve_version_dir
-    from sentiment_tf.predict import read_inputs
+    from sentiment_tf.data import read_text_rows
     from sentiment_tf.text import clean_text
 
     args = build_parser().parse_args(argv)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--label {args.label}: not a label of this model ({', '.join(metadata['labels'])})")
     texts = list(args.texts)
     if args.input:
-        frame, _ = read_inputs(args)
+        frame, _ = read_text_rows(args.input, args.text_col, "--input")
         texts += frame[args.text_col].astype(str).tolist()
     texts = texts[: args.max_texts]
     lowercase = metadata.get("cleaning", {}).get("lowercase", metadata.get("tokenizer", {}).get("lowercase", True))
