@@ -286,14 +286,21 @@ def test_one_request_failing_in_a_batch_fails_alone():
     """The batch worker retries a failed batch request by request: only the culprit gets an error (400),
     the others their predictions; a model that fails even a known-good text is the server's fault (500)."""
     from sentiment_tf.predictor import Predictions
+    from sentiment_tf.metrics import ServeMetrics
     from sentiment_tf.serve import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
 
     class Picky:
         label_names = ["正面", "负面"]
         broken = False
+        metadata: dict = {}
 
         def prepare(self, texts):
             return texts
+
+        def tokens(self, texts, prepared=False):
+            from sentiment_tf.drift import Tokens
+
+            return Tokens([list(t) for t in texts], [0] * len(texts))
 
         def predict(self, texts, prepared=False):
             if self.broken or "毒" in texts:
@@ -310,7 +317,7 @@ def test_one_request_failing_in_a_batch_fails_alone():
         for p in pending:
             slot.queue.put_nowait(p)  # all waiting: one batch
         predictor.broken = broken
-        worker = asyncio.create_task(_batch_worker(slot, ServeConfig(model=["m"]), ThreadPoolExecutor(1)))
+        worker = asyncio.create_task(_batch_worker(slot, ServeConfig(model=["m"]), ThreadPoolExecutor(1), ServeMetrics()))
         results = await asyncio.gather(*(p.future for p in pending), return_exceptions=True)
         worker.cancel()
         return results
