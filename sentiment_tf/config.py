@@ -29,6 +29,13 @@ def option(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, a
                                        "bounds": {k: v for k, v in bounds.items() if v is not None}}, **kw)
 
 
+def require(cfg: Any, *names: str) -> None:
+    """Refuses a config whose required string options (empty by default) were not given."""
+    for name in names:
+        if not getattr(cfg, name):
+            raise UserError(f"--{name.replace('_', '-')} is required")
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Where the data comes from and how it is cleaned and split."""

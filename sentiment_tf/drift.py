@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from sentiment_tf.text import cleaned_has_words
+
 PROFILE_VERSION = 1
 QUANTILES = np.linspace(0.0, 1.0, 101)  # the KS statistic is read at these points of the reference
 BINS = 10
@@ -34,13 +36,6 @@ class Tokens:
     oov: list[int]
 
 
-def has_nothing(cleaned: str) -> bool:
-    """Empty, spaces, emoji or punctuation only: no letter, digit or CJK character to classify."""
-    return not any(unicodedata.category(c)[0] in "LN" for c in cleaned)
-
-
-def _wordlike(token: str) -> bool:
-    return any(unicodedata.category(c)[0] in "LN" for c in token)
 
 
 @dataclasses.dataclass
@@ -58,9 +53,9 @@ class Sample:
     @classmethod
     def measure(cls, cleaned: list[str], tokens: Tokens, probabilities: np.ndarray, labels: list[str]) -> "Sample":
         probs = np.asarray(probabilities, dtype=np.float64).reshape(len(cleaned), len(labels))
-        counts = Counter(t for toks in tokens.tokens for t in toks if _wordlike(t))
+        counts = Counter(t for toks in tokens.tokens for t in toks if cleaned_has_words(t))
         return cls(np.array([len(t) for t in tokens.tokens], dtype=np.float64), np.asarray(tokens.oov, np.float64),
-                   probs.max(axis=1), probs.argmax(axis=1), np.array([has_nothing(t) for t in cleaned], bool),
+                   probs.max(axis=1), probs.argmax(axis=1), np.array([not cleaned_has_words(t) for t in cleaned], bool),
                    counts, list(labels))
 
     @classmethod

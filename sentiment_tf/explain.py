@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from sentiment_tf import atomic
-    from sentiment_tf.export import load_trained, read_metadata, resolve_version_dir
+    from sentiment_tf.export import cleaning_lowercase, load_trained, read_metadata, resolve_version_dir
     from sentiment_tf.data import read_text_rows
     from sentiment_tf.text import clean_text
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         frame, _ = read_text_rows(args.input, args.text_col, "--input")
         texts += frame[args.text_col].astype(str).tolist()
     texts = texts[: args.max_texts]
-    lowercase = metadata.get("cleaning", {}).get("lowercase", metadata.get("tokenizer", {}).get("lowercase", True))
+    lowercase = cleaning_lowercase(metadata)
     cleaned = [clean_text(t, lowercase) for t in texts]
     trained = load_trained(version_dir, metadata)
     target = None if args.label is None else metadata["labels"].index(args.label)

@@ -205,6 +205,11 @@ def read_metadata(version_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def cleaning_lowercase(meta: dict[str, Any]) -> bool:
+    """Whether the export's texts were lower-cased when cleaned (BERT: ``cleaning``; LSTM: its tokenizer)."""
+    return bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
+
+
 def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
     """Rebuilds the training-time tokenizer from an export and verifies it matches exactly."""
     saved = TokenizerSettings(**meta["tokenizer"])

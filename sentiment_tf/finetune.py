@@ -78,6 +78,17 @@ def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: Ada
     return summary
 
 
+def export_metrics(after: dict, summary: dict[str, Any], domain: Splits, source: Source, run_dir: Any) -> dict[str, Any]:
+    """What the export's metadata and model card record of the adapted model."""
+    metrics = {"test_accuracy": after["domain"].accuracy, "test_weighted_f1": after["domain"].weighted_f1,
+               "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir),
+               "calibration": summary["calibration"], "per_label": after["domain"].per_label,
+               "by_domain": summary.get("by_domain"), "data": domain.stats}
+    if "original" in after:
+        metrics["original_test_accuracy"] = after["original"].accuracy
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     data_cfg, cfg, train_cfg, source = parse_args(argv)
     setup_logging(train_cfg.verbose)
@@ -143,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. Export the adapted model as a new version.
     configs = {**source.config, **to_dict(data_cfg, cfg, train_cfg)}
-    metrics = {"test_accuracy": after["domain"].accuracy, "test_weighted_f1": after["domain"].weighted_f1,
-               "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir),
-               "calibration": summary["calibration"], "per_label": after["domain"].per_label,
-               "by_domain": summary.get("by_domain"), "data": domain.stats}
-    if original is not None:
-        metrics["original_test_accuracy"] = after["original"].accuracy
+    metrics = export_metrics(after, summary, domain, source, run_dir)
     adapted.profile = drift.profile_of(adapted, domain.test[TEXT].tolist(), test_probs)  # the domain, for `monitor`
     version_dir = export.publish(adapted, train_cfg.output, configs, metrics, domain.test[TEXT].tolist(), run_dir)
     summary["export"] = str(version_dir)

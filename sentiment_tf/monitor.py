@@ -52,9 +52,7 @@ class MonitorConfig:
     verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
-        for name in ("model", "data"):
-            if not getattr(self, name):
-                raise UserError(f"--{name} is required")
+        config_lib.require(self, "model", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,11 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chunk_rows: int = 20000) -> drift.Sample:
     """The texts of one file under ``predictor`` — tokens, OOV, lengths, calibrated probabilities —
     read and measured in chunks, so the file may be bigger than memory."""
+    from sentiment_tf.export import cleaning_lowercase
     from sentiment_tf.streaming import read_chunks
     from sentiment_tf.text import clean_text
 
-    lowercase = bool((predictor.metadata.get("cleaning") or {}).get(
-        "lowercase", (predictor.metadata.get("tokenizer") or {}).get("lowercase", True)))
+    lowercase = cleaning_lowercase(predictor.metadata)
     chunks, _ = read_chunks(path, text_col, chunk_rows, what)
     parts = []
     for chunk in chunks:

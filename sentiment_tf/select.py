@@ -32,7 +32,7 @@ from sentiment_tf import config as config_lib
 from sentiment_tf.config import option, parse_configs
 from sentiment_tf.streaming import read_chunks
 from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.text import clean_text, has_words
+from sentiment_tf.text import clean_text, cleaned_has_words
 
 log = logging.getLogger("sentiment_tf.select")
 
@@ -67,9 +67,7 @@ class SelectConfig:
     verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
-        for name in ("model", "unlabelled"):
-            if not getattr(self, name):
-                raise UserError(f"--{name} is required")
+        config_lib.require(self, "model", "unlabelled")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +100,7 @@ def candidates(cfg: SelectConfig, lowercase: bool) -> tuple[pd.DataFrame, str | 
             number = counts["rows"] + i
             cleaned = clean_text(text, lowercase) if isinstance(text, str) else ""
             digest = hashlib.blake2b(cleaned.encode("utf-8"), digest_size=16).digest()
-            if not has_words(cleaned):
+            if not cleaned_has_words(cleaned):
                 counts["empty"] += 1
             elif labels is not None and pd.notna(labels.iloc[i]) and str(labels.iloc[i]).strip():
                 counts["labelled"] += 1
@@ -129,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (SelectConfig,))
     setup_logging(cfg.verbose)
     atomic.check_writable(cfg.output, "--output")
-    from sentiment_tf.export import read_metadata, resolve_version_dir
+    from sentiment_tf.export import cleaning_lowercase, read_metadata, resolve_version_dir
 
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
-    lowercase = bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
+    lowercase = cleaning_lowercase(meta)
     frame, encoding, counts = candidates(cfg, lowercase)
     sampled = f" (a seeded sample of {len(frame)}: --max-candidates)" if len(frame) < counts["candidates"] else ""
     print(f"{counts['rows']} rows: {counts['empty']} with nothing to classify, {counts['labelled']} already labelled, "

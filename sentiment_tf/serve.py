@@ -568,6 +568,30 @@ def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, A
     return rows
 
 
+def add_status_routes(app: FastAPI, slots: dict[str, ModelSlot], metrics: ServeMetrics) -> None:
+    """The read-only routes: health, Prometheus metrics, TF Serving's version status and metadata."""
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        healthy = all(s.healthy() for s in slots.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable",
+                             "models": {name: s.current.version if s.current else None for name, s in slots.items()}},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v1/models/{name}")
+    async def model_status(name: str) -> dict[str, Any]:
+        return slot_for(slots, name).status()
+
+    @app.get("/v1/models/{name}/metadata")
+    async def model_metadata(name: str) -> dict[str, Any]:
+        return slot_for(slots, name).metadata()
+
+
 def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetrics | None = None) -> Any:
     metrics = metrics or ServeMetrics()
 
@@ -610,26 +634,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
                   openapi_url="/openapi.json" if cfg.docs else None)
 
     add_error_handlers(app)
-
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        healthy = all(s.healthy() for s in slots.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable",
-                             "models": {name: s.current.version if s.current else None for name, s in slots.items()}},
-                            status_code=200 if healthy else 503)
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    @app.get("/v1/models/{name}")
-    async def model_status(name: str) -> dict[str, Any]:
-        return slot_for(slots, name).status()
-
-    @app.get("/v1/models/{name}/metadata")
-    async def model_metadata(name: str) -> dict[str, Any]:
-        return slot_for(slots, name).metadata()
+    add_status_routes(app, slots, metrics)
 
     @app.post("/v1/models/{name}:predict")
     async def tf_serving_predict(name: str, request: Request) -> JSONResponse:

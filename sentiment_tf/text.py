@@ -96,7 +96,12 @@ def clean_text(text: str, lowercase: bool = True) -> str:
 def has_words(text: str) -> bool:
     """Whether a text holds anything to classify: a letter, digit or CJK character once cleaned (not
     only spaces, emoji or punctuation)."""
-    return any(unicodedata.category(c)[0] in "LN" for c in clean_text(text))
+    return cleaned_has_words(clean_text(text))
+
+
+def cleaned_has_words(cleaned: str) -> bool:
+    """:func:`has_words` of a text that is cleaned already."""
+    return any(unicodedata.category(c)[0] in "LN" for c in cleaned)
 
 
 def file_sha256(path: str | Path | None) -> str | None:
