@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "SparkRunner, … [default: DirectRunner]")
     parser.add_argument("--batch-size", type=int, default=256, help="Most texts per model call (Beam batches up to it). "
                         "[default: 256]")
-    parser.add_argument("--chunk-size", type=int, default=5000, help="Rows read from a file at a time. [default: 5000]")
+    parser.add_argument("--chunk-size", type=int, default=2000, help="Rows read from a file at a time: the unit of "
+                        "work spread over the workers. [default: 2000]")
     parser.add_argument("--verbose", action="store_true", help="Debug logging.")
     return parser
 
@@ -58,8 +59,9 @@ def input_files(pattern: str) -> list[str]:
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
-class ReadRows:
-    """A file → its rows, read in chunks; a file that cannot be read is one dead letter."""
+class ReadChunks:
+    """A file → its rows in chunks of ``chunk_size`` (the unit spread over workers); a file that cannot be
+    read is one dead letter."""
 
     def __init__(self, text_col: str, chunk_size: int):
         self.text_col, self.chunk_size = text_col, chunk_size
@@ -73,36 +75,39 @@ class ReadRows:
         try:
             chunks, _ = read_chunks(path, self.text_col, self.chunk_size)
             for chunk in chunks:
-                for record in chunk.to_dict("records"):
-                    yield {"source_file": path, "source_row": row, "columns": record}
-                    row += 1
+                records = chunk.to_dict("records")
+                yield {"source_file": path, "first_row": row, "records": records}
+                row += len(records)
         except UserError as err:
             yield beam.pvalue.TaggedOutput(ERRORS, {"source_file": path, "source_row": row, "reason": str(err)})
 
 
 class Prepare:
-    """A row → (row, the signature's input): segmented with the export's tokenizer (LSTM) or raw (BERT)."""
+    """A chunk → (row, the signature's input) per row: the chunk's texts segmented in one call with the
+    export's tokenizer (LSTM) or left raw (BERT); a row without a usable text is a dead letter."""
 
     def __init__(self, version_dir: str, text_col: str):
         self.version_dir, self.text_col, self.inputs = version_dir, text_col, None
 
-    def __call__(self, record: dict):
+    def __call__(self, chunk: dict):
         import apache_beam as beam
 
         if self.inputs is None:  # once per worker: the tokenizer, checked against the export
             from sentiment_tf.predictor import ExportInputs
 
             self.inputs = ExportInputs.load(self.version_dir)
-        text = record["columns"].get(self.text_col)
-        reason = None
-        if text is None or (isinstance(text, float) and text != text):
-            reason = f"no text in column {self.text_col!r}"
-        elif not isinstance(text, str):
-            reason = f"the text in column {self.text_col!r} is not a string ({type(text).__name__})"
-        if reason is not None:
-            yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": reason})
-            return
-        yield record, self.inputs.prepare([text])[0]
+        good = []
+        for offset, columns in enumerate(chunk["records"]):
+            record = {"source_file": chunk["source_file"], "source_row": chunk["first_row"] + offset, "columns": columns}
+            text = columns.get(self.text_col)
+            if text is None or (isinstance(text, float) and text != text):
+                yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": f"no text in column {self.text_col!r}"})
+            elif not isinstance(text, str):
+                yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": f"the text in column "
+                                                        f"{self.text_col!r} is not a string ({type(text).__name__})"})
+            else:
+                good.append((record, text))
+        yield from zip((record for record, _ in good), self.inputs.prepare([text for _, text in good]))
 
 
 def _where(record: dict) -> dict:
@@ -179,16 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {version_dir}; {len(files)} input file(s); runner {args.runner}", file=sys.stderr)
 
     with beam.Pipeline(options=PipelineOptions(options)) as pipeline:
-        rows = (pipeline | "Files" >> beam.Create(files) | "Reshuffle files" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(ReadRows(args.text_col, args.chunk_size)).with_outputs(ERRORS, main="rows"))
-        prepared = (rows.rows | "Spread rows" >> beam.Reshuffle()
+        chunks = (pipeline | "Files" >> beam.Create(files) | "Reshuffle files" >> beam.Reshuffle()
+                  | "Read" >> beam.FlatMap(ReadChunks(args.text_col, args.chunk_size)).with_outputs(ERRORS, main="ok"))
+        prepared = (chunks.ok | "Spread chunks" >> beam.Reshuffle()
                     | "Prepare" >> beam.FlatMap(Prepare(version_dir, args.text_col)).with_outputs(ERRORS, main="ok"))
         (prepared.ok
          | "Predict" >> RunInference(model_handler(version_dir, inputs.input_name,
                                                    inputs.metadata.get("input_format") == "raw", args.batch_size))
          | "Format" >> beam.Map(to_json(inputs.label_names))
          | "Write" >> beam.io.WriteToText(f"{args.output}-predictions", file_name_suffix=".jsonl"))
-        ((rows[ERRORS], prepared[ERRORS]) | "Errors" >> beam.Flatten()
+        ((chunks[ERRORS], prepared[ERRORS]) | "Errors" >> beam.Flatten()
          | "Format errors" >> beam.Map(lambda e: json.dumps(e, ensure_ascii=False))
          | "Write errors" >> beam.io.WriteToText(f"{args.output}-errors", file_name_suffix=".jsonl"))
     print(f"wrote {args.output}-predictions-*.jsonl and {args.output}-errors-*.jsonl")

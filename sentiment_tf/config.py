@@ -281,8 +281,11 @@ def build_parser(prog: str, doc: str | None, *classes: type) -> argparse.Argumen
 
 
 def resumed_values(run_dir: str, prog: str) -> dict[str, Any]:
-    """The saved options of an interrupted run, pointed back at its run directory (for ``--resume``)."""
-    saved = Path(run_dir) / "config.json"
+    """The saved options of an interrupted run, pointed back at its run directory (for ``--resume``).
+    A non-chief worker of a cluster reads its own copy (written in its directory inside ``run_dir``)."""
+    from sentiment_tf import training
+
+    saved = training.role().local(run_dir) / "config.json"
     if not saved.is_file():
         raise UserError(f"--resume {run_dir}: no config.json there; pass a run directory written by "
                         f"`python -m sentiment_tf.{prog}`")

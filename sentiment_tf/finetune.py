@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, AdaptConfig, TrainCo
     (data_cfg, cfg, train_cfg), _ = parse_configs(build_parser(), argv, (DataConfig, AdaptConfig, TrainConfig))
     if train_cfg.resume:
         raise UserError("--resume: finetune runs are not resumed; run the adaptation again (it is short)")
+    training.start_cluster(train_cfg.run_dir, None)  # TF_CONFIG checked, before any TensorFlow op
     source = load_source(cfg.from_model)
     train_cfg = train_cfg.resolved_for(source.family, "finetune", output=f"{source.version_dir.parent}-finetuned")
     # Cleaning follows the source model: its tokenizer saw text cleaned that way.
@@ -120,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(run_dir / "data_stats.json", {**domain.stats, "source_overlap": overlap})
     log.info("run directory: %s; adapting %s model %s", run_dir, source.family, source.version_dir)
 
+    code = None
     if cfg.learning_curve:
-        return experiments.learning_curve(source, domain, original, cfg, train_cfg, run_dir)
-    if cfg.cv:
-        return experiments.cross_validate(source, domain, data_cfg, cfg, train_cfg, run_dir)
-    if cfg.seeds > 1:
-        return experiments.repeat_seeds(source, domain, original, cfg, train_cfg, data_cfg.seed, run_dir)
+        code = experiments.learning_curve(source, domain, original, cfg, train_cfg, run_dir)
+    elif cfg.cv:
+        code = experiments.cross_validate(source, domain, data_cfg, cfg, train_cfg, run_dir)
+    elif cfg.seeds > 1:
+        code = experiments.repeat_seeds(source, domain, original, cfg, train_cfg, data_cfg.seed, run_dir)
+    if code is not None:
+        training.finish_worker(run_dir)
+        return code
 
     # 2. Before: the source model as it is.
     before_model = source.load()
@@ -156,13 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     configs = {**source.config, **to_dict(data_cfg, cfg, train_cfg)}
     metrics = export_metrics(after, summary, domain, source, run_dir)
     adapted.profile = drift.profile_of(adapted, domain.test[TEXT].tolist(), test_probs)  # the domain, for `monitor`
-    version_dir = export.publish(adapted, train_cfg.output, configs, metrics, domain.test[TEXT].tolist(), run_dir)
+    version_dir = export.publish(adapted, training.output_for(train_cfg.output, run_dir), configs, metrics,
+                                 domain.test[TEXT].tolist(), run_dir)
     summary["export"] = str(version_dir)
     atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     atomic.write_json(run_dir / "finetune_report.json", summary)
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
     if train_cfg.errors:
         explain.write_errors_page(adapted, domain.test, test_probs, run_dir / "errors.html", train_cfg.errors)
+    if not training.role().is_chief:
+        training.finish_worker(run_dir)
+        print(f"worker {training.role().task_id} done; the chief writes the report and the export")
+        return 0
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")
     return 0
 

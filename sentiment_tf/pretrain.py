@@ -348,6 +348,7 @@ def check_output(output: str, resume: bool) -> Path:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     setup_logging(cfg.verbose)
+    training.start_cluster(cfg.run_dir, cfg.resume)  # TF_CONFIG checked, before any TensorFlow op
     out = check_output(cfg.output, bool(cfg.resume))
     atomic.check_writable(out, "--output", directory=True)
     atomic.check_writable(cfg.run_dir or "runs", "--run-dir", directory=True)
@@ -357,9 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     pretrainer = PRETRAINERS[cfg.model]()
     pretrainer.check(cfg)  # e.g. the --from checkpoint, before anything is written
 
-    run_dir = Path(cfg.resume) if cfg.resume else training.new_run_dir("pretrain", cfg.run_dir)
+    run_dir = training.role().local(cfg.resume) if cfg.resume else training.new_run_dir("pretrain", cfg.run_dir)
     atomic.write_json(run_dir / "config.json", to_dict(cfg))
     log.info("run directory: %s", run_dir)
+    out = training.output_for(out, run_dir)
 
     # 2-4. Vocabulary, sequences, model, model.fit, held-out perplexity; the checkpoint is written into
     # a temporary directory beside --output and renamed when complete.
@@ -371,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.rename(out)
     training.remove_backup(run_dir)
     atomic.write_json(run_dir / "summary.json", summary)
+    if not training.role().is_chief:
+        training.finish_worker(run_dir)
+        print(f"worker {training.role().task_id} done; the chief writes the checkpoint")
+        return 0
     before, after = summary["held_out_before"], summary["held_out_after"]
     if before and after:
         print(f"held-out {pretrainer.loss_name} loss {before['loss']:.4f} → {after['loss']:.4f}  "
@@ -403,8 +409,9 @@ class BertPretrainer:
         unk = sum(s.count(tokenizer.unk_token_id) for s in train_seqs) / max(1, sum(len(s) - 2 for s in train_seqs))
         log.info("vocabulary %d pieces; %d training sequences; [UNK] share %.3f%%", len(tokenizer), len(train_seqs),
                  100 * unk)
-        train_ds = mlm_dataset(train_seqs, tokenizer, cfg, shuffle=True, seed=cfg.seed)
-        held_ds = mlm_dataset(held_seqs, tokenizer, cfg, shuffle=False, seed=cfg.seed + 1) if held_seqs else None
+        train_ds = training.shard_by_data(tf, mlm_dataset(train_seqs, tokenizer, cfg, shuffle=True, seed=cfg.seed))
+        held_ds = (training.shard_by_data(tf, mlm_dataset(held_seqs, tokenizer, cfg, shuffle=False, seed=cfg.seed + 1))
+                   if held_seqs else None)
 
         # Model and optimiser; the loss is computed on the masked positions only.
         with training.distribution_strategy(tf).scope():
@@ -415,12 +422,13 @@ class BertPretrainer:
                                             num_warmup_steps=int(cfg.warmup_ratio * steps),
                                             weight_decay_rate=cfg.weight_decay)
             trainer.compile(optimizer=optimizer)
+            training.log_batch(tf.distribute.get_strategy(), cfg.batch_size, cfg.learning_rate)
         params = model.count_params()
         log.info("model: %d layers, hidden %d, %.1fM parameters%s", model.config.num_hidden_layers,
                  model.config.hidden_size, params / 1e6, f", from {cfg.from_checkpoint}" if cfg.from_checkpoint else "")
 
         before = _evaluate(trainer, held_ds)
-        callbacks = [tf_keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / training.BACKUP_DIR)),
+        callbacks = [tf_keras.callbacks.BackupAndRestore(backup_dir=str(training.backup_dir(tf_keras.callbacks, run_dir))),
                      tf_keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
         history = None
         if cfg.epochs:
@@ -429,6 +437,7 @@ class BertPretrainer:
                 history = trainer.fit(train_ds, epochs=cfg.epochs, callbacks=callbacks,
                                       verbose=2 if not sys.stdout.isatty() else "auto")
         after = _evaluate(trainer, held_ds)
+        training.log_weights_digest(model)
         model.save_pretrained(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))
         return {"held_out_sequences": len(held_seqs), "train_sequences": len(train_seqs), "parameters": params,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from sentiment_tf import atomic, calibration, drift, explain, export, model_card, report, training
 from sentiment_tf import config as config_lib
@@ -39,7 +38,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
     if train_cfg.resume:
         # A resumed run must see exactly the data, split and settings it started with.
         values = config_lib.resumed_values(train_cfg.resume, "train")
-        if (Path(train_cfg.resume) / "report.json").is_file():
+        if (training.role().local(train_cfg.resume) / "report.json").is_file():
             raise UserError(f"--resume {train_cfg.resume}: that run already finished (report.json exists)")
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
         lowercase_given = True
@@ -49,6 +48,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
 def main(argv: list[str] | None = None) -> int:
     data_cfg, tok_cfg, model_cfg, train_cfg, lowercase_given = parse_args(argv)
     setup_logging(train_cfg.verbose)
+    training.start_cluster(train_cfg.run_dir, train_cfg.resume)  # TF_CONFIG checked, workers connected
     # Refuse a foreign or unwritable --output or --run-dir before training, not after.
     export.check_base_dir(train_cfg.output)
     atomic.check_writable(train_cfg.output, "--output", directory=True)
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(data_cfg)
     labels = splits.labels.names
 
-    run_dir = Path(train_cfg.resume) if train_cfg.resume else training.new_run_dir(model_cfg.model, train_cfg.run_dir)
+    run_dir = (training.role().local(train_cfg.resume) if train_cfg.resume
+               else training.new_run_dir(model_cfg.model, train_cfg.run_dir))
     configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)
     atomic.write_json(run_dir / "config.json", configs)
     atomic.write_json(run_dir / "data_stats.json", splits.stats)
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
                "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
     trained.profile = drift.profile_of(trained, test_texts, probs)  # what `monitor` compares new data with
-    version_dir = export.publish(trained, train_cfg.output, configs, metrics, test_texts, run_dir)
+    version_dir = export.publish(trained, training.output_for(train_cfg.output, run_dir), configs, metrics,
+                                 test_texts, run_dir)
     history = trained.history
     if train_cfg.errors:
         explain.write_errors_page(trained, splits.test, probs, run_dir / "errors.html", train_cfg.errors)
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")
+    if not training.role().is_chief:
+        training.finish_worker(run_dir)
+        print(f"worker {training.role().task_id} done; the chief writes the report and the export")
+        return 0
     print(f"report:   {run_dir / 'report.txt'}" + (" (and errors.html)" if train_cfg.errors else ""))
     print(f"exported: {version_dir}")
     print(f'try it:   python -m sentiment_tf.predict --model {train_cfg.output} "这家酒店很干净，服务也好"')

@@ -7,10 +7,13 @@ and the tf-keras BERT path use the same code without importing each other's Kera
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
+import functools
 import io
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,11 +32,73 @@ BEST_CHECKPOINT = "checkpoints/best.keras"
 BEST_WEIGHTS = "checkpoints/best.weights.h5"
 
 
+WORKER_TEMP = "workertemp_"  # a non-chief worker's directory inside the run directory, as in TF's guide
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """This process's place in a ``TF_CONFIG`` cluster: one worker when there is none."""
+    workers: int = 1
+    task_type: str = "worker"
+    task_id: int = 0
+    has_chief: bool = False
+
+    @property
+    def is_chief(self) -> bool:
+        return self.task_type == "chief" or (self.task_type == "worker" and self.task_id == 0 and not self.has_chief)
+
+    def local(self, run_dir: str | Path) -> Path:
+        """Where this process writes what belongs in ``run_dir``: the chief writes the run directory itself,
+        every other worker its own ``workertemp_<n>`` inside it (kept until the run ends, for ``--resume``)."""
+        return Path(run_dir) if self.is_chief else Path(run_dir) / f"{WORKER_TEMP}{self.task_type}{self.task_id}"
+
+
+@functools.cache
+def role() -> Role:
+    """The ``TF_CONFIG`` environment variable, parsed and checked (a one-line error when it is malformed)."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return Role()
+    try:
+        config = json.loads(raw)
+        cluster, task = config.get("cluster") or {}, config.get("task") or {}
+        task_type, task_id = str(task["type"]), int(task["index"])
+        jobs = {name: list(addresses) for name, addresses in cluster.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"TF_CONFIG is not valid JSON of the form {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
+                        f"\"task\": {{\"type\": \"worker\", \"index\": 0}}}} ({err})") from None
+    unsupported = sorted(set(jobs) - {"chief", "worker"})
+    if unsupported:
+        raise UserError(f"TF_CONFIG: job {unsupported[0]!r} is not supported; MultiWorkerMirroredStrategy takes "
+                        "'worker' (and an optional 'chief') jobs only")
+    if task_type not in jobs or not 0 <= task_id < len(jobs[task_type]):
+        raise UserError(f"TF_CONFIG: task {task_type}:{task_id} is not in its cluster "
+                        f"({', '.join(f'{k}: {len(v)}' for k, v in jobs.items())})")
+    return Role(sum(len(v) for v in jobs.values()), task_type, task_id, has_chief=bool(jobs.get("chief")))
+
+
+def check_cluster(run_dir: str | None, resume: str | None) -> Role:
+    """Checks ``TF_CONFIG`` and, on a cluster, that the workers share one named run directory
+    (each picks runs/<model>-<time> at its own second otherwise)."""
+    this = role()
+    if this.workers > 1 and not (run_dir or resume):
+        raise UserError(f"TF_CONFIG names {this.workers} workers: give every worker the same --run-dir")
+    return this
+
+
 def new_run_dir(model: str, run_dir: str | None) -> Path:
-    """A fresh run directory: the one asked for (must not hold an earlier run) or runs/<model>-<time>."""
+    """A fresh run directory: the one asked for (must not hold an earlier run) or runs/<model>-<time>.
+    On a cluster, a non-chief worker gets its own directory inside (:meth:`Role.local`)."""
+    if run_dir and not role().is_chief:
+        path = role().local(run_dir)
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"--run-dir {run_dir} already holds a run of this worker; choose a new directory, "
+                            f"or continue it with --resume {run_dir}")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     if run_dir:
         path = Path(run_dir)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and any(not p.name.startswith(WORKER_TEMP) for p in path.iterdir()):
             raise UserError(f"--run-dir {path} already holds a run; choose a new directory, or continue it "
                             f"with --resume {path}")
     else:
@@ -76,7 +141,7 @@ def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extr
                                            save_weights_only=weights_only)
     return [
         # BackupAndRestore keeps weights and optimizer; RunState (after the callbacks it saves) the rest.
-        callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
+        callbacks.BackupAndRestore(backup_dir=str(backup_dir(callbacks, run_dir))),
         early,
         checkpoint,
         run_state(callbacks, run_dir / BACKUP_DIR, early, checkpoint),
@@ -84,6 +149,15 @@ def standard_callbacks(callbacks: ModuleType, run_dir: Path, patience: int, extr
         *(extra or []),
         *(callbacks.LambdaCallback(on_epoch_end=observer) for observer in _EPOCH_OBSERVERS),
     ]
+
+
+def backup_dir(callbacks: ModuleType, run_dir: Path) -> Path:
+    """BackupAndRestore's directory. On a cluster, Keras 3's callback knows nothing of workers, so each
+    keeps its own backup (all alike); tf-keras' writes the chief's only and every worker restores from
+    it, so all name the chief's (a shared filesystem, as tf-keras requires)."""
+    if "tf_keras" in callbacks.__name__ and not role().is_chief:
+        return run_dir.parent / BACKUP_DIR  # run_dir is this worker's directory inside the chief's
+    return run_dir / BACKUP_DIR
 
 
 RUN_STATE = "run_state.json"  # in BACKUP_DIR, beside the weights BackupAndRestore keeps
@@ -140,9 +214,10 @@ def run_state(callbacks: ModuleType, backup_dir: Path, early: Any, checkpoint: A
 
         def on_train_begin(self, logs: dict | None = None) -> None:
             path = backup_dir / RUN_STATE
-            if not path.is_file():
+            state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            check_workers_resume_together(self.model.distribute_strategy, state["epochs"] if state else 0)
+            if state is None:
                 return
-            state = json.loads(path.read_text(encoding="utf-8"))
             self.history = state["history"]
             for name, value in state["early_stopping"].items():
                 setattr(early, name, value)
@@ -181,6 +256,19 @@ def run_state(callbacks: ModuleType, backup_dir: Path, early: Any, checkpoint: A
     return RunState()
 
 
+def check_workers_resume_together(strategy: Any, epochs: int) -> None:
+    """On a cluster, every worker must continue from the same epoch's backup (each keeps its own); a worker
+    killed while writing one would otherwise train out of step with the others."""
+    if role().workers == 1:
+        return
+    import tensorflow as tf
+
+    everyone = strategy.gather(strategy.run(lambda: tf.constant([epochs], tf.int64)), axis=0).numpy().tolist()
+    if len(set(everyone)) > 1:
+        raise UserError(f"the workers' backups are from different epochs ({everyone}); start the run again "
+                        "with a new --run-dir")
+
+
 @contextlib.contextmanager
 def precision_policy(mixed_precision: ModuleType, enabled: bool) -> Iterator[None]:
     """float16 compute for the layers built inside (``mixed_precision`` is the Keras flavour's module);
@@ -209,14 +297,92 @@ def balanced_class_weight(y: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
+@functools.cache
 def distribution_strategy(tf: ModuleType) -> Any:
-    """MirroredStrategy over all GPUs when there are several, else the default (one device)."""
+    """MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several workers, MirroredStrategy over all
+    GPUs when there are several, else the default (one device). Made once per process: the multi-worker
+    strategy must exist before TensorFlow runs its first op, so commands call this early."""
+    this = role()
+    if this.workers > 1:
+        log.info("training on %d workers with MultiWorkerMirroredStrategy (this is %s %d%s)", this.workers,
+                 this.task_type, this.task_id, ", the chief" if this.is_chief else "")
+        return _multi_worker_strategy(tf)()
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
         return tf.distribute.MirroredStrategy()
     log.info("training on %s", "GPU" if gpus else "CPU")
     return tf.distribute.get_strategy()
+
+
+def _multi_worker_strategy(tf: ModuleType) -> type:
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """TF's strategy, with ``reduce`` taking what Keras 3's ``fit`` passes it (keras-team/keras#20585):
+        a nested data batch, of which Keras wants only the structure and shapes (the workers' batches may
+        differ in size, so this worker's own is returned: a mean of token ids means nothing), and
+        ``axis=0`` on scalar logs, which means the mean over replicas."""
+
+        def reduce(self, reduce_op: Any, value: Any, axis: int | None) -> Any:
+            mean = str(getattr(reduce_op, "value", reduce_op)).upper() == "MEAN"
+
+            def leaf(v: Any) -> Any:
+                distributed = isinstance(v, tf.distribute.DistributedValues)
+                local = tf.convert_to_tensor(self.experimental_local_results(v)[0] if distributed else v)
+                if distributed and mean and axis is None and not local.dtype.is_floating:
+                    return local
+                return super(MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, axis if local.shape.rank else None)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return MultiWorkerMirroredStrategy
+
+
+def log_batch(strategy: Any, batch_size: int, learning_rate: float) -> None:
+    """States how a global batch divides over the replicas (the learning rate is never rescaled)."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        log.info("global batch %d = %d replicas × %s; learning rate %g (not scaled by the replicas)", batch_size,
+                 replicas, f"{batch_size // replicas}" if batch_size % replicas == 0 else f"~{batch_size / replicas:.1f}",
+                 learning_rate)
+
+
+def shard_by_data(tf: ModuleType, dataset: Any) -> Any:
+    """Workers each take their share of every global batch (``AutoShardPolicy.DATA``): the datasets are
+    built from tensors in memory, with no files to divide."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def start_cluster(run_dir: str | None, resume: str | None) -> None:
+    """On a ``TF_CONFIG`` cluster: checks it and makes the strategy now, before any TensorFlow op."""
+    if check_cluster(run_dir, resume).workers > 1:
+        import tensorflow as tf
+
+        distribution_strategy(tf)
+
+
+def output_for(output: str | Path, run_dir: Path) -> Path:
+    """Where this process writes ``--output``: there for the chief; a directory inside its own (deleted
+    with it) for the other workers, which must save too, as saving may run collective ops (TF's guide)."""
+    return Path(output) if role().is_chief else run_dir / "output"
+
+
+def log_weights_digest(model: Any) -> None:
+    """On a cluster, each worker logs a digest of its trained weights: replicas that stayed in step agree
+    bit for bit (a test compares them)."""
+    if role().workers > 1:
+        import hashlib
+
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights()))
+        log.info("trained weights sha256 %s (%s %d)", digest.hexdigest(), role().task_type, role().task_id)
+
+
+def finish_worker(run_dir: Path) -> None:
+    """A non-chief worker's directory goes once the run is complete: the chief's run directory and export
+    are the run's."""
+    if not role().is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def history_dict(history: Any) -> dict[str, list[float]]:

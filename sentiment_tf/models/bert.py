@@ -379,6 +379,11 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     with training.distribution_strategy(tf).scope(), training.precision_policy(
             tf_keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         model, tokenizer = initial if initial is not None else load_pretrained(model_cfg.pretrained, labels)
+        if initial is not None and tf.distribute.has_strategy():  # its variables were made outside this strategy
+            copy = type(model)(model.config)
+            copy.build()
+            copy.set_weights(model.get_weights())
+            model = copy
         if freeze is not None:
             freeze(model)
         texts = splits.train["text"].tolist()
@@ -388,11 +393,13 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
             ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
             sort_by_length=train_cfg.bucketing, pad_value=tokenizer.pad_token_id,
             bucketed_shapes=True, first_pass=training.epochs_done(run_dir))
-        train_ds = batching.prefetched(train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y)))
-        val_ds = make_dataset(tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(),
-                              model_cfg.max_length, train_cfg.batch_size, bucketing=train_cfg.bucketing,
-                              truncation=model_cfg.truncation)
+        train_ds = training.shard_by_data(tf, batching.prefetched(
+            train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y))))
+        val_ds = training.shard_by_data(tf, make_dataset(
+            tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(), model_cfg.max_length,
+            train_cfg.batch_size, bucketing=train_cfg.bucketing, truncation=model_cfg.truncation))
         steps_per_epoch = batching.steps_per_pass(len(texts), train_cfg.batch_size)
+        training.log_batch(tf.distribute.get_strategy(), train_cfg.batch_size, train_cfg.learning_rate)
         steps = train_cfg.epochs * steps_per_epoch
         optimizer, _ = create_optimizer(init_lr=train_cfg.learning_rate, num_train_steps=steps,
                                         num_warmup_steps=int(train_cfg.warmup_ratio * steps),
@@ -409,6 +416,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     model.fit(train_ds, validation_data=val_ds, epochs=training.epochs_to_run(run_dir, train_cfg.epochs),
               steps_per_epoch=steps_per_epoch,
               class_weight=class_weight, callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
+    training.log_weights_digest(model)
     return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks),
                        truncation=model_cfg.truncation)
 

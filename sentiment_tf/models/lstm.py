@@ -282,19 +282,24 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     lookup = make_lookup(vocabulary)
     num_classes = len(splits.labels.names)
     train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, max_tokens)
-    train_ds = batching.prefetched(batching.training_batches(
+    train_ds = training.shard_by_data(tf, batching.prefetched(batching.training_batches(
         train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
-        sort_by_length=train_cfg.bucketing, first_pass=training.epochs_done(run_dir)))
+        sort_by_length=train_cfg.bucketing, first_pass=training.epochs_done(run_dir))))
     steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
-    val_ds = make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, max_tokens,
-                          max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing)
+    val_ds = training.shard_by_data(tf, make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, max_tokens,
+                                                     max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing))
     with training.distribution_strategy(tf).scope(), training.precision_policy(
             keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         if model is None:
             model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
             if initialise is not None and not training.epochs_done(run_dir):  # a resumed run restores its own
                 initialise(model)
+        elif tf.distribute.has_strategy():  # a loaded model's variables were made outside this strategy
+            copy = keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
+            model = copy
         optimizer = FusedAdam(train_cfg.learning_rate)
+        training.log_batch(tf.distribute.get_strategy(), train_cfg.batch_size, train_cfg.learning_rate)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         schedule = layer_schedule(model, optimizer, train_cfg.unfreeze, train_cfg.lr_decay)
     class_weight = None
@@ -308,6 +313,7 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
               class_weight=class_weight,
               shuffle=False,  # training_batches shuffles (before sorting by length)
               callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
+    training.log_weights_digest(model)
     return model, lookup, training.fitted_history(callbacks)
 
 

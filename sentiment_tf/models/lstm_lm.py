@@ -95,11 +95,11 @@ class BiLanguageModel(keras.Model):
             weights=self.softmax_w, biases=self.softmax_b, labels=tf.expand_dims(targets, -1),
             inputs=hidden, num_sampled=self.lm_shape.sampled, num_classes=self.lm_shape.vocab_size,
             sampled_values=log_uniform_candidates(targets, self.lm_shape.sampled, self.lm_shape.vocab_size, step))
-        return tf.reduce_mean(losses)
+        return _mean(losses)
 
     def full_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         logits = tf.matmul(hidden, self.softmax_w, transpose_b=True) + self.softmax_b
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+        return _mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
 
     def call(self, ids, training=False):
         hidden, targets = self.hidden_and_targets(ids, training)
@@ -107,12 +107,16 @@ class BiLanguageModel(keras.Model):
 
     def train_step(self, data):
         ids = data[0] if isinstance(data, tuple) else data
+        # Under tf.distribute the optimizer sums the replicas' gradients: each contributes its share.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             hidden, targets = self.hidden_and_targets(ids, training=True)
             loss = self.sampled_loss(hidden, targets, self.optimizer.iterations)
-        grads = tape.gradient(loss, self.trainable_variables)
-        # Embedding and softmax gradients are IndexedSlices: clip by the global norm like AWD-LSTM.
-        grads, _ = tf.clip_by_global_norm(grads, 1.0)
+            share = loss / replicas
+        grads = tape.gradient(share, self.trainable_variables)
+        # Embedding and softmax gradients are IndexedSlices: clip by the global norm like AWD-LSTM
+        # (on several replicas, each share to 1/replicas, before the sum).
+        grads, _ = tf.clip_by_global_norm(grads, 1.0 / replicas)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
@@ -154,6 +158,11 @@ def build(shape: LMShape) -> BiLanguageModel:
     model = BiLanguageModel(shape, name="bi_language_model")
     model.build()
     return model
+
+
+def _mean(losses: tf.Tensor) -> tf.Tensor:
+    """The mean, 0 for none: a worker's share of a last, small batch may be empty."""
+    return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), losses.dtype))
 
 
 def perplexity(loss: float) -> float:
@@ -325,16 +334,17 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
         else:
             model = build(shape)
         model.compile(optimizer=FusedAdam(cfg.learning_rate))
-    held_ds = (batching.prefetched(batching.evaluation_batches(held_ids, (), 256, cfg.max_length, True))
-               if held_out else None)
+        training.log_batch(tf.distribute.get_strategy(), cfg.batch_size, cfg.learning_rate)
+    held_ds = (training.shard_by_data(tf, batching.prefetched(
+        batching.evaluation_batches(held_ids, (), 256, cfg.max_length, True))) if held_out else None)
     before = _evaluate(model, held_ds)
-    train_ds = batching.prefetched(batching.training_batches(train_ids, (), cfg.batch_size, cfg.seed,
-                                                             first_pass=training.epochs_done(run_dir)))
+    train_ds = training.shard_by_data(tf, batching.prefetched(batching.training_batches(
+        train_ids, (), cfg.batch_size, cfg.seed, first_pass=training.epochs_done(run_dir))))
     if held_ds is not None:
         # The held-out loss is the validation: the best epoch's weights are kept (no early stop).
         callbacks = training.standard_callbacks(keras.callbacks, run_dir, patience=cfg.epochs, weights_only=True)
     else:
-        callbacks = [keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / training.BACKUP_DIR)),
+        callbacks = [keras.callbacks.BackupAndRestore(backup_dir=str(training.backup_dir(keras.callbacks, run_dir))),
                      keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
     history = None
     if cfg.epochs:
@@ -342,6 +352,7 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
             int(train_ids.nrows()), cfg.batch_size), validation_data=held_ds, callbacks=callbacks, shuffle=False,
             verbose=2 if not sys.stdout.isatty() else "auto")
     after = _evaluate(model, held_ds)
+    training.log_weights_digest(model)
     description = {
         "tokenizer": dataclasses.asdict(tokenizer.settings),
         "corpus": {"files": list(cfg.corpus), "train_sequences": int(train_ids.nrows()), "train_tokens": tokens,
