@@ -295,10 +295,13 @@ def masked_positions_trainer(mlm_model: Any) -> Any:
             return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
         def train_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            # Under tf.distribute the optimizer sums the replicas' gradients: each contributes its share.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             with tf.GradientTape() as tape:
                 loss = self(data, training=True)
+                share = loss / replicas
             variables = self.inner.trainable_variables
-            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            self.optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
             self.loss_tracker.update_state(loss)
             return {"loss": self.loss_tracker.result()}
 
