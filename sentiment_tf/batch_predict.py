@@ -83,8 +83,9 @@ class ReadChunks:
 
 
 class Prepare:
-    """A chunk → (row, the signature's input) per row: the chunk's texts segmented in one call with the
-    export's tokenizer (LSTM) or left raw (BERT); a row without a usable text is a dead letter."""
+    """A chunk → (row, the signature's input) per row, in order of length: the chunk's texts segmented in
+    one call with the export's tokenizer (LSTM) or left raw (BERT); a row without a usable text is a
+    dead letter."""
 
     def __init__(self, version_dir: str, text_col: str):
         self.version_dir, self.text_col, self.inputs = version_dir, text_col, None
@@ -107,7 +108,10 @@ class Prepare:
                                                         f"{self.text_col!r} is not a string ({type(text).__name__})"})
             else:
                 good.append((record, text))
-        yield from zip((record for record, _ in good), self.inputs.prepare([text for _, text in good]))
+        prepared = self.inputs.prepare([text for _, text in good])
+        # Shortest first: Beam batches neighbours, and the signature pads a batch to its longest text.
+        for i in sorted(range(len(good)), key=lambda i: len(prepared[i])):
+            yield good[i][0], prepared[i]
 
 
 def _where(record: dict) -> dict:

@@ -210,6 +210,12 @@ def cleaning_lowercase(meta: dict[str, Any]) -> bool:
     return bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
 
 
+def lstm_vocabulary(version_dir: Path) -> list[str]:
+    """An LSTM export's vocabulary in id order from id 2 (ids 0 and 1 are padding and [UNK])."""
+    lines = (Path(version_dir) / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    return lines[2:-1] if lines[-1] == "" else lines[2:]
+
+
 def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
     """Rebuilds the training-time tokenizer from an export and verifies it matches exactly."""
     saved = TokenizerSettings(**meta["tokenizer"])

@@ -145,10 +145,9 @@ class Predictor(ExportInputs):
             from sentiment_tf.models.lstm import token_view
 
             if not hasattr(self, "_vocabulary"):
-                from sentiment_tf.export import META_DIR
+                from sentiment_tf.export import lstm_vocabulary
 
-                lines = (self.version_dir / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
-                self._vocabulary = set(lines[2:])  # ids 0 and 1 are padding and [UNK]
+                self._vocabulary = set(lstm_vocabulary(self.version_dir))
             return token_view(list(texts) if prepared else self.tokenizer.segment(list(texts)), self._vocabulary)
         from sentiment_tf.models.bert import wordpiece_view
         from sentiment_tf.text import clean_text

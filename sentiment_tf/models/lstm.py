@@ -456,7 +456,7 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
 def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
     """The trainable model of an LSTM export, with its vocabulary and (verified) tokenizer."""
     from sentiment_tf.errors import UserError
-    from sentiment_tf.export import META_DIR, tokenizer_from_metadata
+    from sentiment_tf.export import META_DIR, lstm_vocabulary, tokenizer_from_metadata
 
     keras_path = version_dir / META_DIR / KERAS_FILE
     if not keras_path.is_file():
@@ -468,8 +468,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
         raise UserError(f"{keras_path}: cannot load this export's Keras model, the file is damaged or incomplete "
                         f"({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
                         "export the model again or use another version") from None
-    lines = (version_dir / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    vocabulary = lines[2:-1] if lines[-1] == "" else lines[2:]  # ids 0 and 1 are padding and [UNK]
+    vocabulary = lstm_vocabulary(version_dir)
     tokenizer = tokenizer_from_metadata(version_dir, metadata)
     return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
                        int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)),
