@@ -306,21 +306,24 @@ def distribution_strategy(tf: ModuleType) -> Any:
     if this.workers > 1:
         log.info("training on %d workers with MultiWorkerMirroredStrategy (this is %s %d%s)", this.workers,
                  this.task_type, this.task_id, ", the chief" if this.is_chief else "")
-        return _multi_worker_strategy(tf)()
+        return keras_strategy(tf, "MultiWorkerMirroredStrategy")()
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
-        return tf.distribute.MirroredStrategy()
+        return keras_strategy(tf, "MirroredStrategy")()
     log.info("training on %s", "GPU" if gpus else "CPU")
     return tf.distribute.get_strategy()
 
 
-def _multi_worker_strategy(tf: ModuleType) -> type:
-    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-        """TF's strategy, with ``reduce`` taking what Keras 3's ``fit`` passes it (keras-team/keras#20585):
-        a nested data batch, of which Keras wants only the structure and shapes (the workers' batches may
-        differ in size, so this worker's own is returned: a mean of token ids means nothing), and
-        ``axis=0`` on scalar logs, which means the mean over replicas."""
+@functools.cache
+def keras_strategy(tf: ModuleType, name: str) -> type:
+    """``tf.distribute.<name>`` with ``reduce`` taking what Keras 3's ``fit``, ``evaluate`` and ``predict``
+    pass it (keras-team/keras#20585): a nested data batch, of which Keras wants only the structure and
+    shapes (the replicas' batches may differ in size, so this replica's own is returned: a mean of token
+    ids means nothing), and ``axis=0`` on scalar logs, which means the mean over replicas."""
+    base = getattr(tf.distribute, name)
+
+    class Strategy(base):
 
         def reduce(self, reduce_op: Any, value: Any, axis: int | None) -> Any:
             mean = str(getattr(reduce_op, "value", reduce_op)).upper() == "MEAN"
@@ -330,11 +333,12 @@ def _multi_worker_strategy(tf: ModuleType) -> type:
                 local = tf.convert_to_tensor(self.experimental_local_results(v)[0] if distributed else v)
                 if distributed and mean and axis is None and not local.dtype.is_floating:
                     return local
-                return super(MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, axis if local.shape.rank else None)
+                return super(Strategy, self).reduce(reduce_op, v, axis if local.shape.rank else None)
 
             return tf.nest.map_structure(leaf, value)
 
-    return MultiWorkerMirroredStrategy
+    Strategy.__name__ = Strategy.__qualname__ = name
+    return Strategy
 
 
 def log_batch(strategy: Any, batch_size: int, learning_rate: float) -> None:

@@ -130,6 +130,50 @@ def test_killed_worker_then_resume_gives_the_uninterrupted_result(data: Path, tw
     np.testing.assert_allclose(probabilities(tmp_path / "models"), single_process, atol=1e-5)
 
 
+_TWO_REPLICAS = """
+import json
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from sentiment_tf import training
+from sentiment_tf.models import lstm_lm
+
+shape = lstm_lm.LMShape(vocab_size=30, embedding_dim=4, rnn_units=4, dropout=0.0)
+ids = np.random.default_rng(0).integers(2, 30, size=(8, 6))  # equal lengths: equal token shares
+
+def step(strategy):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = lstm_lm.build(shape)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))  # plain SGD: the update is the gradient
+    before = model.get_weights()
+    model.fit(tf.data.Dataset.from_tensor_slices(ids).batch(8), epochs=1, verbose=0)
+    one = tf.data.Dataset.from_tensor_slices(ids[:1]).batch(8)  # one replica's share is empty
+    held = model.evaluate(one, verbose=0, return_dict=True)["loss"]
+    return [a - b for a, b in zip(model.get_weights(), before)], held
+
+one_device, held_one = step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+two, held_two = step(training.keras_strategy(tf, "MirroredStrategy")(["/cpu:0", "/cpu:1"]))
+print(json.dumps({"diff": max(float(np.abs(a - b).max()) for a, b in zip(one_device, two)),
+                  "largest": max(float(np.abs(a).max()) for a in one_device), "held": [held_one, held_two]}))
+"""
+
+
+def test_language_model_steps_alike_on_two_replicas() -> None:
+    """The LSTM LM's own train_step under a 2-replica strategy makes the one-device update (each replica
+    contributes its share of the loss; the sum was 2× before), and a held-out set smaller than the
+    replicas has a finite loss (an empty share gave NaN)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["largest"] > 1e-2 and result["diff"] < 1e-6, result
+    held_one, held_two = result["held"]
+    assert np.isfinite(held_two) and abs(held_one - held_two) < 1e-5
+
+
 def test_cluster_settings_are_checked_before_any_work(data: Path, tmp_path: Path) -> None:
     env = dict(os.environ)
     try:
