@@ -90,16 +90,10 @@ def export_metrics(after: dict, summary: dict[str, Any], domain: Splits, source:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    data_cfg, cfg, train_cfg, source = parse_args(argv)
-    setup_logging(train_cfg.verbose)
-    labels = LabelMap(source.labels)
-    export.check_base_dir(train_cfg.output)
-    atomic.check_writable(train_cfg.output, "--output", directory=True)
-    atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
-
-    # 1. Domain data, split after cleaning and de-duplication; labels must be the model's. The source
-    #    model's own split is re-created from its recorded config, to measure forgetting.
+def load_data(data_cfg: DataConfig, cfg: AdaptConfig, source: Source,
+              labels: LabelMap) -> tuple[Splits, Splits | None, AdaptConfig]:
+    """The domain's splits, the source model's own (or None when its data is not found), and ``cfg``
+    with the replay count resolved. Texts of the original test split leave domain training."""
     domain = load_splits(data_cfg, labels=labels)
     original = original_splits(source, cfg.original_data, labels)
     if cfg.replay is None:
@@ -112,8 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     elif cfg.replay and original is None:
         raise UserError("--replay needs the source model's training data; pass --original-data FILE")
     if original is not None:
-        # The original test split must not teach the adapted model; drop its texts from domain training.
+        # The original test split must not teach the adapted model.
         domain.train = domain.train[~domain.train[TEXT].isin(set(original.test[TEXT]))].reset_index(drop=True)
+    return domain, original, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    data_cfg, cfg, train_cfg, source = parse_args(argv)
+    setup_logging(train_cfg.verbose)
+    labels = LabelMap(source.labels)
+    export.check_base_dir(train_cfg.output)
+    atomic.check_writable(train_cfg.output, "--output", directory=True)
+    atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
+
+    # 1. Domain data, split after cleaning and de-duplication; labels must be the model's. The source
+    #    model's own split is re-created from its recorded config, to measure forgetting.
+    domain, original, cfg = load_data(data_cfg, cfg, source, labels)
     overlap = source_overlap(domain, original)
 
     run_dir = training.new_run_dir("finetune", train_cfg.run_dir)
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     elif cfg.seeds > 1:
         code = experiments.repeat_seeds(source, domain, original, cfg, train_cfg, data_cfg.seed, run_dir)
     if code is not None:
-        training.finish_worker(run_dir)
+        training.finish_worker(run_dir, "the reports")
         return code
 
     # 2. Before: the source model as it is.
@@ -169,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
     if train_cfg.errors:
         explain.write_errors_page(adapted, domain.test, test_probs, run_dir / "errors.html", train_cfg.errors)
-    if not training.role().is_chief:
-        training.finish_worker(run_dir)
-        print(f"worker {training.role().task_id} done; the chief writes the report and the export")
+    if training.finish_worker(run_dir, "the report and the export"):
         return 0
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")
     return 0

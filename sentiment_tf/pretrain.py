@@ -376,9 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.rename(out)
     training.remove_backup(run_dir)
     atomic.write_json(run_dir / "summary.json", summary)
-    if not training.role().is_chief:
-        training.finish_worker(run_dir)
-        print(f"worker {training.role().task_id} done; the chief writes the checkpoint")
+    if training.finish_worker(run_dir, "the checkpoint"):
         return 0
     before, after = summary["held_out_before"], summary["held_out_after"]
     if before and after:

@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
                                                               "data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")
-    if not training.role().is_chief:
-        training.finish_worker(run_dir)
-        print(f"worker {training.role().task_id} done; the chief writes the report and the export")
+    if training.finish_worker(run_dir, "the report and the export"):
         return 0
     print(f"report:   {run_dir / 'report.txt'}" + (" (and errors.html)" if train_cfg.errors else ""))
     print(f"exported: {version_dir}")

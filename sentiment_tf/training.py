@@ -77,15 +77,6 @@ def role() -> Role:
     return Role(sum(len(v) for v in jobs.values()), task_type, task_id, has_chief=bool(jobs.get("chief")))
 
 
-def check_cluster(run_dir: str | None, resume: str | None) -> Role:
-    """Checks ``TF_CONFIG`` and, on a cluster, that the workers share one named run directory
-    (each picks runs/<model>-<time> at its own second otherwise)."""
-    this = role()
-    if this.workers > 1 and not (run_dir or resume):
-        raise UserError(f"TF_CONFIG names {this.workers} workers: give every worker the same --run-dir")
-    return this
-
-
 def new_run_dir(model: str, run_dir: str | None) -> Path:
     """A fresh run directory: the one asked for (must not hold an earlier run) or runs/<model>-<time>.
     On a cluster, a non-chief worker gets its own directory inside (:meth:`Role.local`)."""
@@ -359,8 +350,13 @@ def shard_by_data(tf: ModuleType, dataset: Any) -> Any:
 
 
 def start_cluster(run_dir: str | None, resume: str | None) -> None:
-    """On a ``TF_CONFIG`` cluster: checks it and makes the strategy now, before any TensorFlow op."""
-    if check_cluster(run_dir, resume).workers > 1:
+    """Checks ``TF_CONFIG`` and, on a cluster, that the workers share one named run directory (each
+    picks runs/<model>-<time> at its own second otherwise); then makes the strategy now, before any
+    TensorFlow op."""
+    workers = role().workers
+    if workers > 1:
+        if not (run_dir or resume):
+            raise UserError(f"TF_CONFIG names {workers} workers: give every worker the same --run-dir")
         import tensorflow as tf
 
         distribution_strategy(tf)
@@ -382,11 +378,14 @@ def log_weights_digest(model: Any) -> None:
         log.info("trained weights sha256 %s (%s %d)", digest.hexdigest(), role().task_type, role().task_id)
 
 
-def finish_worker(run_dir: Path) -> None:
-    """A non-chief worker's directory goes once the run is complete: the chief's run directory and export
-    are the run's."""
-    if not role().is_chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def finish_worker(run_dir: Path, chief_writes: str) -> bool:
+    """On a non-chief worker, once the run is complete: removes its directory (the chief's run directory
+    and export are the run's), says so, and returns True (the command ends there)."""
+    if role().is_chief:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"worker {role().task_id} done; the chief writes {chief_writes}")
+    return True
 
 
 def history_dict(history: Any) -> dict[str, list[float]]:
