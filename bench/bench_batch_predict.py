@@ -64,7 +64,7 @@ def run(cmd: list[str], log: Path) -> tuple[float, int, float]:
 
 JIEBA_ONLY = """
 import sys, pandas as pd
-from sentiment_tf.text import Tokenizer
+from sentiment_tf.models.lstm.preprocessor import Tokenizer
 tok = Tokenizer()
 for chunk in pd.read_csv(sys.argv[1], dtype=str, chunksize=20000):
     tok.segment(chunk["text"].fillna("").tolist())

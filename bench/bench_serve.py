@@ -115,9 +115,9 @@ def main() -> None:
 
     import httpx
 
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.export.predictor import Predictor
 
     texts = load_splits(DataConfig()).test["text"].tolist()
     work = Path(tempfile.mkdtemp(prefix="bench_serve_"))

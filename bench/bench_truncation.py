@@ -41,9 +41,9 @@ def main() -> None:
     from transformers import BertTokenizerFast
 
     from sentiment_tf import train
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.errors import setup_logging
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.core.errors import setup_logging
 
     setup_logging()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_truncation_"))

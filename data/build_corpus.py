@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sentiment_tf.data import LABEL, TEXT, clean_frame  # noqa: E402
+from sentiment_tf.data.splits import LABEL, TEXT, clean_frame  # noqa: E402
 
 
 def main() -> None:

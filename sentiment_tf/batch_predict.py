@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.batch_predict")
 
@@ -69,7 +69,7 @@ class ReadChunks:
     def __call__(self, path: str):
         import apache_beam as beam
 
-        from sentiment_tf.streaming import read_chunks
+        from sentiment_tf.data.streaming import read_chunks
 
         row = 0
         try:
@@ -94,7 +94,7 @@ class Prepare:
         import apache_beam as beam
 
         if self.inputs is None:  # once per worker: the tokenizer, checked against the export
-            from sentiment_tf.predictor import ExportInputs
+            from sentiment_tf.export.predictor import ExportInputs
 
             self.inputs = ExportInputs.load(self.version_dir)
         good = []
@@ -129,7 +129,7 @@ def model_handler(version_dir: str, input_name: str, raw_text: bool, batch_size:
             if raw_text:
                 import tensorflow_text  # noqa: F401 - the tokenizer ops of BERT exports
 
-            from sentiment_tf.export import load_saved_model
+            from sentiment_tf.export.versions import load_saved_model
 
             return load_saved_model(self._model_uri).signatures["serving_default"]
 
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("batch_size", "chunk_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    from sentiment_tf import atomic
-    from sentiment_tf.predictor import ExportInputs
+    from sentiment_tf.core import atomic
+    from sentiment_tf.export.predictor import ExportInputs
 
     inputs = ExportInputs.load(args.model)  # a foreign directory or a tokenizer mismatch stops here, not in workers
     files = input_files(args.input)

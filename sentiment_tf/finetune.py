@@ -27,14 +27,30 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, calibration, drift, explain, export, experiments, model_card, report, training
-from sentiment_tf import config as config_lib
-from sentiment_tf.adaptation import Source, adapt_with_extras, load_source, original_splits, source_overlap
-from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig, parse_configs, to_dict
-from sentiment_tf.data import DOMAIN, TEXT, Y, LabelMap, Splits, load_splits
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.experiments import score
-from sentiment_tf.models import family
+from sentiment_tf import explain
+from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import (
+    AdaptConfig,
+    DataConfig,
+    TrainConfig,
+    parse_configs,
+    to_dict,
+)
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.data.splits import DOMAIN, TEXT, LabelMap, Splits, Y, load_splits
+from sentiment_tf.evaluation import calibration, drift, experiments, report
+from sentiment_tf.evaluation.experiments import score
+from sentiment_tf.export import model_card
+from sentiment_tf.export import versions as export
+from sentiment_tf.models import family, training
+from sentiment_tf.models.adaptation import (
+    Source,
+    adapt_with_extras,
+    load_source,
+    original_splits,
+    source_overlap,
+)
 
 log = logging.getLogger("sentiment_tf.finetune")
 
@@ -50,7 +66,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, AdaptConfig, TrainCo
         raise UserError("--resume: finetune runs are not resumed; run the adaptation again (it is short)")
     training.start_cluster(train_cfg.run_dir, None)  # TF_CONFIG checked, before any TensorFlow op
     source = load_source(cfg.from_model)
-    train_cfg = train_cfg.resolved_for(source.family, "finetune", output=f"{source.version_dir.parent}-finetuned")
+    train_cfg = family.train_config(train_cfg, source.family, "finetune", output=f"{source.version_dir.parent}-finetuned")
     # Cleaning follows the source model: its tokenizer saw text cleaned that way.
     lowercase = bool(source.config.get("DataConfig", {}).get("lowercase", data_cfg.lowercase))
     return dataclasses.replace(data_cfg, lowercase=lowercase), cfg, train_cfg, source

@@ -18,10 +18,11 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-from sentiment_tf import atomic, drift
-from sentiment_tf import config as config_lib
-from sentiment_tf.config import option, parse_configs
-from sentiment_tf.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.evaluation import drift
 
 EXIT_DRIFT = 1
 MIN_TEXTS = 20  # fewer and a decile histogram is mostly noise
@@ -62,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chunk_rows: int = 20000) -> drift.Sample:
     """The texts of one file under ``predictor`` — tokens, OOV, lengths, calibrated probabilities —
     read and measured in chunks, so the file may be bigger than memory."""
-    from sentiment_tf.export import cleaning_lowercase
-    from sentiment_tf.streaming import read_chunks
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.data.streaming import read_chunks
+    from sentiment_tf.export.versions import cleaning_lowercase
 
     lowercase = cleaning_lowercase(predictor.metadata)
     chunks, _ = read_chunks(path, text_col, chunk_rows, what)
@@ -79,7 +80,7 @@ def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chu
 
 def check_enough(path: str, text_col: str, what: str) -> None:
     """Refuses (before the model loads) a file without the text column or with too few texts to compare."""
-    from sentiment_tf.streaming import read_chunks
+    from sentiment_tf.data.streaming import read_chunks
 
     chunks, _ = read_chunks(path, text_col, MIN_TEXTS, what)
     first = next(chunks, None)
@@ -92,7 +93,7 @@ def is_training_data(version_dir: Path, path: str) -> bool:
     """Whether ``path`` is the training file recorded in the export's config."""
     import json
 
-    from sentiment_tf.export import META_DIR
+    from sentiment_tf.export.versions import META_DIR
 
     try:
         config = json.loads((version_dir / META_DIR / "config.json").read_text(encoding="utf-8"))
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.verbose)
     out_dir = Path(cfg.output) if cfg.output else Path("runs") / f"monitor-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_writable(out_dir, "--output", directory=True)
-    from sentiment_tf.export import read_metadata, resolve_version_dir
+    from sentiment_tf.export.versions import read_metadata, resolve_version_dir
 
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.reference is not None:
         check_enough(cfg.reference, cfg.reference_text_col or cfg.text_col, "--reference")
 
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     if cfg.reference is not None:

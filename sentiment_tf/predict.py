@@ -18,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic, streaming
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.export import describe_versions
-from sentiment_tf.predictor import Predictions, Predictor
+from sentiment_tf.core import atomic
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.data import streaming
+from sentiment_tf.export.predictor import Predictions, Predictor
+from sentiment_tf.export.versions import describe_versions
 
 log = logging.getLogger("sentiment_tf.predict")
 

@@ -13,9 +13,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.export import (FAILED_EXPORT, KEPT_INFO, META_DIR, check_base_dir, load_trained, metadata_path,
-                                 publish, read_metadata)
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.export.versions import (
+    FAILED_EXPORT,
+    KEPT_INFO,
+    META_DIR,
+    check_base_dir,
+    load_trained,
+    metadata_path,
+    publish,
+    read_metadata,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from sentiment_tf.errors import UserError, run_cli
-from sentiment_tf.export import FAILED_EXPORT
-from sentiment_tf.training import BACKUP_DIR
+from sentiment_tf.core.errors import UserError, run_cli
+from sentiment_tf.export.versions import FAILED_EXPORT
+from sentiment_tf.models.training import BACKUP_DIR
 
 
 @dataclasses.dataclass

@@ -27,12 +27,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from sentiment_tf import atomic, selection
-from sentiment_tf import config as config_lib
-from sentiment_tf.config import option, parse_configs
-from sentiment_tf.streaming import read_chunks
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.text import clean_text, cleaned_has_words
+from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.data.cleaning import clean_text, cleaned_has_words
+from sentiment_tf.data.streaming import read_chunks
+from sentiment_tf.evaluation import selection
 
 log = logging.getLogger("sentiment_tf.select")
 
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (SelectConfig,))
     setup_logging(cfg.verbose)
     atomic.check_writable(cfg.output, "--output")
-    from sentiment_tf.export import cleaning_lowercase, read_metadata, resolve_version_dir
+    from sentiment_tf.export.versions import (
+        cleaning_lowercase,
+        read_metadata,
+        resolve_version_dir,
+    )
 
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--budget {cfg.budget} is more than the {len(frame)} candidate texts in {cfg.unlabelled}; "
                         "lower --budget (or label them all)" + (" or raise --max-candidates" if sampled else ""))
 
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     texts = frame[cfg.text_col].tolist()

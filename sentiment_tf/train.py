@@ -15,13 +15,25 @@ import argparse
 import logging
 import sys
 
-from sentiment_tf import atomic, calibration, drift, explain, export, model_card, report, training
-from sentiment_tf import config as config_lib
-from sentiment_tf.config import (CONFIG_CLASSES, DataConfig, ModelConfig, TokenizerConfig, TrainConfig,
-                                 build_configs, parse_configs, to_dict)
-from sentiment_tf.data import load_splits
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.models import family
+from sentiment_tf import explain
+from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import (
+    CONFIG_CLASSES,
+    DataConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+    build_configs,
+    parse_configs,
+    to_dict,
+)
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.data.splits import load_splits
+from sentiment_tf.evaluation import calibration, drift, report
+from sentiment_tf.export import model_card
+from sentiment_tf.export import versions as export
+from sentiment_tf.models import family, training
 
 log = logging.getLogger("sentiment_tf.train")
 
@@ -37,12 +49,12 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, TokenizerConfig, Mod
     lowercase_given = "lowercase" in vars(ns) or bool(config_file and "lowercase" in config_lib.load_config_file(config_file))
     if train_cfg.resume:
         # A resumed run must see exactly the data, split and settings it started with.
-        values = config_lib.resumed_values(train_cfg.resume, "train")
+        values = training.resumed_values(train_cfg.resume, "train")
         if (training.role().local(train_cfg.resume) / "report.json").is_file():
             raise UserError(f"--resume {train_cfg.resume}: that run already finished (report.json exists)")
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs(values)
         lowercase_given = True
-    return data_cfg.resolved(), tok_cfg, model_cfg, train_cfg.resolved_for(model_cfg.model), lowercase_given
+    return data_cfg.resolved(), tok_cfg, model_cfg, family.train_config(train_cfg, model_cfg.model), lowercase_given
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_tf import atomic, training
-from sentiment_tf import config as config_lib
-from sentiment_tf.config import CONFIG_CLASSES, build_configs, option, to_dict
-from sentiment_tf.data import load_splits
-from sentiment_tf.errors import UserError, run_cli, setup_logging
-from sentiment_tf.models import family
+from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import CONFIG_CLASSES, build_configs, option, to_dict
+from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.data.splits import load_splits
+from sentiment_tf.models import family, training
 
 log = logging.getLogger("sentiment_tf.tune")
 
@@ -175,7 +175,7 @@ class Search:
 
     def defaults(self) -> dict[str, Any]:
         configs = build_configs(self.fixed)
-        configs[-1] = configs[-1].resolved_for(self.model)
+        configs[-1] = family.train_config(configs[-1], self.model)
         values = {k: v for cfg in configs for k, v in dataclasses.asdict(cfg).items()}
         return {name: values[name] for name in self.space}
 
@@ -202,7 +202,7 @@ class Search:
     def objective(self, trial: Any) -> float:
         params = {name: suggest(trial, name, spec) for name, spec in self.space.items()}
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs({**self.fixed, **params})
-        train_cfg = train_cfg.resolved_for(self.model)
+        train_cfg = family.train_config(train_cfg, self.model)
         try:  # e.g. a maximum length beyond the checkpoint's positions
             _, tok_cfg, model_cfg = self.family.prepare(data_cfg.resolved(), tok_cfg, model_cfg,
                                                         "lowercase" in self.fixed)
@@ -275,7 +275,7 @@ class Search:
         import yaml
 
         data_cfg, tok_cfg, model_cfg, train_cfg = build_configs({**self.fixed, **trial.params})
-        train_cfg = train_cfg.resolved_for(self.model)
+        train_cfg = family.train_config(train_cfg, self.model)
         configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)
         for name in NOT_TUNE_OPTIONS:
             configs["TrainConfig"].pop(name)

@@ -41,7 +41,7 @@ def serve_in_fresh_process(export_dir: Path, segmented: list[str], tmp: Path) ->
 def assert_export_matches(model, lookup, export_dir: Path, segmented: list[str], labels: list[str],
                           max_tokens: int, tmp: Path, atol: float = 1e-5) -> None:
     """The SavedModel, loaded in a fresh process, gives the Keras model's probabilities and labels."""
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
 
     expected = lstm.predict_proba(model, segmented, lookup, max_tokens)
     got, names = serve_in_fresh_process(export_dir, segmented, tmp)
@@ -60,8 +60,9 @@ def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: P
     """
     import pytest
 
-    from sentiment_tf import train, training
-    from sentiment_tf.errors import UserError
+    from sentiment_tf import train
+    from sentiment_tf.models import training
+    from sentiment_tf.core.errors import UserError
 
     ref_run, ref_out = run.parent / f"{run.name}-uninterrupted", out.parent / f"{out.name}-uninterrupted"
     swap = {str(run): str(ref_run), str(out): str(ref_out)}

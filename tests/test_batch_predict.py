@@ -32,7 +32,7 @@ def _read(pattern: str, directory: Path) -> list[dict]:
 
 def test_pipeline_scores_every_row_like_predictor_and_dead_letters_the_rest(model, reviews, tmp_path):
     from sentiment_tf import batch_predict
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     data = tmp_path / "in"
     data.mkdir()
@@ -66,7 +66,7 @@ def test_pipeline_scores_every_row_like_predictor_and_dead_letters_the_rest(mode
 
 def test_bad_arguments_are_one_line_errors_before_the_pipeline(model, tmp_path):
     from sentiment_tf import batch_predict
-    from sentiment_tf.errors import UserError
+    from sentiment_tf.core.errors import UserError
 
     with pytest.raises(UserError, match="matches no files"):
         batch_predict.main(["--model", str(model), "--input", str(tmp_path / "nothing-*.csv"), "--output", str(tmp_path / "o")])

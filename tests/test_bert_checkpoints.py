@@ -54,7 +54,7 @@ def _encoder_values(model) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(tiny_bert):
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     return load_pretrained(str(tiny_bert), ["a", "b"])
 
@@ -80,13 +80,13 @@ def _mlm_heads(state: dict[str, np.ndarray], with_nsp: bool) -> dict[str, np.nda
 
 def test_masked_lm_checkpoint_loads_with_fresh_pooler_and_head(tiny_bert, tmp_path, state, reference, caplog):
     """What run_mlm.py writes: `bert.` keys, no pooler, an MLM head; HF initialises pooler and head afresh."""
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     mlm = {k: v for k, v in state.items() if not k.startswith(("bert.pooler.", "classifier."))}
     ckpt = _checkpoint(tiny_bert, tmp_path / "mlm", {**mlm, **_mlm_heads(state, with_nsp=False)})
-    with caplog.at_level(logging.WARNING, logger="sentiment_tf.models.bert"):
+    with caplog.at_level(logging.WARNING, logger="sentiment_tf.models.bert.checkpoints"):
         model, _ = load_pretrained(str(ckpt), ["a", "b"])
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "sentiment_tf.models.bert"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "sentiment_tf.models.bert.checkpoints"]
     assert len(warnings) == 1 and "bert.pooler.dense.weight" in warnings[0] and "classifier.weight" in warnings[0]
     want = _encoder_values(reference[0])
     for name, value in _encoder_values(model).items():
@@ -94,7 +94,7 @@ def test_masked_lm_checkpoint_loads_with_fresh_pooler_and_head(tiny_bert, tmp_pa
 
 
 def test_pretraining_checkpoint_loads(tiny_bert, tmp_path, state, reference):
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     pre = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     ckpt = _checkpoint(tiny_bert, tmp_path / "pre", {**pre, **_mlm_heads(state, with_nsp=True)})
@@ -105,7 +105,7 @@ def test_pretraining_checkpoint_loads(tiny_bert, tmp_path, state, reference):
 
 
 def test_base_model_checkpoint_without_prefix_loads(tiny_bert, tmp_path, state, reference):
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     base = {k[len("bert."):]: v for k, v in state.items() if k.startswith("bert.")}
     model, tok = load_pretrained(str(_checkpoint(tiny_bert, tmp_path / "base", base)), ["a", "b"])
@@ -117,7 +117,7 @@ def test_base_model_checkpoint_without_prefix_loads(tiny_bert, tmp_path, state, 
 
 
 def test_sharded_checkpoint_loads(tiny_bert, tmp_path, state, reference):
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     model, tok = load_pretrained(str(_checkpoint(tiny_bert, tmp_path / "sharded", state, shards=3)), ["a", "b"])
     np.testing.assert_allclose(_logits(model, tok), _logits(*reference), atol=1e-6)
@@ -127,7 +127,7 @@ def test_sharded_checkpoint_loads(tiny_bert, tmp_path, state, reference):
 def test_half_precision_checkpoint_loads_as_float32(tiny_bert, tmp_path, state, reference, dtype):
     import ml_dtypes
 
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
     half = {k: v.astype(np_dtype) for k, v in state.items()}
@@ -139,7 +139,7 @@ def test_half_precision_checkpoint_loads_as_float32(tiny_bert, tmp_path, state, 
 
 
 def test_tokenizer_json_without_vocab_txt_loads(tiny_bert, tmp_path, state, reference):
-    from sentiment_tf.models.bert import check_pretrained, load_pretrained
+    from sentiment_tf.models.bert.classifier import check_pretrained, load_pretrained
 
     ckpt = _checkpoint(tiny_bert, tmp_path / "fast_only", state, keep_vocab=False)
     assert not (ckpt / "vocab.txt").exists() and (ckpt / "tokenizer.json").exists()
@@ -150,15 +150,15 @@ def test_tokenizer_json_without_vocab_txt_loads(tiny_bert, tmp_path, state, refe
 
 
 def test_vocab_txt_without_tokenizer_json_loads(tiny_bert, tmp_path, state, reference):
-    from sentiment_tf.models.bert import check_pretrained
+    from sentiment_tf.models.bert.classifier import check_pretrained
 
     _, tok = check_pretrained(str(_checkpoint(tiny_bert, tmp_path / "slow_only", state, keep_tokenizer_json=False)))
     assert tok.get_vocab() == reference[1].get_vocab()
 
 
 def test_wrong_shape_is_one_line_error_naming_it(tiny_bert, tmp_path, state):
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     bad = dict(state)
     bad["bert.encoder.layer.1.intermediate.dense.weight"] = np.zeros((3, 5), np.float32)
@@ -167,8 +167,8 @@ def test_wrong_shape_is_one_line_error_naming_it(tiny_bert, tmp_path, state):
 
 
 def test_missing_encoder_weight_is_an_error(tiny_bert, tmp_path, state):
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     bad = {k: v for k, v in state.items() if k != "bert.encoder.layer.0.attention.self.query.weight"}
     with pytest.raises(UserError, match=r"missing.*bert\.encoder\.layer\.0\.attention\.self\.query\.weight"):
@@ -192,8 +192,8 @@ def test_pytorch_bin_only_without_torch_is_one_line_error(tiny_bert, tmp_path, t
 
 
 def test_inexpressible_tokenizer_is_refused(tiny_bert, tmp_path):
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.models.bert import check_pretrained
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.models.bert.classifier import check_pretrained
 
     ckpt = tmp_path / "nfc"
     shutil.copytree(tiny_bert, ckpt)
@@ -213,7 +213,7 @@ def test_encoder_equals_pytorch_for_every_layout(tiny_bert, tmp_path, layout):
     import transformers
     from transformers import BertConfig, BertTokenizerFast
 
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     torch.manual_seed(0)
     cfg = BertConfig.from_pretrained(str(tiny_bert), num_labels=2)

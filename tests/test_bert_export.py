@@ -20,8 +20,8 @@ def trained_bert(tmp_path_factory, tiny_bert, reviews):
     import tf_keras
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert import TrainedBert
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.models.bert.classifier import TrainedBert
+    from sentiment_tf.data.cleaning import clean_text
 
     tf_keras.utils.set_random_seed(0)
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
@@ -68,8 +68,8 @@ def test_export_stores_the_weights_once(trained_bert):
 
 
 def test_finetune_source_restores_identical_weights(trained_bert):
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.models import bert
+    from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.models.bert import classifier as bert
 
     trained, version = trained_bert
     loaded = bert.load_trained(version, read_metadata(version))
@@ -87,9 +87,9 @@ def test_finetune_source_restores_identical_weights(trained_bert):
 def test_corrupt_variables_are_a_user_error(trained_bert, tmp_path):
     import shutil
 
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.export import read_metadata
-    from sentiment_tf.models import bert
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.models.bert import classifier as bert
 
     _, version = trained_bert
     copy = tmp_path / "1"
@@ -104,7 +104,7 @@ def test_export_check_compares_like_with_like(trained_bert, tmp_path, monkeypatc
     """The check scores its raw sample texts (full-width, emoji, URL) cleaned on the Python side, as the
     graph does: with a bound far below the shipped one it still passes (it failed at 4e-4 when the Python side
     scored them uncleaned)."""
-    from sentiment_tf.models import bert
+    from sentiment_tf.models.bert import classifier as bert
 
     trained, _ = trained_bert
     monkeypatch.setattr(bert, "PROBABILITY_ATOL", 2e-5)
@@ -118,8 +118,8 @@ def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny
     test_bert.py, and every export compares both on its check texts)."""
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert import BertServing, WordPieceSettings, encode
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.models.bert.classifier import BertServing, WordPieceSettings, encode
+    from sentiment_tf.data.cleaning import clean_text
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment_tf import calibration
+from sentiment_tf.evaluation import calibration
 from tests.conftest import TINY_MODEL_ARGS, cli
 
 
@@ -64,8 +64,8 @@ def test_train_exports_the_calibrated_model(trained_run):
     import keras
     import tensorflow as tf
 
-    from sentiment_tf.export import META_DIR, read_metadata
-    from sentiment_tf.models.lstm import KERAS_FILE
+    from sentiment_tf.export.versions import META_DIR, read_metadata
+    from sentiment_tf.models.lstm.classifier import KERAS_FILE
 
     tmp_path, proc = trained_run
     assert "calibration: temperature" in proc.stdout
@@ -91,7 +91,7 @@ def test_train_exports_the_calibrated_model(trained_run):
 
 
 def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Path):
-    from sentiment_tf.export import read_metadata
+    from sentiment_tf.export.versions import read_metadata
 
     proc = cli("train", "--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment",
                *TINY_MODEL_ARGS, "--no-calibration", "--output", str(tmp_path / "model"),
@@ -104,7 +104,7 @@ def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Pa
 
 def test_every_export_carries_a_model_card(trained_run):
     """MODEL_CARD.md in assets.extra/ and the run directory, rendered from what the export records."""
-    from sentiment_tf.export import read_metadata
+    from sentiment_tf.export.versions import read_metadata
 
     tmp_path, _ = trained_run
     card = (tmp_path / "model" / "1" / "assets.extra" / "MODEL_CARD.md").read_text(encoding="utf-8")

@@ -48,12 +48,12 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     np.testing.assert_allclose(embedded["probabilities"].numpy(), served, atol=1e-6)
     model = keras.saving.load_model(loop.version / "assets.extra" / "keras_model.keras")
     features = keras.Model(model.inputs, model.get_layer("probabilities").input)
-    from sentiment_tf.models.lstm import segmented_to_ids
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.models.lstm.classifier import segmented_to_ids
+    from sentiment_tf.export.predictor import Predictor
 
     lookup = Predictor.load(loop.version)  # the export's own vocabulary, via its tokens() view
     assert lookup.tokens(["酒店 很 干净"], prepared=True).tokens == [["酒店", "很", "干净"]]
-    from sentiment_tf.models.lstm import load_trained
+    from sentiment_tf.models.lstm.classifier import load_trained
 
     trained = load_trained(loop.version, lookup.metadata)
     ids = segmented_to_ids(segmented, trained.lookup, trained.max_tokens).to_tensor()
@@ -63,10 +63,10 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
 def test_export_profile_is_what_the_monitor_measures_on_the_test_split(loop):
     """The stored profile equals the monitor's own measurement of the same texts through the export,
     so in-distribution data compares with it like for like."""
-    from sentiment_tf import drift
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.evaluation import drift
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.export.predictor import Predictor
 
     meta = json.loads((loop.version / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
     profile = meta["profile"]
@@ -114,7 +114,7 @@ def _select(loop, unlabelled: Path, strategy: str, budget: int, out: str, *extra
 
 @pytest.mark.parametrize("strategy", ["random", "uncertainty", "diverse", "hybrid"])
 def test_select_chooses_budget_new_distinct_candidates_deterministically(loop, unlabelled, strategy):
-    from sentiment_tf.text import clean_text
+    from sentiment_tf.data.cleaning import clean_text
 
     chosen = _select(loop, unlabelled, strategy, 40, f"{strategy}.csv")
     again = _select(loop, unlabelled, strategy, 40, f"{strategy}-again.csv")
@@ -142,7 +142,7 @@ def test_select_samples_a_large_pool_and_reads_it_in_chunks(loop, unlabelled):
     whole = _select(loop, unlabelled, "hybrid", 20, "cap-c.csv", "--chunk-size", "7")
     pd.testing.assert_frame_equal(whole, _select(loop, unlabelled, "hybrid", 20, "hybrid-20.csv"))
     from sentiment_tf import select
-    from sentiment_tf.errors import UserError
+    from sentiment_tf.core.errors import UserError
 
     with pytest.raises(UserError, match="more than the 100 candidate.*--max-candidates"):
         select.main(["--model", str(loop.model), "--unlabelled", str(unlabelled), "--text-col", "review",
@@ -150,8 +150,8 @@ def test_select_samples_a_large_pool_and_reads_it_in_chunks(loop, unlabelled):
 
 
 def test_uncertainty_chooses_the_least_certain_and_hybrid_prefers_them(loop, unlabelled):
-    from sentiment_tf import selection
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.evaluation import selection
+    from sentiment_tf.export.predictor import Predictor
 
     chosen = _select(loop, unlabelled, "uncertainty", 30, "u30.csv")
     frame = pd.read_csv(unlabelled, keep_default_na=False)
@@ -185,7 +185,7 @@ def test_selected_file_is_read_back_by_finetune(loop, unlabelled):
 
 def test_select_bad_input_is_one_line_error(loop, unlabelled):
     from sentiment_tf import select
-    from sentiment_tf.errors import UserError
+    from sentiment_tf.core.errors import UserError
 
     proc = cli("select", "--model", str(loop.model), "--unlabelled", str(unlabelled), "--text-col", "review",
                "--budget", "5000", "--output", "x.csv", cwd=loop.work)
@@ -201,8 +201,8 @@ def test_select_bad_input_is_one_line_error(loop, unlabelled):
 
 
 def test_old_export_without_embed_is_a_clear_error(loop):
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.export.predictor import Predictor
 
     predictor = Predictor.load(loop.model)
     predictor._loaded = types.SimpleNamespace(signatures={"serving_default": predictor._signature})
@@ -213,7 +213,7 @@ def test_old_export_without_embed_is_a_clear_error(loop):
 def test_strategies_on_known_geometry():
     """Diverse takes one text per tight cluster; hybrid takes at most one of the confidently predicted
     texts (their gradient embeddings are all zero), uncertainty never does."""
-    from sentiment_tf import selection
+    from sentiment_tf.evaluation import selection
 
     rng = np.random.default_rng(0)
     centres = np.array([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 10.0]])
@@ -283,7 +283,7 @@ def test_monitor_bad_input_exits_2(loop):
     import shutil
 
     from sentiment_tf import monitor
-    from sentiment_tf.errors import UserError
+    from sentiment_tf.core.errors import UserError
 
     proc = cli("monitor", "--model", str(loop.model), "--data", "missing.csv", "--output", "mx", cwd=loop.work)
     assert_user_error(proc, "--data file not found: missing.csv")
@@ -309,7 +309,7 @@ def test_monitor_bad_input_exits_2(loop):
 
 
 def test_psi_and_its_significance():
-    from sentiment_tf import drift
+    from sentiment_tf.evaluation import drift
 
     rng = np.random.default_rng(0)
     ref = drift.distribution(rng.normal(size=2000))

@@ -47,7 +47,7 @@ def test_train_writes_the_most_confidently_wrong_texts_explained(keyed_model: Pa
 
 
 def test_the_token_the_model_keys_on_gets_the_largest_attribution(keyed_model: Path):
-    from sentiment_tf.export import load_trained, read_metadata, resolve_version_dir
+    from sentiment_tf.export.versions import load_trained, read_metadata, resolve_version_dir
 
     version = resolve_version_dir(keyed_model)
     trained = load_trained(version, read_metadata(version))
@@ -79,7 +79,7 @@ def test_explain_command_prints_and_writes_html_and_png(keyed_model: Path, tmp_p
 
 def test_explain_bad_input_is_one_line_error(keyed_model: Path, tmp_path: Path):
     from sentiment_tf import explain
-    from sentiment_tf.errors import UserError
+    from sentiment_tf.core.errors import UserError
 
     assert_user_error(cli("explain", "--model", str(keyed_model), cwd=tmp_path), "give texts to explain")
     for args, message in ((["好", "--label", "中性"], "--label 中性: not a label of this model (正面, 负面)"),
@@ -96,7 +96,7 @@ def test_bert_explanations_merge_word_pieces_and_are_complete(tiny_bert: Path):
     tokens spell the text, and the scores still add up to the logit difference."""
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert import TrainedBert
+    from sentiment_tf.models.bert.classifier import TrainedBert
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))

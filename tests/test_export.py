@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment_tf import export as export_lib
-from sentiment_tf.config import ModelConfig
-from sentiment_tf.errors import UserError
-from sentiment_tf.predictor import Predictor
-from sentiment_tf.text import Tokenizer, build_vocabulary
+from sentiment_tf.export import versions as export_lib
+from sentiment_tf.core.config import ModelConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.export.predictor import Predictor
+from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
 from tests.helpers import assert_export_matches
 
 LABELS = ["中性", "正面", "负面"]
@@ -26,7 +26,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     """A tiny word-level model with a user dictionary, fitted for a few steps (non-trivial weights)."""
     import keras
 
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
 
     keras.utils.set_random_seed(0)
     tmp = tmp_path_factory.mktemp("model")
@@ -44,7 +44,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _export(trained, base: Path) -> Path:
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
 
     model, lookup, vocab, tokenizer = trained
     return lstm.export(model, lookup, vocab, tokenizer, LABELS, 20, base, config={"test": True},
@@ -154,7 +154,7 @@ def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
 ])
 def test_damaged_export_is_one_line_naming_the_file(trained, tmp_path: Path, damage: str, named: str) -> None:
     """A truncated file (a copy cut short, a full disk) is refused by predict and finetune without a traceback."""
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
     from tests.conftest import assert_user_error, cli
 
     version = _export(trained, tmp_path / "lstm")
@@ -217,7 +217,7 @@ def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp
     """A failing export check is one line naming where the model is kept and the command that exports it;
     `python -m sentiment_tf.publish --run` then publishes exactly that model."""
     from sentiment_tf import publish
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.lstm import classifier as lstm
 
     model, lookup, vocab, tokenizer = trained
     model_obj = lstm.TrainedLSTM(model, lookup, vocab, tokenizer, LABELS, 20, {})

@@ -88,7 +88,7 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
     assert "行政酒廊" in (work / "adapted" / "1" / "assets.extra" / "user_dict.txt").read_text(encoding="utf-8")
     assert meta["metrics"]["finetuned_from"].endswith("src_model/1")
 
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     pred = Predictor.load(work / "adapted")
     assert pred.tokenizer.tokenize("行政酒廊很好") [:1] == ["行政酒廊"]
@@ -98,8 +98,8 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
 def test_grow_vocabulary_keeps_every_trained_weight(source_model):
     import keras
 
-    from sentiment_tf.adaptation import load_source
-    from sentiment_tf.models import lstm
+    from sentiment_tf.models.adaptation import load_source
+    from sentiment_tf.models.lstm import classifier as lstm
 
     source = load_source(str(source_model))
     trained = source.load()
@@ -118,8 +118,8 @@ def test_grow_vocabulary_keeps_every_trained_weight(source_model):
 
 
 def test_replay_sample_never_contains_domain_evaluation_texts(domain_files, source_model):
-    from sentiment_tf.data import TEXT, LabelMap
-    from sentiment_tf.adaptation import load_source, original_splits, replay_sample
+    from sentiment_tf.data.splits import TEXT, LabelMap
+    from sentiment_tf.models.adaptation import load_source, original_splits, replay_sample
 
     source = load_source(str(source_model))
     original = original_splits(source, None, LabelMap(source.labels))
@@ -188,7 +188,7 @@ def test_unknown_domain_label_and_foreign_model_are_one_line_errors(domain_files
 
 
 def test_bert_finetune_freezes_the_first_layers(tiny_bert, reviews, tmp_path):
-    from sentiment_tf.models import bert
+    from sentiment_tf.models.bert import classifier as bert
 
     reviews.head(200).to_csv(tmp_path / "src.csv", index=False)
     reviews.iloc[200:320].to_csv(tmp_path / "dom.csv", index=False)
@@ -239,8 +239,8 @@ def test_domain_texts_the_source_trained_on_are_warned_about_and_recorded(domain
 
 
 def test_data_stats_record_the_overlap_removed_between_files(tmp_path, reviews):
-    from sentiment_tf.config import DataConfig
-    from sentiment_tf.data import load_splits
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
 
     train = reviews.head(200)
     train.to_csv(tmp_path / "train.csv", index=False)

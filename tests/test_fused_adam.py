@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from sentiment_tf.config import ModelConfig
-from sentiment_tf.models import lstm
+from sentiment_tf.core.config import ModelConfig
+from sentiment_tf.models.lstm import classifier as lstm
 from sentiment_tf.models.fused_adam import FusedAdam
 
 from conftest import REPO
@@ -70,8 +70,8 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from sentiment_tf.config import ModelConfig
-    from sentiment_tf.models import lstm
+    from sentiment_tf.core.config import ModelConfig
+    from sentiment_tf.models.lstm import classifier as lstm
     from sentiment_tf.models.fused_adam import FusedAdam
 
     rng = np.random.default_rng(2)

@@ -12,8 +12,8 @@ keras = pytest.importorskip("keras")
 
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
 def test_packed_bidirectional_equals_keras_masked_bidirectional(rnn: str, tmp_path: Path) -> None:
-    from sentiment_tf.config import ModelConfig
-    from sentiment_tf.models import lstm
+    from sentiment_tf.core.config import ModelConfig
+    from sentiment_tf.models.lstm import classifier as lstm
 
     cfg = ModelConfig(rnn=rnn, embedding_dim=16, rnn_units=8, pooling="max")
     packed = lstm.build_model(cfg, vocab_size=50, num_classes=3)
@@ -47,8 +47,8 @@ def test_packed_bidirectional_equals_keras_masked_bidirectional(rnn: str, tmp_pa
 
 def test_packed_bidirectional_runs_its_rnns_unmasked(monkeypatch) -> None:
     """The point of the layer: no per-step masking inside the RNNs (it cost ≈ 2 ms of a 37 ms step)."""
-    from sentiment_tf.config import ModelConfig
-    from sentiment_tf.models import lstm
+    from sentiment_tf.core.config import ModelConfig
+    from sentiment_tf.models.lstm import classifier as lstm
 
     masks = []
     original = keras.layers.LSTM.call

@@ -66,7 +66,7 @@ def digests(logs: list[str]) -> list[str]:
 
 
 def probabilities(model_dir: Path) -> np.ndarray:
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     return Predictor.load(model_dir).predict(PROBE).probabilities
 
@@ -136,8 +136,8 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from sentiment_tf import training
-from sentiment_tf.models import lstm_lm
+from sentiment_tf.models import training
+from sentiment_tf.models.lstm import language_model as lstm_lm
 
 shape = lstm_lm.LMShape(vocab_size=30, embedding_dim=4, rnn_units=4, dropout=0.0)
 ids = np.random.default_rng(0).integers(2, 30, size=(8, 6))  # equal lengths: equal token shares
@@ -196,7 +196,7 @@ def test_kubernetes_manifest_gives_each_pod_its_tf_config_and_resumes(tmp_path: 
     every pod through the headless Service, a new run first, and --resume once the pod's run exists."""
     import yaml
 
-    from sentiment_tf import training
+    from sentiment_tf.models import training
 
     docs = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "train-multiworker.yaml").read_text()))
     service = next(d for d in docs if d["kind"] == "Service")

@@ -21,7 +21,7 @@ PD_LINES = ["迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  ——/w  一
 
 
 def test_strip_tags_reads_peoples_daily_and_leaves_plain_text_alone():
-    from sentiment_tf.data import strip_tags
+    from sentiment_tf.data.splits import strip_tags
 
     assert strip_tags(PD_LINES[0]) == "迈向充满希望的新世纪——一九九八年新年讲话"
     assert strip_tags(PD_LINES[1]) == "中央人民广播电台记者报道，Windows 95版本。"
@@ -60,7 +60,7 @@ def test_pretraining_writes_a_checkpoint_that_learned(pretrained: Path):
 def test_checkpoint_fine_tunes_with_its_pretrained_encoder(pretrained: Path):
     from transformers import TFBertForMaskedLM
 
-    from sentiment_tf.models.bert import load_pretrained
+    from sentiment_tf.models.bert.classifier import load_pretrained
 
     clf, tokenizer = load_pretrained(str(pretrained), ["负面", "正面"])
     mlm = TFBertForMaskedLM.from_pretrained(str(pretrained))
@@ -74,7 +74,7 @@ def test_checkpoint_fine_tunes_with_its_pretrained_encoder(pretrained: Path):
 def test_masked_positions_loss_equals_hugging_face_loss(pretrained: Path):
     from transformers import BertTokenizerFast, DataCollatorForLanguageModeling, TFBertForMaskedLM
 
-    from sentiment_tf.pretrain import masked_positions_trainer
+    from sentiment_tf.models.bert.pretraining import masked_positions_trainer
 
     model = TFBertForMaskedLM.from_pretrained(str(pretrained))
     tok = BertTokenizerFast.from_pretrained(str(pretrained))

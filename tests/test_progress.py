@@ -5,25 +5,25 @@ from __future__ import annotations
 import io
 import logging
 
-from sentiment_tf import progress as progress_lib
-from sentiment_tf.text import Tokenizer
+from sentiment_tf.core import progress as progress_lib
+from sentiment_tf.models.lstm.preprocessor import Tokenizer
 
 
 def test_segmentation_logs_progress_when_stderr_is_not_a_terminal(monkeypatch, caplog) -> None:
     monkeypatch.setattr(progress_lib, "MIN_TEXTS", 10)
     monkeypatch.setattr(progress_lib, "LOG_EVERY_SECONDS", 0.0)
-    with caplog.at_level(logging.INFO, logger="sentiment_tf.progress"):
+    with caplog.at_level(logging.INFO, logger="sentiment_tf.core.progress"):
         out = Tokenizer().segment(["这家酒店很干净"] * 30)
-    lines = [r.getMessage() for r in caplog.records if r.name == "sentiment_tf.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sentiment_tf.core.progress"]
     assert len(out) == 30
     assert lines[0].startswith("segmenting: 1/30 texts (3%)") and lines[-1].startswith("segmenting: 30 texts in ")
     assert len(lines) == 30  # every text (the interval is 0 here), the last as the summary
 
 
 def test_small_jobs_show_nothing_and_a_terminal_gets_a_bar(monkeypatch, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="sentiment_tf.progress"):
+    with caplog.at_level(logging.INFO, logger="sentiment_tf.core.progress"):
         Tokenizer().segment(["好"] * 5)
-    assert not [r for r in caplog.records if r.name == "sentiment_tf.progress"]
+    assert not [r for r in caplog.records if r.name == "sentiment_tf.core.progress"]
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

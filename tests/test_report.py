@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_tf import report
+from sentiment_tf.evaluation import report
 
 LABELS = ["正面", "负面", "中性"]
 
@@ -24,7 +24,7 @@ def test_confusion_matrix_draws_chinese_labels_with_a_cjk_font_even_without_one_
         matplotlib.use("Agg")
         from matplotlib import font_manager
         from matplotlib.ft2font import FT2Font
-        from sentiment_tf import report
+        from sentiment_tf.evaluation import report
         font_manager.fontManager.ttflist = [f for f in font_manager.fontManager.ttflist
                                             if f.name not in report._CJK_FONTS]
         captured = []

@@ -82,7 +82,7 @@ def server(lstm_export: Path):
 
 
 def _reference(export: Path, texts: list[str]) -> np.ndarray:
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     return Predictor.load(export).predict(texts).probabilities
 
@@ -93,7 +93,7 @@ def _reference(export: Path, texts: list[str]) -> np.ndarray:
 def test_export_as_tf_serving_sees_it(lstm_export: Path):
     """Signature name, input name and dtype, and a golden REST request converted to tensors the way
     TF Serving's row format does (a list of instances → one batched tensor for the single input)."""
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     loaded = tf.saved_model.load(str(lstm_export / "1"))
     assert sorted(loaded.signatures) == ["embed", "serving_default"]
@@ -112,7 +112,7 @@ def test_export_as_tf_serving_sees_it(lstm_export: Path):
 
 
 def test_golden_request_is_what_the_client_sends(lstm_export: Path):
-    from sentiment_tf.client import ServingClient
+    from sentiment_tf.serving.client import ServingClient
 
     golden = json.loads((GOLDEN / "lstm_predict_request.json").read_text(encoding="utf-8"))
     client = ServingClient("http://unused", "lstm", lstm_export)
@@ -124,7 +124,7 @@ def test_golden_request_is_what_the_client_sends(lstm_export: Path):
                     reason="tensorflow_model_server is not on PATH (it cannot be installed on these machines); "
                            "install TF Serving or use deploy/docker-compose.yml to run this test")
 def test_real_tf_serving_matches_in_process_predictions(lstm_export: Path, tmp_path: Path):
-    from sentiment_tf.client import ServingClient
+    from sentiment_tf.serving.client import ServingClient
 
     port = _free_port()
     proc = subprocess.Popen(["tensorflow_model_server", f"--rest_api_port={port}", "--port=0", "--model_name=lstm",
@@ -175,7 +175,7 @@ def test_tf_serving_routes_row_and_columnar(server: Server, lstm_export: Path):
 
 
 def test_client_against_the_service(server: Server, lstm_export: Path):
-    from sentiment_tf.client import ServingClient, ServingError
+    from sentiment_tf.serving.client import ServingClient, ServingError
 
     result = ServingClient(server.url, "lstm", lstm_export, segment=False).predict(TEXTS)
     np.testing.assert_allclose(result.probabilities, _reference(lstm_export, TEXTS), atol=1e-5)
@@ -193,7 +193,7 @@ def _metrics(server: Server) -> dict[tuple, float]:
 
 
 def test_metrics_count_requests_errors_texts_labels_and_oov(server: Server, lstm_export: Path):
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     def value(metrics, name, **labels):
         return metrics.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -44,7 +44,7 @@ def _probs(body: dict) -> np.ndarray:
 
 
 def _reference(version_dir: Path, texts: list[str]) -> np.ndarray:
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     return Predictor.load(version_dir).predict(texts).probabilities
 
@@ -273,7 +273,7 @@ def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Pa
         text = json.dumps(meta, ensure_ascii=False)
         assert str(exports) not in text and "run_dir" not in text and meta["metadata"]["sentiment_tf"]["labels"]
         assert httpx.get(srv.url + "/docs", headers={"X-API-Key": "s3cret"}).status_code == 404
-        from sentiment_tf.client import ServingClient, ServingError
+        from sentiment_tf.serving.client import ServingClient, ServingError
 
         assert ServingClient(srv.url, "lstm", exports / "a", segment=False, api_key="s3cret").predict(["好"]).labels
         with pytest.raises(ServingError, match="401"):
@@ -285,9 +285,9 @@ def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Pa
 def test_one_request_failing_in_a_batch_fails_alone():
     """The batch worker retries a failed batch request by request: only the culprit gets an error (400),
     the others their predictions; a model that fails even a known-good text is the server's fault (500)."""
-    from sentiment_tf.predictor import Predictions
-    from sentiment_tf.metrics import ServeMetrics
-    from sentiment_tf.serve import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
+    from sentiment_tf.export.predictor import Predictions
+    from sentiment_tf.serving.metrics import ServeMetrics
+    from sentiment_tf.serving.app import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
 
     class Picky:
         label_names = ["正面", "负面"]
@@ -298,7 +298,7 @@ def test_one_request_failing_in_a_batch_fails_alone():
             return texts
 
         def tokens(self, texts, prepared=False):
-            from sentiment_tf.drift import Tokens
+            from sentiment_tf.evaluation.drift import Tokens
 
             return Tokens([list(t) for t in texts], [0] * len(texts))
 

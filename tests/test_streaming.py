@@ -28,7 +28,7 @@ def char_model(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 
 def test_chunked_prediction_equals_one_pass_and_resumes_after_a_kill(char_model, reviews, tmp_path, monkeypatch):
     from sentiment_tf import predict
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.export.predictor import Predictor
 
     frame = reviews.head(230).assign(id=range(230))[["id", "text", "label"]]
     frame.to_csv(tmp_path / "in.csv", index=False)
@@ -68,7 +68,7 @@ def test_chunked_prediction_equals_one_pass_and_resumes_after_a_kill(char_model,
 
 def test_a_different_job_does_not_resume_a_partial_file(char_model, reviews, tmp_path):
     from sentiment_tf import predict
-    from sentiment_tf.streaming import ResumableCsv, job_description
+    from sentiment_tf.data.streaming import ResumableCsv, job_description
 
     reviews.head(120)[["text"]].to_csv(tmp_path / "in.csv", index=False)
     writer = ResumableCsv(tmp_path / "out.csv", job_description(tmp_path / "in.csv", model="other"), bom=False)

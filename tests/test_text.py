@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_tf.errors import UserError
-from sentiment_tf.text import Tokenizer, TokenizerSettings, build_vocabulary, clean_text
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.models.lstm.preprocessor import Tokenizer, TokenizerSettings, build_vocabulary
+from sentiment_tf.data.cleaning import clean_text
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -80,7 +80,7 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     assert preds.read_bytes().startswith(b"\xef\xbb\xbf")
 
     # Exports and reports get the umask's normal modes (0755/0644 under umask 022), not mkdtemp's 0700.
-    from sentiment_tf.atomic import dir_mode, file_mode
+    from sentiment_tf.core.atomic import dir_mode, file_mode
 
     for path in [out / "1", out / "1" / "variables", out / "1" / "assets.extra"]:
         assert path.stat().st_mode & 0o777 == dir_mode(), path
@@ -150,10 +150,10 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
 
     import numpy as np
 
-    from sentiment_tf import export as export_lib
+    from sentiment_tf.export import versions as export_lib
     from sentiment_tf import train
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.predictor import Predictor
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.export.predictor import Predictor
 
     out, run = tmp_path / "models", tmp_path / "run"
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),

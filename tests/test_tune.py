@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from sentiment_tf import training, tune
-from sentiment_tf.errors import UserError
+from sentiment_tf import tune
+from sentiment_tf.models import training
+from sentiment_tf.core.errors import UserError
 from tests.conftest import assert_user_error, cli
 
 # Small and quick: these are fixed (so not searched); the rest of the LSTM space is searched.

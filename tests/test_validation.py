@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_tf.errors import UserError
+from sentiment_tf.core.errors import UserError
 from tests.conftest import assert_user_error, cli
 
 MISSING_DATA = ["--data", "no-such-file.csv"]  # reading data would fail differently: proof nothing ran
@@ -53,7 +53,7 @@ def test_config_file_values_are_checked_like_flags(tmp_path: Path, content: str,
 
 
 def test_integers_widen_to_floats_in_config_files(tmp_path: Path) -> None:
-    from sentiment_tf.config import build_configs
+    from sentiment_tf.core.config import build_configs
 
     _, _, _, train_cfg = build_configs({"learning_rate": 1, "val_size": 0.2})
     assert train_cfg.learning_rate == 1.0 and isinstance(train_cfg.learning_rate, float)

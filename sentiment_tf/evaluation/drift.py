@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_tf.text import cleaned_has_words
+from sentiment_tf.core import atomic
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.cleaning import cleaned_has_words
+from sentiment_tf.evaluation import report
 
 PROFILE_VERSION = 1
 QUANTILES = np.linspace(0.0, 1.0, 101)  # the KS statistic is read at these points of the reference
@@ -233,7 +236,6 @@ def plot(reference: dict[str, Any], sample: Sample, path: Any, title: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sentiment_tf import atomic, report
 
     with plt.rc_context(report.chinese_rc()):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -261,8 +263,6 @@ def plot(reference: dict[str, Any], sample: Sample, path: Any, title: str) -> No
 
 def check_profile(profile: Any, labels: list[str], where: str) -> dict[str, Any]:
     """A stored profile, or a one-line :class:`UserError` naming what is wrong with it."""
-    from sentiment_tf.errors import UserError
-
     if profile is None:
         raise UserError(f"{where} records no data profile (exported by an older sentiment_tf); pass --reference "
                         "FILE (e.g. the training data) to compare with, or export the model again")

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+)
 
-from sentiment_tf import atomic
+from sentiment_tf.core import atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +126,6 @@ def plot_history(history: dict[str, list[float]], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     metrics = [m for m in ("loss", "accuracy") if m in history]

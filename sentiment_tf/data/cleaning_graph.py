@@ -11,7 +11,14 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from sentiment_tf.text import CONTROL, DECIMAL_ENTITY, HTML_ENTITIES, HTML_TAG, URL, WHITESPACE
+from sentiment_tf.data.cleaning import (
+    CONTROL,
+    DECIMAL_ENTITY,
+    HTML_ENTITIES,
+    HTML_TAG,
+    URL,
+    WHITESPACE,
+)
 
 
 def _unescape_decimal(text: tf.Tensor) -> tf.Tensor:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sentiment_tf.core import atomic
+
 BINS = 15
 _TINY = 1e-12  # log(0) guard: a float32 softmax can round a probability to exactly 0
 
@@ -106,7 +108,6 @@ def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray, y: np
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
 
-    from sentiment_tf import atomic
 
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfectly calibrated")

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from sentiment_tf.errors import UserError
+from sentiment_tf.core.errors import UserError
 
 DEFAULT_DATA = "data/reviews.csv"
 
@@ -114,10 +114,8 @@ class ModelConfig:
     dropout: float = option("Dropout before the output layer (and on embeddings).", at_least=0, below=1, default=0.4)
 
     def __post_init__(self) -> None:
-        if self.model == "bert" and not self.pretrained:  # recorded concretely with every run
-            self.pretrained = "bert-base-chinese"
         if self.pooling is None:  # a language model's states at every step carry the text, not just the last
-            self.pooling = "max" if self.model == "lstm" and self.pretrained else "last"
+            self.pooling = "max" if self.pretrained else "last"
 
 
 @dataclasses.dataclass
@@ -161,16 +159,12 @@ class TrainConfig:
     resume: str | None = option("Resume an interrupted run from its run directory.", default=None)
     verbose: bool = option("Debug logging.", default=False)
 
-    def resolved_for(self, model: str, purpose: Literal["train", "finetune"] = "train",
-                     output: str | None = None) -> "TrainConfig":
-        """Fills the family's recipe defaults for training or adapting (a saved config therefore holds
-        concrete values); ``output`` is the default export directory (train: saved_models/<model>)."""
-        from sentiment_tf.models import family
-
-        defaults = getattr(family.recipe(model), purpose)
+    def resolved_for(self, recipe: dict[str, Any], output: str) -> "TrainConfig":
+        """Fills the options left unset from a family's ``recipe`` (``models.family.train_config``), so a
+        saved config holds concrete values; ``output`` is the default export directory."""
         values = {name: getattr(self, name) if getattr(self, name) is not None else default
-                  for name, default in defaults.items()}
-        values["output"] = self.output or output or f"saved_models/{model}"
+                  for name, default in recipe.items()}
+        values["output"] = self.output or output
         return dataclasses.replace(self, **values)
 
 
@@ -280,20 +274,6 @@ def build_parser(prog: str, doc: str | None, *classes: type) -> argparse.Argumen
     return parser
 
 
-def resumed_values(run_dir: str, prog: str) -> dict[str, Any]:
-    """The saved options of an interrupted run, pointed back at its run directory (for ``--resume``).
-    A non-chief worker of a cluster reads its own copy (written in its directory inside ``run_dir``)."""
-    from sentiment_tf import training
-
-    saved = training.role().local(run_dir) / "config.json"
-    if not saved.is_file():
-        raise UserError(f"--resume {run_dir}: no config.json there; pass a run directory written by "
-                        f"`python -m sentiment_tf.{prog}`")
-    values = load_config_file(str(saved))
-    values.update(resume=run_dir, run_dir=run_dir)
-    return values
-
-
 def load_config_file(path: str) -> dict[str, Any]:
     """Reads a JSON or YAML config file into a flat ``{field: value}`` dict."""
     p = Path(path)
@@ -386,3 +366,75 @@ def parse_configs(parser: argparse.ArgumentParser, argv: list[str] | None,
 def to_dict(*configs: Any) -> dict[str, dict[str, Any]]:
     """Nested ``{ClassName: fields}`` dict for saving next to a run or export."""
     return {type(c).__name__: dataclasses.asdict(c) for c in configs}
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Language-model pretraining on unlabelled text (options marked BERT or LSTM apply to that model only)."""
+
+    model: Literal["bert", "lstm"] = option("'bert': masked-LM pretraining of a BERT; 'lstm': forward and backward "
+                                            "LSTM language models with the classifier's encoder shapes.",
+                                            default="bert")
+    corpus: list[str] = option("Unlabelled text files (one text per line; CSV/TSV/JSONL/Excel use --text-col).",
+                               metavar="FILE", default_factory=list)
+    output: str = option("Checkpoint directory to create (must not exist or be empty).", default="")
+    from_checkpoint: str | None = option("Continue pretraining this checkpoint (BERT: Hub id or directory, its "
+                                         "vocabulary and size kept; LSTM: a directory of `--model lstm`, its "
+                                         "tokenizer and shapes kept, frequent new corpus words added).",
+                                         flags=("--from",), default=None)
+    text_col: str = option("Column holding the text in CSV/TSV/JSONL/Excel corpus files.", default="text")
+    vocab: str | None = option("Existing WordPiece vocab.txt to use instead of building one (from scratch only).",
+                               default=None)
+    vocab_size: int = option("BERT: size of the WordPiece vocabulary built from the corpus.", at_least=16, default=8000)
+    min_frequency: int = option("Pieces (BERT) or tokens (LSTM) seen fewer times than this stay out of the built "
+                                "vocabulary.", at_least=1, default=2)
+    hidden_size: int = option("Hidden size (from scratch only).", at_least=1, default=256)
+    layers: int = option("Transformer layers (from scratch only).", at_least=1, default=4)
+    heads: int = option("Attention heads; must divide --hidden-size (from scratch only).", at_least=1, default=4)
+    intermediate_size: int = option("Feed-forward size (from scratch only).", at_least=1, default=1024)
+    max_length: int = option("Word pieces (BERT; [CLS]/[SEP] included) or tokens (LSTM) per training sequence; "
+                             "longer texts are cut into several sequences.", default=128)
+    mlm_probability: float = option("Share of word pieces masked per sequence (re-drawn every epoch).",
+                                    default=0.15)
+    epochs: int = option("Passes over the corpus (0 writes the initialised model: a random-init baseline).",
+                         at_least=0, default=3)
+    batch_size: int = option("Sequences per batch.", at_least=1, default=64)
+    learning_rate: float | None = option("BERT: peak AdamW learning rate (linear warmup then decay) [5e-4]; LSTM: "
+                                         "Adam learning rate [2e-3].", above=0, default=None)
+    warmup_ratio: float = option("Fraction of steps with learning-rate warmup.", at_least=0, below=1, default=0.06)
+    weight_decay: float = option("AdamW weight decay.", at_least=0, default=0.01)
+    holdout: float = option("Share of texts held out to report masked-LM loss and perplexity.", default=0.02)
+    max_texts: int | None = option("Use at most this many texts (after de-duplication, in random order).",
+                                   at_least=1, default=None)
+    lowercase: bool = option("Lower-case Latin letters (must match the fine-tuning --lowercase).", default=True)
+    tokenizer: Literal["word", "char"] = option("LSTM: 'word' (jieba precise mode) or 'char' tokens, as `train`'s "
+                                                "--tokenizer.", default="word")
+    hmm: bool = option("LSTM: jieba HMM for words missing from the dictionary.", default=True)
+    user_dict: str | None = option("LSTM: jieba user dictionary (copied into the output; the classifier uses it).",
+                                   default=None)
+    max_vocab: int = option("LSTM: keep at most this many tokens (most frequent first).", at_least=3, default=50000)
+    embedding_dim: int = option("LSTM: embedding size (the classifier's --embedding-dim).", at_least=1, default=128)
+    rnn_units: int = option("LSTM: units per direction (the classifier's --rnn-units).", at_least=1, default=128)
+    rnn: Literal["lstm", "gru"] = option("LSTM: recurrent cell (the classifier's --rnn).", default="lstm")
+    lm_dropout: float = option("LSTM: dropout of whole tokens' embeddings and of the RNN outputs.", at_least=0,
+                               below=1, default=0.1)
+    sampled: int = option("LSTM: softmax candidates sampled per batch for the training loss (the held-out "
+                          "perplexity uses the full softmax).", at_least=1, default=1024)
+    seed: int = option("Seed for the hold-out split, masking and initialisation.", default=42)
+    run_dir: str | None = option("Directory for per-epoch backups and TensorBoard logs (default: "
+                                 "runs/pretrain-<time>).", default=None)
+    resume: str | None = option("Resume an interrupted pretraining run from its run directory.", default=None)
+    verbose: bool = option("Debug logging.", default=False)
+
+    def __post_init__(self) -> None:
+        if not self.resume:
+            if not self.corpus:
+                raise UserError("--corpus: give at least one unlabelled text file")
+            if not self.output:
+                raise UserError("--output: give the checkpoint directory to create")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise UserError(f"--mlm-probability must be between 0 and 1, got {self.mlm_probability}")
+        if not 0.0 <= self.holdout < 0.5:
+            raise UserError(f"--holdout must be between 0 and 0.5, got {self.holdout}")
+        if self.max_length < 8:
+            raise UserError(f"--max-length must be at least 8, got {self.max_length}")

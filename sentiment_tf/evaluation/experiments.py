@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment_tf import atomic, report
-from sentiment_tf.adaptation import Source, adapt
-from sentiment_tf.config import AdaptConfig, DataConfig, TrainConfig
-from sentiment_tf.data import LABEL, TEXT, Y, Splits
-from sentiment_tf.errors import UserError
+from sentiment_tf.core import atomic
+from sentiment_tf.core.config import AdaptConfig, DataConfig, TrainConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.splits import LABEL, TEXT, Splits, Y
+from sentiment_tf.evaluation import report
+from sentiment_tf.models.adaptation import Source, adapt
 
-log = logging.getLogger("sentiment_tf.experiments")
+log = logging.getLogger("sentiment_tf.evaluation.experiments")
 
 
 def score(trained_or_source: Any, frame: pd.DataFrame, labels: list[str]) -> report.Evaluation:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sentiment_tf.errors import UserError
+from sentiment_tf.core.errors import UserError
 
 
 def umask() -> int:

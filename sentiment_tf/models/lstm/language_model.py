@@ -20,9 +20,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
+
+from sentiment_tf.core.config import PretrainConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.models import batching, training
+from sentiment_tf.models.fused_adam import FusedAdam
+from sentiment_tf.models.lstm.preprocessor import (
+    PAD_TOKEN,
+    UNK_TOKEN,
+    Tokenizer,
+    TokenizerSettings,
+    build_vocabulary,
+    extend_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +188,6 @@ def perplexity(loss: float) -> float:
 
 def write_checkpoint(model: BiLanguageModel, vocabulary: list[str], description: dict, directory: Path) -> None:
     """Into ``directory`` (a temporary one the caller renames into place): weights, vocabulary, description."""
-    from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
-
     model.save_weights(str(directory / WEIGHTS_FILE))
     (directory / VOCAB_FILE).write_text("\n".join([PAD_TOKEN, UNK_TOKEN, *vocabulary]) + "\n", encoding="utf-8")
     (directory / LM_FILE).write_text(json.dumps({**description, "shape": dataclasses.asdict(model.lm_shape)},
@@ -206,8 +217,6 @@ def is_checkpoint(path: str | Path) -> bool:
 
 
 def read_checkpoint(path: str | Path, option: str = "--pretrained") -> Checkpoint:
-    from sentiment_tf.errors import UserError
-
     directory = Path(path)
     missing = [name for name in (LM_FILE, WEIGHTS_FILE, VOCAB_FILE) if not (directory / name).is_file()]
     if missing:
@@ -229,8 +238,6 @@ def read_checkpoint(path: str | Path, option: str = "--pretrained") -> Checkpoin
 def initialise_classifier(classifier: keras.Model, lm: BiLanguageModel, lm_vocab_size: int) -> None:
     """The classifier's embedding rows for the LM's vocabulary and both RNN directions take the LM's
     weights; rows of words the LM never saw start at the mean of its rows (as vocabulary growth does)."""
-    from sentiment_tf.models.lstm import extend_rows
-
     layer = classifier.get_layer("embedding")
     layer.set_weights([extend_rows(lm.embedding.get_weights()[0], layer.get_weights()[0].shape[0] - lm_vocab_size)])
     encoder = next(lay for lay in classifier.layers if hasattr(lay, "forward_layer") or isinstance(
@@ -266,8 +273,6 @@ def token_ids(segmented: list[str], vocabulary: list[str], chunk: int) -> tf.Rag
 
 def grow(model: BiLanguageModel, extra: int) -> BiLanguageModel:
     """The same LM with ``extra`` new tokens: embedding and softmax rows at the mean of the trained rows."""
-    from sentiment_tf.models.lstm import extend_rows
-
     grown = build(dataclasses.replace(model.lm_shape, vocab_size=model.lm_shape.vocab_size + extra))
     grown.embedding.set_weights([extend_rows(model.embedding.get_weights()[0], extra)])
     grown.forward_rnn.set_weights(model.forward_rnn.get_weights())
@@ -281,9 +286,6 @@ def corpus_vocabulary(cfg: Any, start: Checkpoint | None, train_texts: list[str]
     """The tokenizer (new, or the ``--from`` LM's, checked against its recorded settings), the
     vocabulary (the corpus' tokens, or the LM's followed by the corpus' frequent tokens it lacks) and
     the segmented texts."""
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.text import Tokenizer, TokenizerSettings, build_vocabulary
-
     if start is not None:
         settings = TokenizerSettings(**start.description["tokenizer"])
         if settings.lowercase != cfg.lowercase:
@@ -311,8 +313,6 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
     files into ``out_dir``. Returns the summary."""
     import shutil
 
-    from sentiment_tf import batching, training
-    from sentiment_tf.models.fused_adam import FusedAdam
 
     start = read_checkpoint(cfg.from_checkpoint, "--from") if cfg.from_checkpoint else None
     tokenizer, vocabulary, segmented = corpus_vocabulary(cfg, start, train_texts)
@@ -375,3 +375,24 @@ def _evaluate(model: BiLanguageModel, ds: Any) -> dict[str, float] | None:
         return None
     loss = float(model.evaluate(ds, verbose=0, return_dict=True)["loss"])
     return {"loss": loss, "perplexity": perplexity(loss)}
+
+
+class LSTMPretrainer:
+    """What `pretrain --model lstm` runs: forward and backward LMs with the classifier's encoder shapes."""
+
+    loss_name = "next-token"
+
+    def check(self, cfg: PretrainConfig) -> PretrainConfig:
+        """Refuses what cannot run before anything is written; returns ``cfg`` with the LSTM's defaults filled."""
+        if cfg.from_checkpoint:
+            read_checkpoint(cfg.from_checkpoint, "--from")
+        elif cfg.user_dict and not Path(cfg.user_dict).is_file():
+            raise UserError(f"--user-dict {cfg.user_dict}: file not found")
+        return dataclasses.replace(cfg, learning_rate=cfg.learning_rate or 2e-3)  # recorded concretely
+
+    def run(self, cfg: PretrainConfig, train_texts: list[str], held_out: list[str], run_dir: Path,
+            out_dir: Path) -> dict:
+        return pretrain(cfg, train_texts, held_out, run_dir, out_dir)
+
+
+PRETRAINER = LSTMPretrainer()

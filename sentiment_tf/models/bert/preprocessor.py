@@ -17,10 +17,15 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from sentiment_tf.errors import UserError
-from sentiment_tf.text import WHITESPACE
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.core.progress import progress
+from sentiment_tf.data.cleaning import WHITESPACE
+from sentiment_tf.evaluation import drift
+from sentiment_tf.evaluation.drift import Tokens
+from sentiment_tf.models import batching
 
 # HF BasicTokenizer / tokenizers' BertPreTokenizer: every ASCII symbol and Unicode punctuation.
 PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|\p{P}"
@@ -117,3 +122,59 @@ class WordPieceGraph(tf.Module):
         words = tf.ragged.map_flat_values(
             lambda w, long: tf.where(long, tf.constant(self.settings.unk_token), w), words, too_long)
         return self.wordpiece.tokenize(words).merge_dims(-2, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Word pieces in Python: training batches and the token view
+
+
+
+def kept_span(length: int, budget: int, truncation: str) -> tuple[int, int]:
+    """Of ``length`` word pieces, keep the first ``head`` and the last ``tail`` (head + tail ≤ budget):
+    'head' the beginning, 'tail' the end, 'head+tail' a quarter of the budget from the beginning and
+    the rest from the end (Sun et al. 2019: 128 + 382 of 510). :meth:`BertServing.token_ids` does the same in-graph."""
+    if length <= budget:
+        return length, 0
+    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
+    return head, budget - head
+
+
+def truncated(pieces: list, budget: int, truncation: str) -> list:
+    head, tail = kept_span(len(pieces), budget, truncation)
+    return pieces[:head] + (pieces[len(pieces) - tail:] if tail else [])
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> tf.RaggedTensor:
+    """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], cut to ``max_length`` by ``truncation``."""
+    texts, chunk, ids = list(texts), 2000, []
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for start in progress(range(0, len(texts), chunk), len(texts), "tokenizing", per_item=chunk):
+        # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
+        pieces = tokenizer(texts[start:start + chunk], add_special_tokens=False, split_special_tokens=True,
+                           verbose=False)["input_ids"]
+        ids += [[cls, *truncated(p, max_length - 2, truncation), sep] for p in pieces]
+    return tf.ragged.constant(ids, dtype=tf.int64)
+
+
+def wordpiece_view(tokenizer: Any, texts: list[str]) -> "drift.Tokens":
+    """Cleaned texts as word pieces (as :func:`encode` reads them, untruncated) and their [UNK] counts."""
+    ids = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    return Tokens([tokenizer.convert_ids_to_tokens(i) for i in ids], [sum(x == unk for x in i) for i in ids])
+
+
+def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
+                 bucketing: bool = True, truncation: str = "head") -> tf.data.Dataset:
+    """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
+    with ``bucketing=False``, in input order). Training uses :func:`batching.training_batches`."""
+    ids = encode(tokenizer, texts, max_length, truncation)
+    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
+    ds = batching.evaluation_batches(ids, columns, batch_size, max_length, bucketing, pad_value=tokenizer.pad_token_id)
+    return batching.prefetched(ds.map(lambda ids, *rest: with_features(tokenizer, ids, *rest)))
+
+
+def with_features(tokenizer: Any, ids: tf.Tensor, *rest: tf.Tensor):
+    x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
+    return (x, *rest) if rest else x
+
+

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sentiment_tf import __version__, atomic, model_card
-from sentiment_tf.errors import DISK_ERRNOS, UserError
-from sentiment_tf.text import Tokenizer, TokenizerSettings
+from sentiment_tf import __version__
+from sentiment_tf.core import atomic
+from sentiment_tf.core.errors import DISK_ERRNOS, UserError
+from sentiment_tf.export import model_card
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def check_base_dir(base: str | Path) -> Path:
 
 def write_version(base: str | Path, write_model: Callable[[Path], None], metadata: dict[str, Any],
                   extra_files: dict[str, str | Path | bytes], verify: Callable[[Path], None],
-                  keep_failed: Path | None = None) -> Path:
+                  keep_failed: Path | None = None, about: model_card.FamilyCard | None = None) -> Path:
     """Writes a new export version atomically and returns its directory.
 
     Args:
@@ -75,6 +76,7 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
         metadata: family-specific fields for ``sentiment_tf.json``.
         extra_files: ``{name: source path or bytes}`` copied into ``assets.extra/``.
         verify: loads the written directory and raises if it disagrees with the model in memory.
+        about: what the family says of the model in its card (``MODEL_CARD.md``; no card without it).
         keep_failed: where a version that fails ``verify`` is moved (never published), so the trained
             model survives for ``python -m sentiment_tf.publish --run``.
     """
@@ -95,8 +97,9 @@ def write_version(base: str | Path, write_model: Callable[[Path], None], metadat
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **metadata}
         atomic.write_json(extra / META_FILE, meta)
         config = extra_files.get("config.json")
-        (extra / model_card.CARD_FILE).write_bytes(model_card.render_bytes(
-            meta, config if isinstance(config, bytes) else None))
+        if about is not None:
+            (extra / model_card.CARD_FILE).write_bytes(model_card.render_bytes(
+                meta, config if isinstance(config, bytes) else None, about))
         try:
             verify(tmp)
         except ExportCheckError:
@@ -210,25 +213,6 @@ def cleaning_lowercase(meta: dict[str, Any]) -> bool:
     return bool((meta.get("cleaning") or {}).get("lowercase", (meta.get("tokenizer") or {}).get("lowercase", True)))
 
 
-def lstm_vocabulary(version_dir: Path) -> list[str]:
-    """An LSTM export's vocabulary in id order from id 2 (ids 0 and 1 are padding and [UNK])."""
-    lines = (Path(version_dir) / META_DIR / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    return lines[2:-1] if lines[-1] == "" else lines[2:]
-
-
-def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
-    """Rebuilds the training-time tokenizer from an export and verifies it matches exactly."""
-    saved = TokenizerSettings(**meta["tokenizer"])
-    extra = version_dir / META_DIR
-    files = meta.get("tokenizer_files", {})
-    user_dict = extra / files["user_dict"] if files.get("user_dict") else None
-    stopwords = extra / files["stopwords"] if files.get("stopwords") else None
-    tok = Tokenizer(mode=saved.mode, hmm=saved.hmm, lowercase=saved.lowercase, user_dict=user_dict,
-                    stopwords=stopwords)
-    tok.ensure_matches(saved)
-    return tok
-
-
 def describe_versions(base: str | Path) -> list[dict[str, Any]]:
     """One row per version directory under ``base`` (newest first): date, family, test metrics, training
     data and tokenizer, or why it is not a usable export."""
@@ -251,22 +235,16 @@ def describe_versions(base: str | Path) -> list[dict[str, Any]]:
             config = {}
         data = config.get("DataConfig", {}).get("data")
         tok = meta.get("tokenizer") or {}
+        wordpiece = meta.get("wordpiece")
         tokenizer = (f"jieba {tok.get('jieba_version')} {tok.get('mode')}" + (" +user dict" if tok.get("user_dict_sha256") else "")
-                     if tok else "WordPiece " + ("lower-cased" if meta.get("wordpiece", {}).get("lowercase") else "cased")
-                     if meta.get("family") == "bert" else "-")
+                     if tok else "WordPiece " + ("lower-cased" if wordpiece.get("lowercase") else "cased")
+                     if wordpiece is not None else "-")
         rows.append({"version": v, "created": meta.get("created"), "family": meta.get("family"),
                      "test_accuracy": metrics.get("test_accuracy"), "test_weighted_f1": metrics.get("test_weighted_f1"),
                      "test_size": metrics.get("test_size"), "data": Path(data).name if data else None,
                      "finetuned_from": metrics.get("finetuned_from"), "tokenizer": tokenizer,
                      "labels": meta.get("labels")})
     return rows
-
-
-def load_trained(version_dir: Path, metadata: dict[str, Any]) -> Any:
-    """The trainable model inside an export, loaded by its family (``sentiment_tf.models.family``)."""
-    from sentiment_tf.models import family
-
-    return family.get(str(metadata.get("family"))).load(version_dir, metadata)
 
 
 # ---------------------------------------------------------------------------------------------

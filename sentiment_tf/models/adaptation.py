@@ -11,15 +11,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiment_tf import export
-from sentiment_tf.config import AdaptConfig, DataConfig, ModelConfig, TrainConfig
-from sentiment_tf.data import LABEL, TEXT, LabelMap, Splits, Y, load_splits, read_texts
-from sentiment_tf.errors import UserError
+from sentiment_tf.core.config import AdaptConfig, DataConfig, ModelConfig, TrainConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.splits import (
+    LABEL,
+    TEXT,
+    LabelMap,
+    Splits,
+    Y,
+    load_splits,
+    read_texts,
+)
+from sentiment_tf.export import versions as export
 from sentiment_tf.models import family
 from sentiment_tf.models.family import Trained
-from sentiment_tf.text import clean_text
 
-log = logging.getLogger("sentiment_tf.adaptation")
+log = logging.getLogger("sentiment_tf.models.adaptation")
 
 
 @dataclasses.dataclass

@@ -15,7 +15,14 @@ import time
 from typing import Any
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 # Route templates, not raw paths: one label value per route whatever clients send.
 _ROUTES = [(re.compile(r"^/v1/models/[^/]+:predict$"), "/v1/models/{name}:predict"),

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import atomic
-from sentiment_tf.data import _CSV, _JSON, read_text_rows
-from sentiment_tf.errors import UserError
+from sentiment_tf.core import atomic
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.splits import _CSV, _JSON, read_text_rows
 
 SNIFF_BYTES = 1 << 20
 WHOLE_TSV_BYTES = 256 << 20

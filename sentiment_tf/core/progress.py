@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-log = logging.getLogger("sentiment_tf.progress")
+log = logging.getLogger("sentiment_tf.core.progress")
 
 T = TypeVar("T")
 MIN_TEXTS = 5000  # below this the work takes a second or two: no progress shown

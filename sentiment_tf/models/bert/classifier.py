@@ -16,275 +16,46 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from sentiment_tf import batching
-from sentiment_tf.errors import UserError
-from sentiment_tf.wordpiece_graph import WordPieceGraph, WordPieceSettings
-
-if TYPE_CHECKING:
-    from sentiment_tf import drift
-    from sentiment_tf.config import ModelConfig, TrainConfig
-    from sentiment_tf.data import Splits
+from sentiment_tf.core.config import ModelConfig, TrainConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.cleaning_graph import clean_text_graph
+from sentiment_tf.data.splits import Splits
+from sentiment_tf.evaluation import drift
+from sentiment_tf.evaluation.attributions import Explanation, integrated_gradients
+from sentiment_tf.export import model_card
+from sentiment_tf.export import versions as export_lib
+from sentiment_tf.export.versions import META_DIR
+from sentiment_tf.models import batching, training
+from sentiment_tf.models.bert.checkpoints import (
+    HF_DIR,
+    VOCAB_FILE,
+    check_pretrained,
+    cleaning_lowercase,
+    load_pretrained,
+)
+from sentiment_tf.models.bert.preprocessor import (
+    WordPieceGraph,
+    WordPieceSettings,
+    encode,
+    kept_span,
+    make_dataset,
+    with_features,
+    wordpiece_view,
+)
 
 log = logging.getLogger(__name__)
 
 SERVING_INPUT = "text"
-VOCAB_FILE = "vocab.txt"
-HF_DIR = "hf_model"
+DEFAULT_CHECKPOINT = "bert-base-chinese"  # --pretrained when not given
 # Graph vs eager float32 noise on the export check's probabilities reaches 6e-4 on a bert-base-sized model
 # (bench/README.md); a tokenizer mismatch is caught by the exact token-id check, so this only clears the noise.
 PROBABILITY_ATOL = 5e-3  # the fine-tuned checkpoint (config, weights, tokenizer) inside assets.extra/
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading checkpoints
-
-
-def _weights_file(name_or_dir: str, filename: str) -> str | None:
-    """Local path of ``filename`` in a checkpoint directory or Hub repo (downloaded once), else None."""
-    from transformers.utils import cached_file
-
-    try:
-        return cached_file(name_or_dir, filename, _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)
-    except OSError:
-        return None
-
-
-def _safetensors_format(path: str) -> str | None:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="numpy") as f:
-        return (f.metadata() or {}).get("format")
-
-
-WEIGHT_FILES = ("tf_model.h5", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-# Weights Hugging Face initialises afresh when a checkpoint lacks them (the pooler: run_mlm.py's
-# BertForMaskedLM has none); everything else of the encoder must load.
-FRESH_ALWAYS = ("bert.pooler.",)
-
-
-def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
-    """The checkpoint's config and tokenizer; a one-line error if it is not a usable BERT checkpoint.
-
-    Called before a run directory is created, so a typo in ``--pretrained`` leaves nothing behind.
-    """
-    from transformers import AutoConfig, BertTokenizerFast
-
-    local = Path(name_or_dir)
-    if local.is_dir():
-        missing = [what for what, ok in (
-            ("config.json", (local / "config.json").is_file()),
-            ("vocab.txt or tokenizer.json", (local / "vocab.txt").is_file() or (local / "tokenizer.json").is_file()),
-            ("weights (" + ", ".join(WEIGHT_FILES) + ")", any((local / f).is_file() for f in WEIGHT_FILES))) if not ok]
-        if missing:
-            raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory (no {'; no '.join(missing)}); "
-                            "pass a Hub id such as bert-base-chinese or a directory saved by save_pretrained")
-        if not any((local / f).is_file() for f in WEIGHT_FILES[:3]):
-            _require_torch(name_or_dir)
-    try:
-        config = AutoConfig.from_pretrained(name_or_dir)
-        tokenizer = BertTokenizerFast.from_pretrained(name_or_dir)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory or reachable Hub id "
-                        f"({str(err).splitlines()[0]})") from None
-    WordPieceSettings.from_hf(tokenizer, source=f"--pretrained {name_or_dir}")
-    if config.model_type != "bert":
-        raise UserError(f"--pretrained {name_or_dir} is a {config.model_type!r} model; --model bert needs a "
-                        "BERT checkpoint (e.g. bert-base-chinese)")
-    return config, tokenizer
-
-
-def cleaning_lowercase(tokenizer: Any, requested: bool | None) -> bool:
-    """Whether cleaning lower-cases text for this checkpoint: as its tokenizer does, unless the user chose."""
-    uncased = WordPieceSettings.from_hf(tokenizer).lowercase
-    if requested is None:
-        if not uncased:
-            log.info("the checkpoint is cased (do_lower_case: false): cleaning keeps case (--lowercase folds it)")
-        return uncased
-    if requested and not uncased:
-        log.warning("--lowercase folds case before a cased checkpoint's tokenizer; its upper-case pieces go unused")
-    return requested
-
-
-def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
-    """A ``TFBertForSequenceClassification`` with ``len(labels)`` outputs, and the checkpoint's tokenizer.
-
-    A classification head that is absent or has another number of labels is initialised afresh;
-    everything else must load (see :func:`load_weights` for the checkpoint formats accepted).
-    """
-    from transformers import TFBertForSequenceClassification
-
-    config, tokenizer = check_pretrained(name_or_dir)
-    config.num_labels = len(labels)
-    config.id2label = dict(enumerate(labels))
-    config.label2id = {name: i for i, name in enumerate(labels)}
-    return load_weights(TFBertForSequenceClassification, name_or_dir, config, fresh_prefixes=("classifier.",)), tokenizer
-
-
-def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes: tuple[str, ...] = ()) -> Any:
-    """``model_class`` (a Hugging Face TF BERT class) with the checkpoint's weights.
-
-    Accepts TF weights (``tf_model.h5``, TF-format safetensors); PyTorch-layout safetensors, single or
-    sharded, from any BERT class (``bert.`` keys or a bare ``BertModel``), in float32/16 or bfloat16 —
-    read as numpy arrays, because transformers 4.57's own TF loader fails on them and its fallback
-    needs torch; and ``pytorch_model.bin`` when torch is installed. Weights under ``fresh_prefixes``
-    (task heads) and the pooler may be missing (initialised afresh, with a warning naming them).
-    """
-    if _weights_file(name_or_dir, "tf_model.h5"):
-        return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=False,
-                                           ignore_mismatched_sizes=bool(fresh_prefixes))
-    single = _weights_file(name_or_dir, "model.safetensors")
-    if single and _safetensors_format(single) == "tf":
-        return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=True,
-                                           ignore_mismatched_sizes=bool(fresh_prefixes))
-    shards = [single] if single else _safetensors_shards(name_or_dir)
-    if shards:
-        return _from_pytorch_safetensors(model_class, config, shards, fresh_prefixes, name_or_dir)
-    if _weights_file(name_or_dir, "pytorch_model.bin") or _weights_file(name_or_dir, "pytorch_model.bin.index.json"):
-        _require_torch(name_or_dir)
-        return model_class.from_pretrained(name_or_dir, config=config, from_pt=True,
-                                           ignore_mismatched_sizes=bool(fresh_prefixes))
-    raise UserError(f"{name_or_dir} holds no weights ({', '.join(WEIGHT_FILES)})")
-
-
-def _require_torch(name_or_dir: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise UserError(f"{name_or_dir} ships its weights only as pytorch_model.bin, which needs torch to read: "
-                        "pip install torch, or convert it once with save_pretrained(safe_serialization=True)")
-
-
-def _safetensors_shards(name_or_dir: str) -> list[str]:
-    index = _weights_file(name_or_dir, "model.safetensors.index.json")
-    if not index:
-        return []
-    try:
-        files = sorted(set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values()))
-    except (OSError, ValueError, KeyError, AttributeError) as err:
-        raise UserError(f"{index}: not a safetensors shard index ({err})") from None
-    paths = [_weights_file(name_or_dir, f) for f in files]
-    if None in paths:
-        raise UserError(f"{index} names shard {files[paths.index(None)]}, which is not there")
-    return paths
-
-
-def _read_state(paths: list[str]) -> dict[str, np.ndarray]:
-    """Every tensor of the shards; float16/bfloat16/float64 weights become float32 (the TF model's dtype)."""
-    from safetensors.numpy import load_file
-
-    state: dict[str, np.ndarray] = {}
-    for path in paths:
-        for k, v in load_file(path).items():
-            state[k] = v.astype(np.float32) if v.dtype.name in ("float16", "bfloat16", "float64") else v
-    return state
-
-
-def _from_pytorch_safetensors(model_class: Any, config: Any, paths: list[str], fresh_prefixes: tuple[str, ...],
-                              source: str) -> Any:
-    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
-
-    model = model_class(config)
-    model(model.dummy_inputs, training=False)  # build the variables
-    state = _read_state(paths)
-    if not any(k.startswith("bert.") for k in state):  # a bare BertModel: its keys lack the prefix
-        state = {k if k.startswith(fresh_prefixes or ("\0",)) else f"bert.{k}": v for k, v in state.items()}
-    # A head for another label set cannot be reused: drop it and keep the fresh one.
-    if "classifier.weight" in state and "classifier." in fresh_prefixes \
-            and state["classifier.weight"].shape[0] != config.num_labels:
-        for k in [k for k in state if k.startswith("classifier.")]:
-            del state[k]
-    _check_shapes(state, model, source, fresh_prefixes)
-    model, info = load_pytorch_state_dict_in_tf2_model(model, state, tf_inputs=False, allow_missing_keys=True,
-                                                       output_loading_info=True)
-    fresh = fresh_prefixes + FRESH_ALWAYS
-    missing = [k for k in info["missing_keys"] if not k.startswith(fresh)]
-    if missing:
-        raise UserError(f"{source}: weights missing for {', '.join(missing[:5])}; is it a BERT checkpoint?")
-    if info["missing_keys"]:
-        log.warning("%s: no weights for %s in the checkpoint; initialised afresh, as Hugging Face does", source,
-                    ", ".join(info["missing_keys"]))
-    log.info("loaded PyTorch-layout weights from %s without torch (%d tensors)", source, len(state))
-    return model
-
-
-def _check_shapes(state: dict[str, np.ndarray], model: Any, source: str, fresh_prefixes: tuple[str, ...]) -> None:
-    """A one-line error naming the first checkpoint weight whose shape the model cannot take."""
-    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
-
-    for w in model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape,
-                                                                   start_prefix_to_remove=f"{model.name}/")
-        if name not in state or name.startswith(fresh_prefixes or ("\0",)):
-            continue
-        want = tuple(w.shape)[::-1] if transpose.name == "SIMPLE" else tuple(w.shape)
-        # Same element count is left to HF's loader, which reshapes such weights itself.
-        if tuple(state[name].shape) != want and int(np.prod(state[name].shape)) != int(np.prod(want)):
-            raise UserError(f"{source}: weight {name} has shape {tuple(state[name].shape)}, the model config "
-                            f"needs {want}; is config.json the one these weights were saved with?")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-
-
-def kept_span(length: int, budget: int, truncation: str) -> tuple[int, int]:
-    """Of ``length`` word pieces, keep the first ``head`` and the last ``tail`` (head + tail ≤ budget):
-    'head' the beginning, 'tail' the end, 'head+tail' a quarter of the budget from the beginning and
-    the rest from the end (Sun et al. 2019: 128 + 382 of 510). :meth:`BertServing.token_ids` does the same in-graph."""
-    if length <= budget:
-        return length, 0
-    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
-    return head, budget - head
-
-
-def truncated(pieces: list, budget: int, truncation: str) -> list:
-    head, tail = kept_span(len(pieces), budget, truncation)
-    return pieces[:head] + (pieces[len(pieces) - tail:] if tail else [])
-
-
-def encode(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> tf.RaggedTensor:
-    """Cleaned texts → ragged word-piece ids with [CLS]/[SEP], cut to ``max_length`` by ``truncation``."""
-    from sentiment_tf.progress import progress
-
-    texts, chunk, ids = list(texts), 2000, []
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    for start in progress(range(0, len(texts), chunk), len(texts), "tokenizing", per_item=chunk):
-        # split_special_tokens: a review that contains "[SEP]" is text, as it is for the in-graph tokenizer.
-        pieces = tokenizer(texts[start:start + chunk], add_special_tokens=False, split_special_tokens=True,
-                           verbose=False)["input_ids"]
-        ids += [[cls, *truncated(p, max_length - 2, truncation), sep] for p in pieces]
-    return tf.ragged.constant(ids, dtype=tf.int64)
-
-
-def wordpiece_view(tokenizer: Any, texts: list[str]) -> "drift.Tokens":
-    """Cleaned texts as word pieces (as :func:`encode` reads them, untruncated) and their [UNK] counts."""
-    from sentiment_tf.drift import Tokens
-
-    ids = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
-    unk = tokenizer.unk_token_id
-    return Tokens([tokenizer.convert_ids_to_tokens(i) for i in ids], [sum(x == unk for x in i) for i in ids])
-
-
-def make_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray | None, max_length: int, batch_size: int,
-                 bucketing: bool = True, truncation: str = "head") -> tf.data.Dataset:
-    """Evaluation batches of ({input_ids, attention_mask}[, labels]), padded per length bucket (or,
-    with ``bucketing=False``, in input order). Training uses :func:`batching.training_batches`."""
-    ids = encode(tokenizer, texts, max_length, truncation)
-    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
-    ds = batching.evaluation_batches(ids, columns, batch_size, max_length, bucketing, pad_value=tokenizer.pad_token_id)
-    return batching.prefetched(ds.map(lambda ids, *rest: _with_features(tokenizer, ids, *rest)))
-
-
-def _with_features(tokenizer: Any, ids: tf.Tensor, *rest: tf.Tensor):
-    x = {"input_ids": ids, "attention_mask": tf.cast(ids != tokenizer.pad_token_id, tf.int64)}
-    return (x, *rest) if rest else x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,8 +88,6 @@ class TrainedBert:
     def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
         """Integrated gradients over the word-piece embeddings ([CLS]/[SEP] kept in the baseline), merged
         back into the text's characters and words (a word's pieces sum), for cleaned texts."""
-        from sentiment_tf.explain import Explanation, integrated_gradients
-
         table = self.model.bert.embeddings.weight
         out = []
         probabilities = self.predict_proba(texts)
@@ -368,7 +137,6 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     import tf_keras
     from transformers import create_optimizer
 
-    from sentiment_tf import training
 
     # Dropout draws from tf.random.Generator variables, which the resume backup saves with the weights:
     # a resumed run then sees the uninterrupted run's masks (tf-keras' default per-op seeds restart).
@@ -394,7 +162,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
             sort_by_length=train_cfg.bucketing, pad_value=tokenizer.pad_token_id,
             bucketed_shapes=True, first_pass=training.epochs_done(run_dir))
         train_ds = training.shard_by_data(tf, batching.prefetched(
-            train_ds.map(lambda ids, y: _with_features(tokenizer, ids, y))))
+            train_ds.map(lambda ids, y: with_features(tokenizer, ids, y))))
         val_ds = training.shard_by_data(tf, make_dataset(
             tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(), model_cfg.max_length,
             train_cfg.batch_size, bucketing=train_cfg.bucketing, truncation=model_cfg.truncation))
@@ -456,8 +224,6 @@ class BertServing(tf.Module):
 
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Raw strings → ragged ids with [CLS]/[SEP], as :func:`encode` makes them from cleaned text."""
-        from sentiment_tf.text_graph import clean_text_graph
-
         pieces = self.wordpiece(clean_text_graph(text, self.lowercase_clean))
         budget = self.max_length - 2
         lengths = tf.expand_dims(pieces.row_lengths(), 1)
@@ -521,15 +287,25 @@ def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None
                                                        "embed": module.embed})
 
 
+def card(metadata: dict[str, Any]) -> model_card.FamilyCard:
+    """What the model card says of a BERT export (its metadata)."""
+    return model_card.FamilyCard(
+        architecture=f"BERT for sequence classification, fine-tuned from `{metadata.get('pretrained')}`",
+        initialisation=f"`{metadata.get('pretrained')}`",
+        tokenizer=(f"the checkpoint's WordPiece, in the graph (TensorFlow Text `BertTokenizer`; lower case "
+                   f"{metadata.get('wordpiece', {}).get('lower_case')}); at most {metadata.get('max_length')} word "
+                   "pieces including [CLS]/[SEP]"),
+        length_limit=f"{metadata.get('max_length')} word pieces", empty_text="becomes [CLS] [SEP] alone",
+        token_unit="word pieces", train_options=("weight_decay", "warmup_ratio"))
+
+
 def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
            keep_failed: Path | None = None) -> Path:
     """A new version under ``base_dir``; on ``check_texts`` its token ids must equal :func:`encode`'s and its
     probabilities the trained model's within ``PROBABILITY_ATOL``."""
     import tempfile
 
-    from sentiment_tf import export as export_lib
 
-    from sentiment_tf.text import clean_text
 
     check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn", "Ünïcödé ÇAFÉ [SEP] Σ ^_^ " + "😀" * 30]
     # The graph takes raw text and cleans it; the Python model takes cleaned text.
@@ -573,7 +349,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
             "profile": trained.profile,
         }
         return export_lib.write_version(base_dir, lambda path: write_saved_model(trained, path, vocab_path),
-                                        metadata, files, verify, keep_failed=keep_failed)
+                                        metadata, files, verify, keep_failed=keep_failed, about=card(metadata))
 
 
 def _versions() -> dict[str, str]:
@@ -590,9 +366,12 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
     The network is rebuilt from ``assets.extra/hf_model/config.json`` and its weights are restored from
     the SavedModel's variables; older exports that carry ``hf_model/tf_model.h5`` load from that.
     """
-    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        TFBertForSequenceClassification,
+    )
 
-    from sentiment_tf.export import META_DIR
 
     hf_dir = version_dir / META_DIR / HF_DIR
     if not (hf_dir / "config.json").is_file():
@@ -634,6 +413,8 @@ class BertFamily:
     def prepare(self, data_cfg: Any, tok_cfg: Any, model_cfg: "ModelConfig", lowercase_given: bool) -> tuple:
         """Checks the checkpoint (before any data is read); cleaning keeps case for a cased one unless
         --lowercase/--no-lowercase chose."""
+        if not model_cfg.pretrained:  # recorded concretely with every run
+            model_cfg = dataclasses.replace(model_cfg, pretrained=DEFAULT_CHECKPOINT)
         config, tokenizer = check_pretrained(model_cfg.pretrained)
         positions = getattr(config, "max_position_embeddings", None)
         if positions and model_cfg.max_length > positions:

@@ -11,22 +11,42 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
-from sentiment_tf import batching
-from sentiment_tf.config import ModelConfig
+from sentiment_tf.core import atomic
+from sentiment_tf.core.config import (
+    AdaptConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.splits import Splits
+from sentiment_tf.evaluation import calibration, drift
+from sentiment_tf.evaluation.attributions import Explanation, integrated_gradients
+from sentiment_tf.evaluation.drift import Tokens
+from sentiment_tf.export import model_card
+from sentiment_tf.export import versions as export_lib
+from sentiment_tf.export.versions import (
+    META_DIR,
+    tokenizer_from_metadata,
+    vocabulary_of_export,
+)
+from sentiment_tf.models import batching, training
 from sentiment_tf.models.fused_adam import FusedAdam
-from sentiment_tf.text import PAD_TOKEN, UNK_TOKEN
-
-if TYPE_CHECKING:
-    from sentiment_tf import drift
-    from sentiment_tf.config import AdaptConfig, TokenizerConfig, TrainConfig
-    from sentiment_tf.data import Splits
-    from sentiment_tf.text import Tokenizer
+from sentiment_tf.models.lstm import language_model as lstm_lm
+from sentiment_tf.models.lstm.preprocessor import (
+    PAD_TOKEN,
+    UNK_TOKEN,
+    Tokenizer,
+    TokenizerSettings,
+    build_vocabulary,
+    extend_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +230,25 @@ def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers
     return model.predict(ds, verbose=0)
 
 
+def card(metadata: dict[str, Any], config: dict[str, Any]) -> model_card.FamilyCard:
+    """What the model card says of an LSTM export (its metadata and run config)."""
+    model_cfg, tok_cfg, tok = config.get("ModelConfig", {}), config.get("TokenizerConfig", {}), metadata["tokenizer"]
+    start = metadata.get("language_model")
+    user_dict = f", user dictionary (sha256 {str(tok.get('user_dict_sha256'))[:12]}…)" if tok.get("user_dict_sha256") else ""
+    return model_card.FamilyCard(
+        architecture=(f"jieba {tok.get('mode', '?')} tokens → Embedding({model_cfg.get('embedding_dim')}) → "
+                      f"{'bidirectional ' if model_cfg.get('bidirectional') else ''}{str(model_cfg.get('rnn', '')).upper()}"
+                      f"({model_cfg.get('rnn_units')} units, {model_cfg.get('pooling')} pooling) → Dense softmax"),
+        initialisation=(f"started from the LSTM language model `{start['path']}` (held-out perplexity "
+                        f"{start.get('held_out_after', {}).get('perplexity', float('nan')):.1f})" if start
+                        else "random initialisation"),
+        tokenizer=(f"jieba {tok.get('jieba_version')} {tok.get('mode')} mode, HMM {'on' if tok.get('hmm') else 'off'}"
+                   f"{user_dict}; checked on load. Vocabulary {metadata.get('vocabulary_size')} ids (min frequency "
+                   f"{tok_cfg.get('min_freq', '?')}); at most {metadata.get('max_tokens')} tokens per text"),
+        length_limit=f"{metadata.get('max_tokens')} jieba tokens", empty_text="becomes a single [UNK] token",
+        token_unit="jieba tokens", train_options=("unfreeze", "lr_decay"))
+
+
 def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
            labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
            check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
@@ -218,9 +257,6 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
 
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
     """
-    from sentiment_tf import calibration
-    from sentiment_tf import export as export_lib
-
     check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
     expected = calibration.scale(predict_proba(model, check_texts, lookup, max_tokens), temperature)
     verify = export_lib.signature_verifier(check_texts, expected, 1e-5, SERVING_INPUT)
@@ -265,7 +301,7 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         files[KERAS_FILE] = keras_path
         return export_lib.write_version(
             base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path, temperature),
-            metadata, files, verify, keep_failed=keep_failed)
+            metadata, files, verify, keep_failed=keep_failed, about=card(metadata, config))
 
 
 def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], max_tokens: int,
@@ -275,8 +311,6 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
     """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit``;
     returns (model, lookup, history). Layers with ``trainable=False`` stay frozen. ``initialise(model)``
     sets a newly built model's starting weights (a pretrained language model's)."""
-    from sentiment_tf import training
-
     keras.utils.set_random_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
     lookup = make_lookup(vocabulary)
@@ -366,8 +400,6 @@ class TrainedLSTM:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
-        from sentiment_tf import calibration
-
         raw = predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
         return calibration.scale(raw, self.temperature).astype(np.float32)
 
@@ -376,7 +408,6 @@ class TrainedLSTM:
         predicted label or ``targets``."""
         import inspect
 
-        from sentiment_tf.explain import Explanation, integrated_gradients
 
         embedding, head = self.model.get_layer("embedding"), self.model.get_layer("probabilities")
         body = self.model.layers[self.model.layers.index(embedding) + 1: self.model.layers.index(head)]
@@ -412,8 +443,6 @@ class TrainedLSTM:
 
 def token_view(segmented: list[str], vocabulary: set[str]) -> "drift.Tokens":
     """Segmented texts as token lists, with the count of tokens the vocabulary lacks (read as [UNK])."""
-    from sentiment_tf.drift import Tokens
-
     tokens = [[t for t in s.split(" ") if t] for s in segmented]
     return Tokens(tokens, [sum(t not in vocabulary for t in toks) for toks in tokens])
 
@@ -424,9 +453,6 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
     """Segments the splits with jieba (or characters), builds the vocabulary from the training split
     only, and trains with :func:`fit`. From a ``--pretrained`` language model: its vocabulary first
     (training-split words it lacks get new rows), its embedding and both RNN directions."""
-    from sentiment_tf.models import lstm_lm
-    from sentiment_tf.text import Tokenizer, TokenizerSettings, build_vocabulary
-
     lm = lstm_lm.read_checkpoint(model_cfg.pretrained) if model_cfg.pretrained else None
     tokenizer = Tokenizer(mode=tok_cfg.tokenizer, hmm=tok_cfg.hmm, lowercase=lowercase,
                           user_dict=tok_cfg.user_dict, stopwords=tok_cfg.stopwords)
@@ -455,9 +481,6 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
 
 def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
     """The trainable model of an LSTM export, with its vocabulary and (verified) tokenizer."""
-    from sentiment_tf.errors import UserError
-    from sentiment_tf.export import META_DIR, lstm_vocabulary, tokenizer_from_metadata
-
     keras_path = version_dir / META_DIR / KERAS_FILE
     if not keras_path.is_file():
         raise UserError(f"{version_dir} holds no {KERAS_FILE} (exported by an older sentiment_tf); retrain it "
@@ -468,19 +491,11 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
         raise UserError(f"{keras_path}: cannot load this export's Keras model, the file is damaged or incomplete "
                         f"({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
                         "export the model again or use another version") from None
-    vocabulary = lstm_vocabulary(version_dir)
+    vocabulary = vocabulary_of_export(version_dir)
     tokenizer = tokenizer_from_metadata(version_dir, metadata)
     return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
                        int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)),
                        profile=metadata.get("profile"))
-
-
-def extend_rows(table: np.ndarray, n: int) -> np.ndarray:
-    """``table`` with ``n`` more rows at the mean of its trained rows (ids ≥ 2) plus small seeded noise:
-    a neutral start for tokens the trained rows never saw, rather than random vectors."""
-    rng = np.random.default_rng(0)
-    extra = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (n, *table.shape[1:]))
-    return np.concatenate([table, extra.astype(table.dtype)])
 
 
 def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, new_tokens: int) -> keras.Model:
@@ -505,9 +520,6 @@ def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, n
 
 def merged_user_dict(source_dict: str | None, domain_dict: str | None, run_dir: Path) -> str | None:
     """The source model's jieba user dictionary with the domain's appended (written to the run dir)."""
-    from sentiment_tf import atomic
-    from sentiment_tf.errors import UserError
-
     if not domain_dict:
         return source_dict
     if not Path(domain_dict).is_file():
@@ -527,8 +539,6 @@ class LSTMFamily:
         """A ``--pretrained`` language model fixes the tokenizer, the cleaning's case and the encoder's shapes."""
         if not model_cfg.pretrained:
             return data_cfg, tok_cfg, model_cfg
-        from sentiment_tf.errors import UserError
-        from sentiment_tf.models import lstm_lm
 
         lm = lstm_lm.read_checkpoint(model_cfg.pretrained)
         settings, shape = lm.description["tokenizer"], lm.shape
@@ -555,8 +565,6 @@ class LSTMFamily:
               train_cfg: "TrainConfig", run_dir: Path, seed: int) -> TrainedLSTM:
         """Segments the domain splits (with the domain's user dictionary, if any), adds domain words
         as new embedding rows (``--grow-vocab``), freezes what ``--freeze`` names, and trains on."""
-        from sentiment_tf.text import Tokenizer, build_vocabulary
-
         tokenizer = old = trained.tokenizer
         if adapt_cfg.user_dict:
             tokenizer = Tokenizer(mode=old.mode, hmm=old.hmm, lowercase=old.lowercase,

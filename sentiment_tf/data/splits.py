@@ -7,8 +7,8 @@ training data, so no text is ever on both sides of an evaluation.
 
 from __future__ import annotations
 
-import dataclasses
 import csv
+import dataclasses
 import io
 import logging
 import re
@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from sentiment_tf.config import DEFAULT_DATA, DataConfig
-from sentiment_tf.errors import UserError
-from sentiment_tf.text import clean_text
+from sentiment_tf.core.config import DEFAULT_DATA, DataConfig
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.data.cleaning import clean_text
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEXT, LABEL, Y = "text", "label", "y"  # column names of every frame this module returns
 DOMAIN = "domain"  # present when DataConfig.domain_col is set
 

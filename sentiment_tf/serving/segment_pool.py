@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from sentiment_tf.text import Tokenizer
+from sentiment_tf.models.lstm.preprocessor import Tokenizer
 
 _WORKER_TOKENIZER: Tokenizer | None = None
 

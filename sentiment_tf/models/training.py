@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_tf import atomic
-from sentiment_tf.errors import UserError
+from sentiment_tf.core import atomic, config
+from sentiment_tf.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,18 @@ def role() -> Role:
         raise UserError(f"TF_CONFIG: task {task_type}:{task_id} is not in its cluster "
                         f"({', '.join(f'{k}: {len(v)}' for k, v in jobs.items())})")
     return Role(sum(len(v) for v in jobs.values()), task_type, task_id, has_chief=bool(jobs.get("chief")))
+
+
+def resumed_values(run_dir: str, prog: str) -> dict[str, Any]:
+    """The saved options of an interrupted run, pointed back at its run directory (for ``--resume``).
+    A non-chief worker of a cluster reads its own copy (written in its directory inside ``run_dir``)."""
+    saved = role().local(run_dir) / "config.json"
+    if not saved.is_file():
+        raise UserError(f"--resume {run_dir}: no config.json there; pass a run directory written by "
+                        f"`python -m sentiment_tf.{prog}`")
+    values = config.load_config_file(str(saved))
+    values.update(resume=run_dir, run_dir=run_dir)
+    return values
 
 
 def new_run_dir(model: str, run_dir: str | None) -> Path:

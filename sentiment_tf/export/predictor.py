@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from sentiment_tf.errors import UserError
-from sentiment_tf.export import load_saved_model, read_metadata, resolve_version_dir, tokenizer_from_metadata
-from sentiment_tf.progress import progress
-from sentiment_tf.text import Tokenizer
-
-if TYPE_CHECKING:
-    from sentiment_tf.drift import Tokens
+from sentiment_tf.core.errors import UserError
+from sentiment_tf.core.progress import progress
+from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.evaluation.drift import Tokens
+from sentiment_tf.export.versions import (
+    META_DIR,
+    load_saved_model,
+    read_metadata,
+    resolve_version_dir,
+    tokenizer_from_metadata,
+    vocabulary_of_export,
+)
+from sentiment_tf.models.bert.classifier import wordpiece_view
+from sentiment_tf.models.lstm.classifier import token_view
+from sentiment_tf.models.lstm.preprocessor import Tokenizer
 
 
 @dataclasses.dataclass
@@ -101,7 +109,6 @@ class Predictor(ExportInputs):
             tokens = [t for t in self.tokenizer.segment([text])[0].split(" ") if t]
             size = int(self.metadata["max_tokens"])
             return [" ".join(tokens[i:i + size]) for i in _starts(len(tokens), size)]
-        from sentiment_tf.text import clean_text
 
         cleaned = clean_text(text, bool(self.metadata.get("cleaning", {}).get("lowercase", True)))
         offsets = self._wordpiece()(cleaned, add_special_tokens=False, return_offsets_mapping=True,
@@ -115,7 +122,6 @@ class Predictor(ExportInputs):
         if not hasattr(self, "_hf_tokenizer"):
             from transformers import BertTokenizerFast
 
-            from sentiment_tf.export import META_DIR
 
             self._hf_tokenizer = BertTokenizerFast.from_pretrained(str(self.version_dir / META_DIR / "hf_model"))
         return self._hf_tokenizer
@@ -142,15 +148,9 @@ class Predictor(ExportInputs):
         """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
         untruncated word pieces — and how many of them it does not know (read as [UNK])."""
         if self.tokenizer is not None:
-            from sentiment_tf.models.lstm import token_view
-
             if not hasattr(self, "_vocabulary"):
-                from sentiment_tf.export import lstm_vocabulary
-
-                self._vocabulary = set(lstm_vocabulary(self.version_dir))
+                self._vocabulary = set(vocabulary_of_export(self.version_dir))
             return token_view(list(texts) if prepared else self.tokenizer.segment(list(texts)), self._vocabulary)
-        from sentiment_tf.models.bert import wordpiece_view
-        from sentiment_tf.text import clean_text
 
         lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
         return wordpiece_view(self._wordpiece(), [clean_text(str(t), lowercase) for t in texts])

@@ -35,12 +35,29 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "—"
 
 
+@dataclasses.dataclass(frozen=True)
+class FamilyCard:
+    """What a model family says of its own models in the card; written by the family at export time."""
+
+    architecture: str
+    initialisation: str
+    tokenizer: str  # the preprocessing bullet: tokenizer, vocabulary, length limit
+    length_limit: str  # e.g. "200 jieba tokens"
+    empty_text: str  # what an empty text (or one with nothing the tokenizer keeps) becomes
+    token_unit: str  # "jieba tokens", "word pieces"
+    train_options: tuple[str, ...] = ()  # TrainConfig options that apply to this family only
+
+
+COMMON_TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "class_weight")
+
+
 @dataclasses.dataclass
 class _Card:
     """What the sections read: the export's metadata and the run's config sections."""
 
     metadata: dict[str, Any]
     config: dict[str, Any]
+    about: FamilyCard
 
     def __post_init__(self) -> None:
         self.metrics = self.metadata.get("metrics") or {}
@@ -53,17 +70,7 @@ class _Card:
 
 def _details(c: _Card) -> list[str]:
     out = ["## Model details", ""]
-    if c.family == "lstm":
-        arch = (f"jieba {c.metadata.get('tokenizer', {}).get('mode', '?')} tokens → Embedding({c.model_cfg.get('embedding_dim')}) → "
-                f"{'bidirectional ' if c.model_cfg.get('bidirectional') else ''}{str(c.model_cfg.get('rnn', '')).upper()}"
-                f"({c.model_cfg.get('rnn_units')} units, {c.model_cfg.get('pooling')} pooling) → Dense softmax")
-        start = c.metadata.get("language_model")
-        origin = (f"started from the LSTM language model `{start['path']}` (held-out perplexity "
-                  f"{start.get('held_out_after', {}).get('perplexity', float('nan')):.1f})" if start else "random initialisation")
-    else:
-        arch = f"BERT for sequence classification, fine-tuned from `{c.metadata.get('pretrained')}`"
-        origin = f"`{c.metadata.get('pretrained')}`"
-    out += [f"- Architecture: {arch}.", f"- Initialisation: {origin}."]
+    out += [f"- Architecture: {c.about.architecture}.", f"- Initialisation: {c.about.initialisation}."]
     if c.metrics.get("finetuned_from"):
         out.append(f"- Adapted with `finetune` from `{c.metrics['finetuned_from']}`.")
     out += [f"- Labels ({len(c.labels)}): {', '.join(f'`{name}`' for name in c.labels)}.",
@@ -115,27 +122,15 @@ def _preprocessing(c: _Card) -> list[str]:
     lower = cleaning.get("lowercase", c.data_cfg.get("lowercase"))
     out.append(f"- Cleaning: HTML entities decoded, full-width forms folded (NFKC), whitespace collapsed; Latin "
                f"letters {'lower-cased' if lower else 'kept as written'}.")
-    if c.family == "lstm":
-        tok = c.metadata.get("tokenizer", {})
-        out += [f"- Tokenizer: jieba {tok.get('jieba_version')} {tok.get('mode')} mode, HMM {'on' if tok.get('hmm') else 'off'}"
-                f"{', user dictionary (sha256 ' + str(tok.get('user_dict_sha256'))[:12] + '…)' if tok.get('user_dict_sha256') else ''}"
-                f"; checked on load. Vocabulary {c.metadata.get('vocabulary_size')} ids (min frequency "
-                f"{c.tok_cfg.get('min_freq', '?')}); at most {c.metadata.get('max_tokens')} tokens per text."]
-    else:
-        wp = c.metadata.get("wordpiece", {})
-        out += [f"- Tokenizer: the checkpoint's WordPiece, in the graph (TensorFlow Text `BertTokenizer`; lower case "
-                f"{wp.get('lower_case')}); at most {c.metadata.get('max_length')} word pieces including [CLS]/[SEP]."]
+    out.append(f"- Tokenizer: {c.about.tokenizer}.")
     out.append("")
     return out
 
 
 def _procedure(c: _Card) -> list[str]:
     out = ["## Training procedure", ""]
-    keys = ("epochs", "batch_size", "learning_rate", "patience", "class_weight", "unfreeze", "lr_decay", "weight_decay",
-            "warmup_ratio")
-    out.append("- " + ", ".join(f"{k} {c.train_cfg[k]}" for k in keys if k in c.train_cfg and
-                                (c.family == "bert" or k not in ("weight_decay", "warmup_ratio"))
-                                and (c.family == "lstm" or k not in ("unfreeze", "lr_decay"))) +
+    keys = COMMON_TRAIN_OPTIONS + c.about.train_options
+    out.append("- " + ", ".join(f"{k} {c.train_cfg[k]}" for k in keys if k in c.train_cfg) +
                f"; seed {c.data_cfg.get('seed')}; early stopping on validation loss, best epoch restored.")
     if c.adapt_cfg:
         out.append("- Adaptation: " + ", ".join(f"{k} {c.adapt_cfg[k]}" for k in ("freeze", "grow_vocab", "replay", "min_freq")
@@ -174,11 +169,9 @@ def _evaluation(c: _Card) -> list[str]:
 
 
 def _limitations(c: _Card) -> list[str]:
-    limit = (f"{c.metadata.get('max_tokens')} jieba tokens" if c.family == "lstm" else f"{c.metadata.get('max_length')} word pieces")
-    empty = ("becomes a single [UNK] token" if c.family == "lstm" else "becomes [CLS] [SEP] alone")
     out = ["## Limitations", "",
-            f"- Texts longer than {limit} are cut to their beginning; the rest is not read.",
-            f"- An empty text, or one with nothing the tokenizer keeps (e.g. emoji only), {empty}: the prediction "
+            f"- Texts longer than {c.about.length_limit} are cut to their beginning; the rest is not read.",
+            f"- An empty text, or one with nothing the tokenizer keeps (e.g. emoji only), {c.about.empty_text}: the prediction "
             "is the model's prior for such input, not a judgement of the text.",
             "- Accuracy holds for texts like the training data; another domain usually scores lower (adapt with "
             "`python -m sentiment_tf.finetune`). Labels in review corpora are noisy (review-level labels on single "
@@ -193,11 +186,10 @@ def _monitoring(c: _Card) -> list[str]:
     if not profile:
         return []
     length = profile["length"]["quantiles"]
-    unit = "jieba tokens" if c.family == "lstm" else "word pieces"
     return ["## Monitoring", "",
             f"Input profile of the test split ({profile['texts']} texts), which `python -m sentiment_tf.monitor` compares "
             "new data with:", "",
-            f"- OOV rate {profile['oov_rate']:.2%}; length median {length[50]:.0f}, p90 {length[90]:.0f} {unit}; "
+            f"- OOV rate {profile['oov_rate']:.2%}; length median {length[50]:.0f}, p90 {length[90]:.0f} {c.about.token_unit}; "
             f"nothing to classify {profile['nothing_share']:.2%}",
             "- predicted labels: " + ", ".join(f"{k} {v:.1%}" for k, v in profile["labels"].items()),
             f"- top tokens: {' '.join(t for t, _ in profile['top_tokens'][:15])}", ""]
@@ -228,15 +220,16 @@ SECTIONS = (_details, _intended_use, _training_data, _preprocessing, _procedure,
             _versions, _reproduce)
 
 
-def render(metadata: dict[str, Any], config: dict[str, Any]) -> str:
-    """The card for an export's ``metadata`` (``sentiment_tf.json``) and run ``config``."""
-    c = _Card(metadata, config)
+def render(metadata: dict[str, Any], config: dict[str, Any], about: FamilyCard) -> str:
+    """The card for an export's ``metadata`` (``sentiment_tf.json``), run ``config`` and what its family
+    says of it (``about``)."""
+    c = _Card(metadata, config, about)
     out = [f"# Model card: sentiment_tf {c.family} sentiment classifier", ""]
     for section in SECTIONS:
         out += section(c)
     return "\n".join(out)
 
 
-def render_bytes(metadata: dict[str, Any], config_bytes: bytes | None) -> bytes:
+def render_bytes(metadata: dict[str, Any], config_bytes: bytes | None, about: FamilyCard) -> bytes:
     config = json.loads(config_bytes.decode("utf-8")) if config_bytes else {}
-    return render(metadata, config).encode("utf-8")
+    return render(metadata, config, about).encode("utf-8")
