@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_tf.data.splits import read_text_rows
     from sentiment_tf.export.versions import (
         cleaning_lowercase,
-        load_trained,
         read_metadata,
         resolve_version_dir,
     )
+    from sentiment_tf.models import family
 
     args = build_parser().parse_args(argv)
     setup_logging()
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = texts[: args.max_texts]
     lowercase = cleaning_lowercase(metadata)
     cleaned = [clean_text(t, lowercase) for t in texts]
-    trained = load_trained(version_dir, metadata)
+    trained = family.load_trained(version_dir, metadata)
     target = None if args.label is None else metadata["labels"].index(args.label)
     explanations = trained.explain(cleaned, steps=args.steps, targets=None if target is None else [target] * len(cleaned))
     color = sys.stdout.isatty()

@@ -19,11 +19,11 @@ from sentiment_tf.export.versions import (
     KEPT_INFO,
     META_DIR,
     check_base_dir,
-    load_trained,
     metadata_path,
     publish,
     read_metadata,
 )
+from sentiment_tf.models import family
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     check_base_dir(output)
     meta = read_metadata(kept)
     configs = json.loads((kept / META_DIR / "config.json").read_text(encoding="utf-8"))  # passed on as saved
-    trained = load_trained(kept, meta)
+    trained = family.load_trained(kept, meta)
     version = publish(trained, output, configs, meta.get("metrics", {}), info["check_texts"], run)
     shutil.rmtree(kept, ignore_errors=True)
     print(f"exported: {version}")

@@ -47,10 +47,11 @@ def test_train_writes_the_most_confidently_wrong_texts_explained(keyed_model: Pa
 
 
 def test_the_token_the_model_keys_on_gets_the_largest_attribution(keyed_model: Path):
-    from sentiment_tf.export.versions import load_trained, read_metadata, resolve_version_dir
+    from sentiment_tf.export.versions import read_metadata, resolve_version_dir
+    from sentiment_tf.models import family
 
     version = resolve_version_dir(keyed_model)
-    trained = load_trained(version, read_metadata(version))
+    trained = family.load_trained(version, read_metadata(version))
     texts = keyed_texts(40, seed=1)
     positives = texts[texts.label == "正面"]["text"].tolist()
     for e in trained.explain(positives, steps=64):

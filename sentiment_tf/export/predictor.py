@@ -23,12 +23,13 @@ from sentiment_tf.export.versions import (
     load_saved_model,
     read_metadata,
     resolve_version_dir,
+)
+from sentiment_tf.models.lstm.preprocessor import (
+    Tokenizer,
+    token_view,
     tokenizer_from_metadata,
     vocabulary_of_export,
 )
-from sentiment_tf.models.bert.classifier import wordpiece_view
-from sentiment_tf.models.lstm.classifier import token_view
-from sentiment_tf.models.lstm.preprocessor import Tokenizer
 
 
 @dataclasses.dataclass
@@ -153,6 +154,10 @@ class Predictor(ExportInputs):
             return token_view(list(texts) if prepared else self.tokenizer.segment(list(texts)), self._vocabulary)
 
         lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
+        from sentiment_tf.models.bert.preprocessor import (
+            wordpiece_view,  # TensorFlow: for BERT exports only
+        )
+
         return wordpiece_view(self._wordpiece(), [clean_text(str(t), lowercase) for t in texts])
 
     def embed(self, texts: list[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:

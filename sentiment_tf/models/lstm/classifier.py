@@ -26,15 +26,13 @@ from sentiment_tf.core.config import (
 )
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.splits import Splits
-from sentiment_tf.evaluation import calibration, drift
+from sentiment_tf.evaluation import calibration
 from sentiment_tf.evaluation.attributions import Explanation, integrated_gradients
 from sentiment_tf.evaluation.drift import Tokens
 from sentiment_tf.export import model_card
 from sentiment_tf.export import versions as export_lib
 from sentiment_tf.export.versions import (
     META_DIR,
-    tokenizer_from_metadata,
-    vocabulary_of_export,
 )
 from sentiment_tf.models import batching, training
 from sentiment_tf.models.fused_adam import FusedAdam
@@ -46,6 +44,9 @@ from sentiment_tf.models.lstm.preprocessor import (
     TokenizerSettings,
     build_vocabulary,
     extend_rows,
+    token_view,
+    tokenizer_from_metadata,
+    vocabulary_of_export,
 )
 
 log = logging.getLogger(__name__)
@@ -394,7 +395,7 @@ class TrainedLSTM:
     temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
     profile: dict | None = None  # the test split as this model saw it (sentiment_tf.drift), for `monitor`
 
-    def tokens(self, texts: list[str]) -> "drift.Tokens":
+    def tokens(self, texts: list[str]) -> Tokens:
         """jieba tokens of cleaned texts, and how many are not in the vocabulary."""
         return token_view(self.tokenizer.segment(texts, cleaned=True), set(self.vocabulary))
 
@@ -439,12 +440,6 @@ class TrainedLSTM:
         return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
                       base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed,
                       self.language_model, self.temperature, self.profile)
-
-
-def token_view(segmented: list[str], vocabulary: set[str]) -> "drift.Tokens":
-    """Segmented texts as token lists, with the count of tokens the vocabulary lacks (read as [UNK])."""
-    tokens = [[t for t in s.split(" ") if t] for s in segmented]
-    return Tokens(tokens, [sum(t not in vocabulary for t in toks) for toks in tokens])
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",

@@ -20,6 +20,7 @@ import numpy as np
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.core.progress import progress
 from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.evaluation.drift import Tokens
 from sentiment_tf.export.versions import META_DIR
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,12 @@ def extend_rows(table: np.ndarray, n: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     extra = table[2:].mean(axis=0) + rng.normal(0, table[2:].std() * 0.1, (n, *table.shape[1:]))
     return np.concatenate([table, extra.astype(table.dtype)])
+
+
+def token_view(segmented: list[str], vocabulary: set[str]) -> Tokens:
+    """Segmented texts as token lists, with the count of tokens the vocabulary lacks (read as [UNK])."""
+    tokens = [[t for t in s.split(" ") if t] for s in segmented]
+    return Tokens(tokens, [sum(t not in vocabulary for t in toks) for toks in tokens])
 
 
 # ---------------------------------------------------------------------------------------------
