@@ -121,13 +121,13 @@ def main() -> None:
     import tensorflow as tf
     import tf_keras
 
-    from sentiment_tf.models import family
     from sentiment_tf.core.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.evaluation.report import evaluate
+    from sentiment_tf.models import family
     from sentiment_tf.models.bert import classifier as bert
     from sentiment_tf.models.lstm import classifier as lstm
-    from sentiment_tf.evaluation.report import evaluate
 
     setup_logging()
     data_cfg = DataConfig()

@@ -73,9 +73,8 @@ def make_checkpoint(splits, work: Path, args) -> Path:
     if proc.returncode:
         sys.exit(f"pretrain failed:\n{proc.stderr[-2000:]}")
     import tf_keras
-    from transformers import BertTokenizerFast, TFBertForSequenceClassification
-
     from safetensors.numpy import save_file
+    from transformers import BertTokenizerFast, TFBertForSequenceClassification
     from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
 
     tf_keras.utils.set_random_seed(0)
@@ -158,8 +157,8 @@ def main() -> None:
         sys.exit(f"ChnSentiCorp not found ({', '.join(missing)}); pass --chnsenticorp DIR")
 
     from sentiment_tf.core.config import DataConfig
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.data.splits import load_splits
 
     setup_logging()
     # Exactly what `train` will see: the same loader, cleaning, de-duplication and leak removal.

@@ -47,8 +47,8 @@ def split_files(directory: str | Path) -> dict[str, Path]:
 
 def published_protocol(files: dict[str, Path]):
     """The split as published: cleaned text, nothing removed (duplicates and train/test overlap kept)."""
-    from sentiment_tf.data.splits import LabelMap, Splits, read_frame
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.data.splits import LabelMap, Splits, read_frame
 
     frames = {}
     for name, path in files.items():
@@ -108,8 +108,8 @@ def plain_bilstm(splits) -> float:
 
 def our_lstm(splits, run_dir: Path) -> float:
     """`train`'s default LSTM (early stopping on dev), scored on test."""
-    from sentiment_tf.models import family
     from sentiment_tf.core.config import ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.models import family
     from sentiment_tf.models.lstm import classifier as lstm
 
     trained = lstm.fit_texts(splits, TokenizerConfig(), ModelConfig(), family.train_config(TrainConfig(), "lstm"), run_dir,
@@ -125,8 +125,8 @@ def main() -> None:
     files = split_files(args.chnsenticorp)
 
     from sentiment_tf.core.config import DataConfig
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.data.splits import load_splits
 
     setup_logging()
     protocols = {

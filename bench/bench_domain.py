@@ -133,8 +133,8 @@ def defaults_fingerprint() -> str:
     """train's model and optimisation defaults: a cached source model trained with others is stale."""
     import dataclasses
 
-    from sentiment_tf.models import family
     from sentiment_tf.core.config import ModelConfig, TokenizerConfig, TrainConfig
+    from sentiment_tf.models import family
 
     train = dataclasses.asdict(family.train_config(TrainConfig(), "lstm"))
     # Options that, at these values, train exactly as before they existed: earlier caches stay valid.

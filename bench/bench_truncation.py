@@ -42,8 +42,8 @@ def main() -> None:
 
     from sentiment_tf import train
     from sentiment_tf.core.config import DataConfig
-    from sentiment_tf.data.splits import load_splits
     from sentiment_tf.core.errors import setup_logging
+    from sentiment_tf.data.splits import load_splits
 
     setup_logging()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_truncation_"))

@@ -27,7 +27,6 @@ from typing import Any
 
 import pandas as pd
 
-from sentiment_tf import explain
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import (
@@ -39,9 +38,9 @@ from sentiment_tf.core.config import (
 )
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.data.splits import DOMAIN, TEXT, LabelMap, Splits, Y, load_splits
-from sentiment_tf.evaluation import calibration, drift, experiments, report
+from sentiment_tf.evaluation import experiments, report
 from sentiment_tf.evaluation.experiments import score
-from sentiment_tf.export import model_card
+from sentiment_tf.export import publishing
 from sentiment_tf.export import versions as export
 from sentiment_tf.models import family, training
 from sentiment_tf.models.adaptation import (
@@ -165,34 +164,26 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Adapt (with replay of original training data and self-training if asked).
     adapted, pseudo = adapt_with_extras(source, domain, original, cfg, train_cfg, data_cfg, run_dir)
-    fitted = None
-    if train_cfg.calibration:  # a new temperature for the adapted model, on the domain's validation split
-        fitted, test_probs = calibration.calibrate_trained(adapted, domain.val, domain.test, run_dir / "reliability.png")
-    else:
-        test_probs = adapted.predict_proba(domain.test[TEXT].tolist())
-    after = {"domain": report.evaluate(domain.test[Y].to_numpy(), test_probs, labels.names)}
+    # a new temperature for the adapted model, on the domain's validation split
+    scored = publishing.score_test(adapted, domain.val, domain.test, labels.names, run_dir, train_cfg.calibration)
+    after = {"domain": scored.evaluation}
     if original is not None:
         after["original"] = score(adapted, original.test, labels.names)
 
     # 4. Reports: before/after on both test sets, per domain when asked.
-    summary = print_summary(source, domain, data_cfg, cfg, before, after, test_probs, pseudo, labels)
+    summary = print_summary(source, domain, data_cfg, cfg, before, after, scored.probabilities, pseudo, labels)
     summary["source_overlap"] = overlap
-    summary["calibration"] = fitted.to_json() if fitted else None
-    if fitted:
-        print(fitted.summary())
+    summary["calibration"] = scored.calibration_json()
+    if scored.calibration:
+        print(scored.calibration.summary())
 
     # 5. Export the adapted model as a new version.
     configs = {**source.config, **to_dict(data_cfg, cfg, train_cfg)}
     metrics = export_metrics(after, summary, domain, source, run_dir)
-    adapted.profile = drift.profile_of(adapted, domain.test[TEXT].tolist(), test_probs)  # the domain, for `monitor`
-    version_dir = export.publish(adapted, training.output_for(train_cfg.output, run_dir), configs, metrics,
-                                 domain.test[TEXT].tolist(), run_dir)
+    version_dir = publishing.publish_run(adapted, scored, domain.test, training.output_for(train_cfg.output, run_dir),
+                                         run_dir, configs, metrics, train_cfg.errors)
     summary["export"] = str(version_dir)
-    atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
     atomic.write_json(run_dir / "finetune_report.json", summary)
-    report.write_reports(run_dir, after["domain"], adapted.history, extra={"export": str(version_dir)})
-    if train_cfg.errors:
-        explain.write_errors_page(adapted, domain.test, test_probs, run_dir / "errors.html", train_cfg.errors)
     if training.finish_worker(run_dir, "the report and the export"):
         return 0
     print(f"\nreport:   {run_dir / 'finetune_report.json'}\nexported: {version_dir}")

@@ -15,7 +15,6 @@ import argparse
 import logging
 import sys
 
-from sentiment_tf import explain
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import (
@@ -30,8 +29,8 @@ from sentiment_tf.core.config import (
 )
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.data.splits import load_splits
-from sentiment_tf.evaluation import calibration, drift, report
-from sentiment_tf.export import model_card
+from sentiment_tf.evaluation import report
+from sentiment_tf.export import publishing
 from sentiment_tf.export import versions as export
 from sentiment_tf.models import family, training
 
@@ -92,34 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     training.remove_backup(run_dir)
 
     # 4. Calibrate on validation (one temperature: labels cannot change), evaluate on the test split.
-    test_texts = splits.test["text"].tolist()
-    extra = {}
-    if train_cfg.calibration:
-        fitted, probs = calibration.calibrate_trained(trained, splits.val, splits.test, run_dir / "reliability.png")
-        extra["calibration"] = fitted.to_json()
-    else:
-        probs = trained.predict_proba(test_texts)
-    evaluation = report.evaluate(splits.test["y"].to_numpy(), probs, labels)
+    scored = publishing.score_test(trained, splits.val, splits.test, labels, run_dir, train_cfg.calibration)
+    evaluation, extra = scored.evaluation, {"calibration": scored.calibration_json()}
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
-    if train_cfg.calibration:
-        print(fitted.summary())
+    if scored.calibration:
+        print(scored.calibration.summary())
     if data_cfg.domain_col:
-        table, extra["by_domain"] = report.by_domain(splits.test["y"], probs, splits.test["domain"], labels)
+        table, extra["by_domain"] = report.by_domain(splits.test["y"], scored.probabilities, splits.test["domain"], labels)
         print(f"By domain ({data_cfg.domain_col}):\n{table}\n")
 
-    # 5. Export a new SavedModel version (verified against the model before it becomes visible).
+    # 5. Export a new SavedModel version (verified against the model before it becomes visible), and the reports.
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
+               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra["calibration"],
                "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
-    trained.profile = drift.profile_of(trained, test_texts, probs)  # what `monitor` compares new data with
-    version_dir = export.publish(trained, training.output_for(train_cfg.output, run_dir), configs, metrics,
-                                 test_texts, run_dir)
-    history = trained.history
-    if train_cfg.errors:
-        explain.write_errors_page(trained, splits.test, probs, run_dir / "errors.html", train_cfg.errors)
-    atomic.write_bytes(run_dir / model_card.CARD_FILE, (version_dir / export.META_DIR / model_card.CARD_FILE).read_bytes())
-    report.write_reports(run_dir, evaluation, history, extra={"export": str(version_dir),
-                                                              "data": splits.stats["split_sizes"], **extra})
+    version_dir = publishing.publish_run(trained, scored, splits.test, training.output_for(train_cfg.output, run_dir),
+                                         run_dir, configs, metrics, train_cfg.errors,
+                                         extra={"data": splits.stats["split_sizes"], **extra})
     print(f"accuracy {evaluation.accuracy:.4f}  weighted F1 {evaluation.weighted_f1:.4f}")
     if training.finish_worker(run_dir, "the report and the export"):
         return 0

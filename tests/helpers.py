@@ -61,8 +61,8 @@ def assert_training_resumes(callbacks_module, args: list[str], run: Path, out: P
     import pytest
 
     from sentiment_tf import train
-    from sentiment_tf.models import training
     from sentiment_tf.core.errors import UserError
+    from sentiment_tf.models import training
 
     ref_run, ref_out = run.parent / f"{run.name}-uninterrupted", out.parent / f"{out.name}-uninterrupted"
     swap = {str(run): str(ref_run), str(out): str(ref_out)}

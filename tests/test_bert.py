@@ -137,8 +137,8 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
     import tensorflow_text  # noqa: F401
     from transformers import BertTokenizerFast
 
-    from sentiment_tf.models.bert.classifier import encode
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.models.bert.classifier import encode
     from tests.test_wordpiece_graph import synthetic_texts
 
     work, _ = bert_run
@@ -158,9 +158,9 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
 def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, reviews, tmp_path):
     """The export's probabilities on raw text equal the fine-tuned Keras model's (rebuilt from the
     config inside the export and its variables) within 1e-4; labels come back as names."""
+    from sentiment_tf.data.cleaning import clean_text
     from sentiment_tf.export.versions import read_metadata
     from sentiment_tf.models.bert import classifier as bert
-    from sentiment_tf.data.cleaning import clean_text
 
     work, _ = bert_run
     version = work / "out" / "1"
@@ -278,8 +278,8 @@ def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path, ca
 def test_bert_long_texts_are_scored_as_averaged_windows(bert_run, reviews):
     """Windows of max_length − 2 (62) word pieces every 31, as spans of the cleaned text; their
     probabilities are averaged. A text that fits is one window, itself."""
-    from sentiment_tf.export.predictor import Predictor
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.export.predictor import Predictor
 
     work, _ = bert_run
     p = Predictor.load(work / "out")
@@ -302,9 +302,9 @@ def test_embed_signature_is_the_pooled_output_the_classifier_reads(bert_run):
     layer gives them again; the export's profile counts [UNK] pieces as the Predictor does."""
     import tensorflow_text  # noqa: F401
 
+    from sentiment_tf.export.predictor import Predictor
     from sentiment_tf.export.versions import read_metadata
     from sentiment_tf.models.bert.classifier import load_trained
-    from sentiment_tf.export.predictor import Predictor
 
     work, _ = bert_run
     version = work / "out" / "1"

@@ -20,8 +20,8 @@ def trained_bert(tmp_path_factory, tiny_bert, reviews):
     import tf_keras
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert.classifier import TrainedBert
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.models.bert.classifier import TrainedBert
 
     tf_keras.utils.set_random_seed(0)
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
@@ -118,8 +118,8 @@ def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny
     test_bert.py, and every export compares both on its check texts)."""
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
-    from sentiment_tf.models.bert.classifier import BertServing, WordPieceSettings, encode
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.models.bert.classifier import BertServing, WordPieceSettings, encode
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))

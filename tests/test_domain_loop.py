@@ -48,8 +48,8 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     np.testing.assert_allclose(embedded["probabilities"].numpy(), served, atol=1e-6)
     model = keras.saving.load_model(loop.version / "assets.extra" / "keras_model.keras")
     features = keras.Model(model.inputs, model.get_layer("probabilities").input)
-    from sentiment_tf.models.lstm.classifier import segmented_to_ids
     from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.models.lstm.classifier import segmented_to_ids
 
     lookup = Predictor.load(loop.version)  # the export's own vocabulary, via its tokens() view
     assert lookup.tokens(["酒店 很 干净"], prepared=True).tokens == [["酒店", "很", "干净"]]
@@ -63,9 +63,9 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
 def test_export_profile_is_what_the_monitor_measures_on_the_test_split(loop):
     """The stored profile equals the monitor's own measurement of the same texts through the export,
     so in-distribution data compares with it like for like."""
-    from sentiment_tf.evaluation import drift
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
+    from sentiment_tf.evaluation import drift
     from sentiment_tf.export.predictor import Predictor
 
     meta = json.loads((loop.version / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment_tf.export import versions as export_lib
 from sentiment_tf.core.config import ModelConfig
 from sentiment_tf.core.errors import UserError
+from sentiment_tf.export import versions as export_lib
 from sentiment_tf.export.predictor import Predictor
 from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
 from tests.helpers import assert_export_matches

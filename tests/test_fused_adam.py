@@ -10,12 +10,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from conftest import REPO
 
 from sentiment_tf.core.config import ModelConfig
-from sentiment_tf.models.lstm import classifier as lstm
 from sentiment_tf.models.fused_adam import FusedAdam
-
-from conftest import REPO
+from sentiment_tf.models.lstm import classifier as lstm
 
 VOCAB = 200
 

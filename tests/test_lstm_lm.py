@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from sentiment_tf import pretrain
-from sentiment_tf.models import training
 from sentiment_tf.core.config import ModelConfig
+from sentiment_tf.models import training
 from sentiment_tf.models.lstm import classifier as lstm
 from sentiment_tf.models.lstm import language_model as lstm_lm
 from tests.conftest import assert_user_error, cli

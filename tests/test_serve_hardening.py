@@ -286,8 +286,8 @@ def test_one_request_failing_in_a_batch_fails_alone():
     """The batch worker retries a failed batch request by request: only the culprit gets an error (400),
     the others their predictions; a model that fails even a known-good text is the server's fault (500)."""
     from sentiment_tf.export.predictor import Predictions
-    from sentiment_tf.serving.metrics import ServeMetrics
     from sentiment_tf.serving.app import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
+    from sentiment_tf.serving.metrics import ServeMetrics
 
     class Picky:
         label_names = ["正面", "负面"]

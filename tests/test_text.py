@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sentiment_tf.core.errors import UserError
-from sentiment_tf.models.lstm.preprocessor import Tokenizer, TokenizerSettings, build_vocabulary
 from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.models.lstm.preprocessor import Tokenizer, TokenizerSettings, build_vocabulary
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -11,10 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
 from sentiment_tf import predict
-from tests.helpers import assert_training_resumes
 from tests.conftest import TINY_MODEL_ARGS, assert_user_error, cli
+from tests.helpers import assert_training_resumes
 
 
 def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
@@ -150,9 +149,9 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
 
     import numpy as np
 
-    from sentiment_tf.export import versions as export_lib
     from sentiment_tf import train
     from sentiment_tf.core.errors import UserError
+    from sentiment_tf.export import versions as export_lib
     from sentiment_tf.export.predictor import Predictor
 
     out, run = tmp_path / "models", tmp_path / "run"

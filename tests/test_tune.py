@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from sentiment_tf import tune
-from sentiment_tf.models import training
 from sentiment_tf.core.errors import UserError
+from sentiment_tf.models import training
 from tests.conftest import assert_user_error, cli
 
 # Small and quick: these are fixed (so not searched); the rest of the LSTM space is searched.

@@ -39,8 +39,8 @@ def test_graph_ids_equal_hf_tokenizer(tmp_path, corpus, reviews, do_lower_case, 
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
 
-    from sentiment_tf.models.bert.classifier import encode
     from sentiment_tf.data.cleaning import clean_text
+    from sentiment_tf.models.bert.classifier import encode
     from sentiment_tf.models.bert.preprocessor import WordPieceGraph, WordPieceSettings
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=do_lower_case)
