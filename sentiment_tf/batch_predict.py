@@ -19,6 +19,7 @@ pipeline runs unchanged on Dataflow, Flink or Spark (``--runner``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import logging
@@ -26,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 
 log = logging.getLogger("sentiment_tf.batch_predict")
@@ -33,21 +36,28 @@ log = logging.getLogger("sentiment_tf.batch_predict")
 ERRORS = "errors"
 
 
+@dataclasses.dataclass
+class BatchPredictConfig:
+    """What to score, with which export, where the results go, and on which Beam runner (options this
+    command does not know go to Beam, e.g. --direct_num_workers 4 or Dataflow's --project)."""
+
+    model: str = option("Export version directory, or a base directory (newest version).", default="")
+    input: str = option("File pattern: CSV/TSV/JSON lines/.txt (quote the wildcard).", default="")
+    output: str = option("Output prefix: <output>-predictions-*.jsonl and <output>-errors-*.jsonl.", default="")
+    text_col: str = option("Text column.", default="text")
+    runner: str = option("Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, …",
+                         default="DirectRunner")
+    batch_size: int = option("Most texts per model call (Beam batches up to it).", at_least=1, default=256)
+    chunk_size: int = option("Rows read from a file at a time: the unit of work spread over the workers.",
+                             at_least=1, default=2000)
+    verbose: bool = option("Debug logging.", default=False)
+
+    def __post_init__(self) -> None:
+        require(self, "model", "input", "output")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.batch_predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Export version directory, or a base directory (newest version).")
-    parser.add_argument("--input", required=True, help="File pattern: CSV/TSV/JSON lines/.txt (quote the wildcard).")
-    parser.add_argument("--output", required=True, help="Output prefix: <output>-predictions-*.jsonl and <output>-errors-*.jsonl.")
-    parser.add_argument("--text-col", default="text", help="Text column. [default: text]")
-    parser.add_argument("--runner", default="DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, "
-                        "SparkRunner, … [default: DirectRunner]")
-    parser.add_argument("--batch-size", type=int, default=256, help="Most texts per model call (Beam batches up to it). "
-                        "[default: 256]")
-    parser.add_argument("--chunk-size", type=int, default=2000, help="Rows read from a file at a time: the unit of "
-                        "work spread over the workers. [default: 2000]")
-    parser.add_argument("--verbose", action="store_true", help="Debug logging.")
-    return parser
+    return config_lib.build_parser("batch_predict", __doc__, BatchPredictConfig)
 
 
 def input_files(pattern: str) -> list[str]:
@@ -156,7 +166,8 @@ def to_json(labels: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, beam_args = build_parser().parse_known_args(argv)
+    (args,), ns = parse_configs(build_parser(), argv, (BatchPredictConfig,), others=True)
+    beam_args = ns.others
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)  # a line per worker message otherwise
@@ -167,9 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         raise UserError("batch_predict needs Apache Beam: pip install 'sentiment_tf[beam]' "
                         "(or pip install -r requirements-beam.txt)") from None
-    for name in ("batch_size", "chunk_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     from sentiment_tf.core import atomic
     from sentiment_tf.export.predictor import ExportInputs
 

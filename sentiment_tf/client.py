@@ -16,27 +16,42 @@ outputs are mapped back to its label names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import run_cli
 from sentiment_tf.serving.client import GrpcServingClient, ServingClient
 
 
+@dataclasses.dataclass
+class ClientConfig:
+    """Which server and model to ask, and what."""
+
+    texts: list[str] = option("Texts to classify.", positional="+", default_factory=list)
+    export: str = option("The export directory the server loaded (or a copy).", default="")
+    url: str = option("REST address (or host:port with --grpc).", default="http://localhost:8501")
+    name: str = option("Model name on the server.", default="")
+    version: int | None = option("Pin a model version.", default=None)
+    grpc: bool = option("Use gRPC (--url host:8500).", default=False)
+    segment: bool | None = option("--no-segment: send raw text (for `python -m sentiment_tf.serve`, which segments "
+                                  "itself); default: segment when the export takes segmented text.", default=None)
+    api_key: str | None = option("Key for `sentiment_tf.serve --api-key` [$SENTIMENT_TF_API_KEY when not given].",
+                                 default=None)
+
+    def __post_init__(self) -> None:
+        require(self, "export", "name")
+        self.api_key = self.api_key or os.environ.get("SENTIMENT_TF_API_KEY")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_lib.build_parser("client", __doc__, ClientConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("texts", nargs="+", help="Texts to classify.")
-    parser.add_argument("--export", required=True, help="The export directory the server loaded (or a copy).")
-    parser.add_argument("--url", default="http://localhost:8501", help="REST address (or host:port with --grpc).")
-    parser.add_argument("--name", required=True, help="Model name on the server.")
-    parser.add_argument("--version", type=int, help="Pin a model version.")
-    parser.add_argument("--grpc", action="store_true", help="Use gRPC (--url host:8500).")
-    parser.add_argument("--no-segment", dest="segment", action="store_false", default=None,
-                        help="Send raw text (for `python -m sentiment_tf.serve`, which segments itself).")
-    parser.add_argument("--api-key", default=os.environ.get("SENTIMENT_TF_API_KEY"),
-                        help="Key for `sentiment_tf.serve --api-key` [default: $SENTIMENT_TF_API_KEY].")
-    args = parser.parse_args(argv)
+    (args,), _ = parse_configs(build_parser(), argv, (ClientConfig,))
     if args.grpc:
         client = GrpcServingClient(args.url, args.name, args.export, version=args.version, segment=args.segment)
     else:

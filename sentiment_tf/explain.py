@@ -16,28 +16,40 @@ an image (both for every text).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.evaluation.attributions import STEPS, ansi, html_page, plain, png
 
-# ---------------------------------------------------------------------------------------------
-# The command
+
+@dataclasses.dataclass
+class ExplainConfig:
+    """What to explain, with which export, and where the pictures go."""
+
+    texts: list[str] = option("Texts to explain.", positional="*", default_factory=list)
+    model: str = option("Export: a version directory or its base directory.", default="")
+    input: str | None = option("Explain the texts of this file (CSV/TSV/JSONL/Excel, or .txt one per line).",
+                               default=None)
+    text_col: str = option("Column holding the text in --input.", default="text")
+    label: str | None = option("Explain this label instead of the predicted one.", default=None)
+    steps: int = option("Quadrature points (more: smaller completeness error).", at_least=1, default=STEPS)
+    max_texts: int = option("Explain at most this many texts.", at_least=1, default=200)
+    output: str | None = option("Write an .html page or a .png image as well.", default=None)
+
+    def __post_init__(self) -> None:
+        require(self, "model")
+        if not self.texts and not self.input:
+            raise UserError("give texts to explain, or --input FILE")
+        if self.output and Path(self.output).suffix.lower() not in (".html", ".png"):
+            raise UserError(f"--output {self.output}: must end in .html or .png")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.explain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("texts", nargs="*", help="Texts to explain.")
-    parser.add_argument("--model", required=True, help="Export: a version directory or its base directory.")
-    parser.add_argument("--input", help="Explain the texts of this file (CSV/TSV/JSONL/Excel, or .txt one per line).")
-    parser.add_argument("--text-col", default="text", help="Column holding the text in --input.")
-    parser.add_argument("--label", help="Explain this label instead of the predicted one.")
-    parser.add_argument("--steps", type=int, default=STEPS, help="Quadrature points (more: smaller completeness error).")
-    parser.add_argument("--max-texts", type=int, default=200, help="Explain at most this many texts.")
-    parser.add_argument("--output", help="Write an .html page or a .png image as well.")
-    return parser
+    return config_lib.build_parser("explain", __doc__, ExplainConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,15 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from sentiment_tf.models import family
 
-    args = build_parser().parse_args(argv)
+    (args,), _ = parse_configs(build_parser(), argv, (ExplainConfig,))
     setup_logging()
-    if not args.texts and not args.input:
-        raise UserError("give texts to explain, or --input FILE")
-    if args.steps < 1 or args.max_texts < 1:
-        raise UserError("--steps and --max-texts must be at least 1")
     if args.output:
-        if Path(args.output).suffix.lower() not in (".html", ".png"):
-            raise UserError(f"--output {args.output}: must end in .html or .png")
         atomic.check_writable(args.output, "--output")
     version_dir = resolve_version_dir(args.model)
     metadata = read_metadata(version_dir)

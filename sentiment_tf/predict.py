@@ -9,16 +9,19 @@ In Python, use :class:`sentiment_tf.predictor.Predictor`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from sentiment_tf.core import atomic
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.data import streaming
 from sentiment_tf.export.predictor import Predictions, Predictor
@@ -39,29 +42,38 @@ def with_predictions(frame: Any, preds: Predictions) -> Any:
     return out
 
 
+@dataclasses.dataclass
+class PredictConfig:
+    """What to classify, with which export, and where the predictions go."""
+
+    texts: list[str] = option("Texts to classify.", positional="*", default_factory=list)
+    model: str = option("Export version directory, or a base directory (its newest version is used).", default="")
+    input: str | None = option("Read texts from a .txt file (one per line) or a CSV/TSV/JSONL/Excel file (column "
+                               "--text-col).", default=None)
+    text_col: str = option("Text column of --input.", default="text")
+    output: str | None = option("Write a CSV: the input's columns, then pred_label and one pred_prob_<label> column "
+                                "per label.", default=None)
+    excel: bool = option("Write --output as UTF-8 with a byte-order mark, which Excel needs to show Chinese (done "
+                         "anyway when the input had one).", default=False)
+    long_text: Literal["cut", "window"] = option(
+        "A text longer than the model reads: 'cut' scores its beginning (or what --truncation kept in training), "
+        "'window' scores overlapping windows and averages them.", default="cut")
+    batch_size: int = option("Texts per model call.", at_least=1, default=256)
+    chunk_size: int = option("Rows of --input read, predicted and written at a time (memory stays flat in the file's "
+                             "size; a killed run with --output continues after its last written chunk when started "
+                             "again).", at_least=1, default=20000)
+    list_versions: bool = option("List the versions in --model (a base directory): date, family, test metrics, "
+                                 "training data, tokenizer; then exit.", default=False)
+    verbose: bool = option("Debug logging.", default=False)
+
+    def __post_init__(self) -> None:
+        require(self, "model")
+        if self.input and self.texts:
+            raise UserError("give texts on the command line or --input FILE, not both")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("texts", nargs="*", help="Texts to classify.")
-    parser.add_argument("--model", required=True, help="Export version directory, or a base directory "
-                        "(its newest version is used).")
-    parser.add_argument("--input", help="Read texts from a .txt file (one per line) or a CSV/TSV/JSONL/Excel "
-                        "file (column --text-col).")
-    parser.add_argument("--text-col", default="text", help="Text column of --input. [default: text]")
-    parser.add_argument("--output", help="Write a CSV: the input's columns, then pred_label and one "
-                        "pred_prob_<label> column per label.")
-    parser.add_argument("--excel", action="store_true", help="Write --output as UTF-8 with a byte-order mark, "
-                        "which Excel needs to show Chinese (done anyway when the input had one).")
-    parser.add_argument("--long-text", choices=["cut", "window"], default="cut",
-                        help="A text longer than the model reads: 'cut' scores its beginning (or what --truncation "
-                        "kept in training), 'window' scores overlapping windows and averages them. [default: cut]")
-    parser.add_argument("--batch-size", type=int, default=256, help="Texts per model call. [default: 256]")
-    parser.add_argument("--chunk-size", type=int, default=20000, help="Rows of --input read, predicted and written "
-                        "at a time (memory stays flat in the file's size; a killed run with --output continues after "
-                        "its last written chunk when started again). [default: 20000]")
-    parser.add_argument("--list-versions", action="store_true", help="List the versions in --model (a base "
-                        "directory): date, family, test metrics, training data, tokenizer; then exit.")
-    parser.add_argument("--verbose", action="store_true", help="Debug logging.")
-    return parser
+    return config_lib.build_parser("predict", __doc__, PredictConfig)
 
 
 def print_versions(base: str) -> None:
@@ -82,17 +94,11 @@ def print_versions(base: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    (args,), _ = parse_configs(build_parser(), argv, (PredictConfig,))
     setup_logging(args.verbose)
     if args.list_versions:
         print_versions(args.model)
         return 0
-    if args.input and args.texts:
-        raise UserError("give texts on the command line or --input FILE, not both")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.chunk_size < 1:
-        raise UserError(f"--chunk-size must be at least 1, got {args.chunk_size}")
     if args.output:
         atomic.check_writable(args.output, "--output")
     if args.input:

@@ -8,11 +8,14 @@ The kept model (``RUN/unverified-export/``) is exported as a new version of the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
 from pathlib import Path
 
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.export.versions import (
     FAILED_EXPORT,
@@ -26,13 +29,23 @@ from sentiment_tf.export.versions import (
 from sentiment_tf.models import family
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclasses.dataclass
+class PublishConfig:
     """Exports a run's kept model (after a failed export check, a full disk or a permission error)."""
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.publish", description=main.__doc__)
-    parser.add_argument("--run", required=True, help="run directory of `train` or `finetune` (it holds "
-                        f"{FAILED_EXPORT}/)")
-    parser.add_argument("--output", help="export base directory (default: where the run was exporting to)")
-    args = parser.parse_args(argv)
+
+    run: str = option(f"Run directory of `train` or `finetune` (it holds {FAILED_EXPORT}/).", default="")
+    output: str | None = option("Export base directory (default: where the run was exporting to).", default=None)
+
+    def __post_init__(self) -> None:
+        require(self, "run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_lib.build_parser("publish", __doc__, PublishConfig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,), _ = parse_configs(build_parser(), argv, (PublishConfig,))
     setup_logging()
     run = Path(args.run)
     kept = run / FAILED_EXPORT

@@ -16,7 +16,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Literal
 
+from sentiment_tf.core import config as config_lib
+from sentiment_tf.core.config import option, parse_configs
 from sentiment_tf.core.errors import UserError, run_cli
 from sentiment_tf.export.versions import FAILED_EXPORT
 from sentiment_tf.models.training import BACKUP_DIR
@@ -63,17 +66,27 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
+@dataclasses.dataclass
+class RunsConfig:
+    """'list': each run with when, size, state and test accuracy; 'clean': delete all but the newest
+    --keep finished runs."""
+
+    command: Literal["list", "clean"] = option("'list' or 'clean'.", positional="one", default="list")
+    runs_dir: str = option("Where run directories are.", default="runs")
+    keep: int | None = option("clean: finished runs to keep (newest first).", at_least=0, default=None)
+    dry_run: bool = option("clean: only say what would be deleted.", default=False)
+
+    def __post_init__(self) -> None:
+        if self.command == "clean" and self.keep is None:
+            raise UserError("clean: --keep is required (the number of finished runs to keep)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_lib.build_parser("runs", __doc__, RunsConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_tf.runs", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", default="runs", help="Where run directories are. [default: runs]")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="Each run: when, size, state and test accuracy.")
-    clean = sub.add_parser("clean", help="Delete all but the newest finished runs.")
-    clean.add_argument("--keep", type=int, required=True, help="Finished runs to keep (newest first).")
-    clean.add_argument("--dry-run", action="store_true", help="Only say what would be deleted.")
-    args = parser.parse_args(argv)
-    if args.command == "clean" and args.keep < 0:
-        raise UserError(f"--keep must be 0 or more, got {args.keep}")
+    (args,), _ = parse_configs(build_parser(), argv, (RunsConfig,))
     import datetime as _dt
 
     runs = find_runs(Path(args.runs_dir))

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Calibrate on validation (one temperature: labels cannot change), evaluate on the test split.
     scored = publishing.score_test(trained, splits.val, splits.test, labels, run_dir, train_cfg.calibration)
-    evaluation, extra = scored.evaluation, {"calibration": scored.calibration_json()}
+    evaluation, extra = scored.evaluation, ({"calibration": scored.calibration_json()} if scored.calibration else {})
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
     if scored.calibration:
         print(scored.calibration.summary())
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible), and the reports.
     metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra["calibration"],
+               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
                "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
     version_dir = publishing.publish_run(trained, scored, splits.test, training.output_for(train_cfg.output, run_dir),
                                          run_dir, configs, metrics, train_cfg.errors,

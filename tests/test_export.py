@@ -183,7 +183,7 @@ def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp
 
     base = tmp_path / "lstm"
     _export(trained, base)
-    script = ("import sys, time\nfrom sentiment_tf import export\n"
+    script = ("import sys, time\nfrom sentiment_tf.export import versions as export\n"
               "def write(path):\n    (path / 'saved_model.pb').write_bytes(b'partial')\n    print('writing', flush=True)\n"
               "    time.sleep(600)\n"
               f"export.write_version({str(base)!r}, write, {{}}, {{}}, lambda p: None)\n")

@@ -21,11 +21,13 @@ DEFAULT_DATA = "data/reviews.csv"
 
 
 def option(text: str, flags: tuple[str, ...] = (), metavar: str | None = None, at_least: float | None = None,
-          above: float | None = None, below: float | None = None, at_most: float | None = None, **kw: Any) -> Any:
+          above: float | None = None, below: float | None = None, at_most: float | None = None,
+          positional: str | None = None, **kw: Any) -> Any:
     """A dataclass field with its ``--help`` text, extra option spellings, metavar and allowed range
-    (checked by :func:`build_configs` for flags and config files alike, before any work)."""
+    (checked by :func:`build_configs` for flags and config files alike, before any work).
+    ``positional``: an argument without a flag, with this argparse ``nargs`` ('*', '+', '?', or 'one')."""
     bounds = {"at_least": at_least, "above": above, "below": below, "at_most": at_most}
-    return dataclasses.field(metadata={"help": text, "flags": flags, "metavar": metavar,
+    return dataclasses.field(metadata={"help": text, "flags": flags, "metavar": metavar, "positional": positional,
                                        "bounds": {k: v for k, v in bounds.items() if v is not None}}, **kw)
 
 
@@ -245,6 +247,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
         if field.name in skip:
             continue
         tp, _ = _base_type(hints[field.name])
+        if field.metadata.get("positional"):
+            nargs = field.metadata["positional"]
+            group.add_argument(field.name, **({} if nargs == "one" else {"nargs": nargs}), help=field.metadata["help"],
+                               choices=typing.get_args(tp) if typing.get_origin(tp) is Literal else None,
+                               default=argparse.SUPPRESS)
+            continue
         flag = "--" + field.name.replace("_", "-")
         kwargs: dict[str, Any] = {"help": field.metadata.get("help", ""), "dest": field.name,
                                   "default": argparse.SUPPRESS}
@@ -260,7 +268,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
             kwargs["type"] = tp
             kwargs["metavar"] = field.metadata.get("metavar") or field.name.upper()
         default = field.default if field.default is not dataclasses.MISSING else "none"
-        kwargs["help"] += f" [default: {default}]"
+        kwargs["help"] += f" [default: {default}]" if default != "" else " [required]"
         group.add_argument(flag, *field.metadata.get("flags", ()), **kwargs)
 
 
@@ -352,9 +360,14 @@ def build_configs(values: dict[str, Any], classes: tuple[type, ...] = CONFIG_CLA
 
 
 def parse_configs(parser: argparse.ArgumentParser, argv: list[str] | None,
-                  classes: tuple[type, ...] = CONFIG_CLASSES) -> tuple[list[Any], argparse.Namespace]:
-    """Parses ``argv`` (plus an optional ``--config`` file) into the config dataclasses."""
-    ns = parser.parse_args(argv)
+                  classes: tuple[type, ...] = CONFIG_CLASSES, others: bool = False) -> tuple[list[Any], argparse.Namespace]:
+    """Parses ``argv`` (plus an optional ``--config`` file) into the config dataclasses. ``others``: options
+    the parser does not know are kept in ``ns.others`` (for a tool behind the command) instead of refused."""
+    if others:
+        ns, rest = parser.parse_known_args(argv)
+        ns.others = rest
+    else:
+        ns = parser.parse_args(argv)
     values: dict[str, Any] = {}
     if getattr(ns, "config", None):
         values.update(load_config_file(ns.config))

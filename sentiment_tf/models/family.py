@@ -18,6 +18,7 @@ from sentiment_tf.core.config import (
     AdaptConfig,
     DataConfig,
     ModelConfig,
+    PretrainConfig,
     TokenizerConfig,
     TrainConfig,
 )
@@ -70,6 +71,19 @@ class Family(Protocol):
         """Continues training ``trained`` on domain ``splits`` (vocabulary growth, freezing: the family's)."""
 
 
+class Pretrainer(Protocol):
+    loss_name: str  # "masked-LM", "next-token"
+
+    def check(self, cfg: "PretrainConfig") -> "PretrainConfig":
+        """Refuses what cannot run (e.g. the --from checkpoint) before anything is written; returns
+        ``cfg`` with the family's defaults filled in."""
+
+    def run(self, cfg: "PretrainConfig", train_texts: list[str], held_out: list[str], run_dir: Path,
+            out_dir: Path) -> dict:
+        """Pretrains on ``train_texts``, writes the checkpoint into ``out_dir`` and returns its summary
+        (held-out loss before and after, history, sizes)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """Default optimisation settings of a family, for training from scratch and for adapting."""
@@ -81,15 +95,15 @@ class Recipe:
 
 # Adaptation starts from a trained model: BERT with smaller steps than training (the original paper's
 # recipe), so the domain signal refines the model instead of overwriting it.
-REGISTRY: dict[str, tuple[str, Recipe]] = {
-    "lstm": ("sentiment_tf.models.lstm.classifier", Recipe(
+REGISTRY: dict[str, tuple[str, str, Recipe]] = {  # name: (classifier module, pretraining module, recipe)
+    "lstm": ("sentiment_tf.models.lstm.classifier", "sentiment_tf.models.lstm.language_model", Recipe(
         train={"epochs": 8, "batch_size": 64, "learning_rate": 1.5e-3, "patience": 2},
         # LSTM adaptation at a third of training's rate: on held-out domains (手机, 衣服; bench/README.md)
         # 5e-4 beat 1e-3 and 2e-3 with less forgetting.
         finetune={"epochs": 10, "batch_size": 32, "learning_rate": 5e-4, "patience": 3},
         # Replaying 1,000 source examples removed the forgetting on those domains at no cost.
         replay=1000)),
-    "bert": ("sentiment_tf.models.bert.classifier", Recipe(
+    "bert": ("sentiment_tf.models.bert.classifier", "sentiment_tf.models.bert.pretraining", Recipe(
         train={"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "patience": 2},
         finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3})),
 }
@@ -100,7 +114,7 @@ def names() -> list[str]:
 
 
 def recipe(name: str) -> Recipe:
-    return REGISTRY[_known(name)][1]
+    return REGISTRY[_known(name)][2]
 
 
 def train_config(cfg: "TrainConfig", name: str, purpose: str = "train", output: str | None = None) -> "TrainConfig":
@@ -112,6 +126,12 @@ def train_config(cfg: "TrainConfig", name: str, purpose: str = "train", output: 
 def get(name: str) -> Family:
     """The family called ``name``, its module (and Keras flavour) imported now."""
     return importlib.import_module(REGISTRY[_known(name)][0]).FAMILY
+
+
+def pretrainer(name: str) -> Pretrainer:
+    """How family ``name`` pretrains a language model on unlabelled text (``pretrain --model``), its
+    module (and Keras flavour) imported now."""
+    return importlib.import_module(REGISTRY[_known(name)][1]).PRETRAINER
 
 
 def _known(name: str) -> str:

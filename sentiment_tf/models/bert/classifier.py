@@ -45,6 +45,7 @@ from sentiment_tf.models.bert.preprocessor import (
     encode,
     kept_span,
     make_dataset,
+    truncate_graph,
     with_features,
     wordpiece_view,
 )
@@ -224,14 +225,8 @@ class BertServing(tf.Module):
 
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Raw strings → ragged ids with [CLS]/[SEP], as :func:`encode` makes them from cleaned text."""
-        pieces = self.wordpiece(clean_text_graph(text, self.lowercase_clean))
-        budget = self.max_length - 2
-        lengths = tf.expand_dims(pieces.row_lengths(), 1)
-        position = tf.ragged.range(pieces.row_lengths())
-        head = {"head": budget, "tail": 0, "head+tail": budget // 4}[self.truncation]
-        # kept_span's rule: a text within the budget is whole; else its first `head` and last `budget − head`
-        keep = (lengths <= budget) | (position < head) | (position >= lengths - (budget - head))
-        pieces = tf.ragged.boolean_mask(pieces, keep)
+        pieces = truncate_graph(self.wordpiece(clean_text_graph(text, self.lowercase_clean)), self.max_length - 2,
+                                self.truncation)
         n = tf.shape(text, out_type=tf.int64)[0]
         cls = tf.fill([n, 1], tf.constant(self.ids["cls"], tf.int64))
         sep = tf.fill([n, 1], tf.constant(self.ids["sep"], tf.int64))

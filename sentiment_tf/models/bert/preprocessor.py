@@ -129,19 +129,33 @@ class WordPieceGraph(tf.Module):
 
 
 
+def head_length(budget: int, truncation: str) -> int:
+    """How many of a too-long text's ``budget`` kept word pieces come from its beginning (the rest from
+    its end): 'head' all, 'tail' none, 'head+tail' a quarter (Sun et al. 2019: 128 + 382 of 510)."""
+    return {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
+
+
 def kept_span(length: int, budget: int, truncation: str) -> tuple[int, int]:
-    """Of ``length`` word pieces, keep the first ``head`` and the last ``tail`` (head + tail ≤ budget):
-    'head' the beginning, 'tail' the end, 'head+tail' a quarter of the budget from the beginning and
-    the rest from the end (Sun et al. 2019: 128 + 382 of 510). :meth:`BertServing.token_ids` does the same in-graph."""
+    """Of ``length`` word pieces, keep the first ``head`` and the last ``tail`` (head + tail ≤ budget);
+    a text within the budget is kept whole. :func:`truncate_graph` is the same rule in-graph."""
     if length <= budget:
         return length, 0
-    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
+    head = head_length(budget, truncation)
     return head, budget - head
 
 
 def truncated(pieces: list, budget: int, truncation: str) -> list:
     head, tail = kept_span(len(pieces), budget, truncation)
     return pieces[:head] + (pieces[len(pieces) - tail:] if tail else [])
+
+
+def truncate_graph(pieces: tf.RaggedTensor, budget: int, truncation: str) -> tf.RaggedTensor:
+    """:func:`kept_span`'s rule on a ragged batch of word pieces, as TensorFlow ops."""
+    head = head_length(budget, truncation)
+    lengths = tf.expand_dims(pieces.row_lengths(), 1)
+    position = tf.ragged.range(pieces.row_lengths())
+    keep = (lengths <= budget) | (position < head) | (position >= lengths - (budget - head))
+    return tf.ragged.boolean_mask(pieces, keep)
 
 
 def encode(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> tf.RaggedTensor:
