@@ -3,7 +3,7 @@
     python -m sentiment_tf.predict --model saved_models/lstm --input reviews.csv --text-col review --output preds.csv
     python -m sentiment_tf.predict --model saved_models/lstm --list-versions
 
-In Python, use :class:`sentiment_tf.predictor.Predictor`.
+In Python, use :class:`sentiment_tf.export.predictor.Predictor`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ requests already batched finish on the old version. A version that fails to load
 status route and retried when its files change; a version deleted from disk is never answered from.
 Concurrent requests are batched: whatever arrived while the previous batch ran is predicted together
 (no artificial wait unless --batch-timeout-ms is set). One client's cost is bounded: body size,
-request read time, connections (see sentiment_tf.http_limits).
+request read time, connections (see sentiment_tf.serving.limits).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 # Every pattern below is written so that Python's `re` and RE2 (TensorFlow's regex engine) read it
-# the same way: `text_graph.clean_text_graph` runs these exact patterns inside a SavedModel, and the
+# the same way: `cleaning_graph.clean_text_graph` runs these exact patterns inside a SavedModel, and the
 # BERT export's parity test holds the two implementations to identical output.
 
 # HTML entities: a fixed table plus decimal character references (what crawled reviews contain;

@@ -2,7 +2,7 @@
 
 Uses only core TensorFlow string ops plus tensorflow-text's ``NormalizeUTF8``, ``CaseFoldUTF8``
 and ``RegexSplitWithOffsets`` — ops that stock TF Serving builds include — and the very patterns
-``text.py`` defines, so both implementations clean identically (tests/test_bert.py checks them
+``data/cleaning.py`` defines, so both implementations clean identically (tests/test_bert.py checks them
 against each other on the bundled corpus and on mixed-script samples).
 """
 

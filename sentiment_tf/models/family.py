@@ -37,7 +37,7 @@ class Trained(Protocol):
     labels: list[str]
     history: dict[str, list[float]]
     temperature: float  # calibration: predictions are softmax(log p / T), in Python and in the export
-    profile: dict | None  # the test split as the model saw it (sentiment_tf.drift), stored in the export
+    profile: dict | None  # the test split as the model saw it (sentiment_tf.evaluation.drift), stored in the export
 
     def predict_proba(self, texts: list[str]) -> "np.ndarray":
         """Probabilities ``[n, labels]`` for cleaned texts."""
@@ -47,7 +47,7 @@ class Trained(Protocol):
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
-        """A new verified export version under ``base_dir`` (see :func:`sentiment_tf.export.write_version`)."""
+        """A new verified export version under ``base_dir`` (see :func:`sentiment_tf.export.versions.write_version`)."""
 
 
 class Family(Protocol):

@@ -1,9 +1,9 @@
 """BERT fine-tuning (Hugging Face ``TFBertForSequenceClassification``, tf-keras) and its raw-text export.
 
-Only this module (and ``pretrain.py``) touches tf-keras; the Keras 3 LSTM lives in ``lstm.py``.
+Only this package (``models/bert/``) touches tf-keras; the Keras 3 LSTM lives in ``models/lstm/``.
 
-The exported SavedModel takes **raw strings**: cleaning (``text_graph``), the checkpoint's WordPiece
-tokenization (``wordpiece_graph``: the ops ``tensorflow_text.BertTokenizer`` is built from, arranged to
+The exported SavedModel takes **raw strings**: cleaning (``data.cleaning_graph``), the checkpoint's WordPiece
+tokenization (``models.bert.preprocessor``: the ops ``tensorflow_text.BertTokenizer`` is built from, arranged to
 give the Hugging Face tokenizer's ids; never FastBertTokenizer, whose ops stock TF Serving lacks),
 truncation, ``[CLS]``/``[SEP]``, padding, the model and softmax all run in the graph. A second
 signature, ``encoded``, takes ``input_ids``/``attention_mask`` for clients that tokenize themselves.
@@ -73,7 +73,7 @@ class TrainedBert:
     history: dict[str, list[float]]
     temperature: float = 1.0
     truncation: str = "head"  # which word pieces of a long text are kept (kept_span)
-    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.drift), for `monitor`
+    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.evaluation.drift), for `monitor`
 
     def tokens(self, texts: list[str]) -> "drift.Tokens":
         """Word pieces of cleaned texts (whole, not truncated), and how many are [UNK]."""

@@ -393,7 +393,7 @@ class TrainedLSTM:
     history: dict[str, list[float]]
     language_model: dict | None = None  # what the classifier started from (recorded in the export)
     temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
-    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.drift), for `monitor`
+    profile: dict | None = None  # the test split as this model saw it (sentiment_tf.evaluation.drift), for `monitor`
 
     def tokens(self, texts: list[str]) -> Tokens:
         """jieba tokens of cleaned texts, and how many are not in the vocabulary."""

@@ -1,4 +1,5 @@
-"""Text cleaning and tokenization (jieba words or characters), with settings that travel with models.
+"""The LSTM's preprocessing: tokenization (jieba words or characters) of cleaned text, the vocabulary,
+and what an export holds of both (its tokenizer settings, vocabulary and token view).
 
 Serving must segment text exactly as training did, so everything that changes the token stream —
 cleaning options, tokenizer mode, jieba version, HMM flag, user dictionary and stopword list — is
