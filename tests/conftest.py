@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-BUNDLED = REPO / "data" / "reviews.csv"
-
-
-def cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Runs ``python -m sentiment_tf.<module>`` in a fresh process, as a user would."""
-    # TF_CPP_MIN_LOG_LEVEL unset, as for a user: the commands quiet TensorFlow's C++ logs themselves.
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit code 2, one ``error:`` line on stderr naming the problem, and no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
+from tests.helpers import BUNDLED
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +44,6 @@ def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) ->
     path = tmp_path / "tiny.csv"
     frame.to_csv(path, index=False)
     return path
-
-
-TINY_MODEL_ARGS = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--batch-size", "32",
-                   "--min-freq", "1", "--max-tokens", "40"]
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,103 @@
-"""Test helpers shared by the export, predict and train tests."""
+"""Helpers the test modules share: running a command as a user does, the tiny-model flags, a served
+export in a fresh process, the local service in a subprocess, and texts built to hit edge cases."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "data" / "reviews.csv"
+
+
+def cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -m sentiment_tf.<module>`` in a fresh process, as a user would."""
+    # TF_CPP_MIN_LOG_LEVEL unset, as for a user: the commands quiet TensorFlow's C++ logs themselves.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, one ``error:`` line on stderr naming the problem, and no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+TINY_MODEL_ARGS = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--batch-size", "32",
+                   "--min-freq", "1", "--max-tokens", "40"]
+
+
+MIXED = ["<b>ＡＢＣ１２３</b>　很好！&#183; http://x.cn/a", "a\u200bb\x07c &amp;lt; &#65292;\u3000d\te\x85f",
+         "Ünïcödé ÇAFÉ straße", "😀👍🏻 好评！！", "&#0;&#55296;&#99999999; &#x27;", "price:$100，￥２００",
+         "", "   ", "I LOVE iPhone15 Pro Max!!! 太棒了", "\ufeff开头BOM", "tab\tand\nnewline\r\n",
+         "ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ／ａ 网址", "&lt;script&gt;alert(1)&lt;/script&gt;好", "Ⅻ ① ㈱ ﬁ ㎏",
+         "混合English和数字123以及emoji🎉的句子", "超长" * 200]
+
+
+POOL = ("".join(chr(c) for c in range(0x21, 0x7F)) + "，。！？、；：“”‘’（）【】《》…—～·￥％＋－＝＜＞｜＾"
+        "ÀÉÎÕÜßçñøåæœΣσςΑαДдЁё" + "ぁあいうえおアイウエオーガギ한국어ㄱㄴ" + "😀👍🏻🎉❤️✨🇨🇳"
+        "\u0301\u0308\ufe0f\u200d\U000e0041\u00ad\u061c\u2060" + "𠀀𪜀𫝀𫠠𬺰丽" + "0123456789" + "好差很不错酒店服务")
+EDGES = ["😀" * 30, "😀" * 120, "あ" * 40, "a" * 101, "a" * 100, "é" * 60, "[UNK] [SEP] [CLS] [MASK] [unused1]",
+         "ΣΑΣ ΌΣΟΣ", "İstanbul", "ﬀ ẞ ǅ", "房间ＡＢＣ１２３，价格$199+税<=很好^_^|~", "超长" * 300,
+         "这个宾馆比较陈旧了,特价的房间也很一般。总体来说一般 4.5分/5分 ThinkPad X1 Carbon！！！"]
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(POOL) if rng.random() < 0.7 else " " for _ in range(rng.randint(1, 300)))
+            for _ in range(n)] + EDGES
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m sentiment_tf.serve` in a subprocess on 127.0.0.1."""
+
+    def __init__(self, *args: str, cwd: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        self.log = open(cwd / f"server-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sentiment_tf.serve", "--port", str(self.port), *args],
+                                     cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, (cwd / f"server-{self.port}.log").read_text()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError("server did not start")
+
+    def post(self, path: str, body) -> httpx.Response:
+        content = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False)
+        return httpx.post(self.url + path, content=content, timeout=30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
 
 _LOAD_AND_RUN = """
 import json, sys

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_MODEL_ARGS
+from tests.helpers import TINY_MODEL_ARGS
 
 pytest.importorskip("apache_beam")
 

@@ -17,16 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, cli
-from tests.helpers import serve_in_fresh_process
+from tests.helpers import MIXED, assert_user_error, cli, serve_in_fresh_process
 
 tf = pytest.importorskip("tensorflow")
-
-MIXED = ["<b>ＡＢＣ１２３</b>　很好！&#183; http://x.cn/a", "a\u200bb\x07c &amp;lt; &#65292;\u3000d\te\x85f",
-         "Ünïcödé ÇAFÉ straße", "😀👍🏻 好评！！", "&#0;&#55296;&#99999999; &#x27;", "price:$100，￥２００",
-         "", "   ", "I LOVE iPhone15 Pro Max!!! 太棒了", "\ufeff开头BOM", "tab\tand\nnewline\r\n",
-         "ｗｗｗ．ｅｘａｍｐｌｅ．ｃｏｍ／ａ 网址", "&lt;script&gt;alert(1)&lt;/script&gt;好", "Ⅻ ① ㈱ ﬁ ㎏",
-         "混合English和数字123以及emoji🎉的句子", "超长" * 200]
 
 # Ops a stock TF Serving build has besides core TensorFlow: those of tensorflow-text's BertTokenizer.
 ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8"}
@@ -139,7 +132,7 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
 
     from sentiment_tf.data.cleaning import clean_text
     from sentiment_tf.models.bert.classifier import encode
-    from tests.test_wordpiece_graph import synthetic_texts
+    from tests.helpers import synthetic_texts
 
     work, _ = bert_run
     version = work / "out" / "1"

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, cli
-from tests.helpers import pytorch_state
+from tests.helpers import assert_user_error, cli, pytorch_state
 
 tf = pytest.importorskip("tensorflow")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sentiment_tf.evaluation import calibration
-from tests.conftest import TINY_MODEL_ARGS, cli
+from tests.helpers import TINY_MODEL_ARGS, cli
 
 
 def overconfident(n: int = 6000, k: int = 3, sharpen: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 from sentiment_tf.core.config import DataConfig
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.splits import LabelMap, clean_frame, load_splits, read_table, read_texts
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 ROWS = [("这家酒店很干净，服务也好", "正面"), ("房间太小了，还很吵", "负面"), ("早餐丰富，位置方便", "正面"),
         ("空调坏了也没人修", "负面")]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_MODEL_ARGS, assert_user_error, cli
+from tests.helpers import TINY_MODEL_ARGS, assert_user_error, cli
 
 tf = pytest.importorskip("tensorflow")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 WORDS = ["今天", "我们", "这个", "东西", "快递", "包装", "颜色", "价格", "时间", "朋友", "商品", "质量"]
 KEY = "喜欢"

@@ -155,7 +155,7 @@ def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
 def test_damaged_export_is_one_line_naming_the_file(trained, tmp_path: Path, damage: str, named: str) -> None:
     """A truncated file (a copy cut short, a full disk) is refused by predict and finetune without a traceback."""
     from sentiment_tf.models.lstm import classifier as lstm
-    from tests.conftest import assert_user_error, cli
+    from tests.helpers import assert_user_error, cli
 
     version = _export(trained, tmp_path / "lstm")
     path = version / damage
@@ -179,7 +179,7 @@ def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     base = tmp_path / "lstm"
     _export(trained, base)

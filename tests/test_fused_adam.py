@@ -10,11 +10,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import REPO
 
 from sentiment_tf.core.config import ModelConfig
 from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.models.lstm import classifier as lstm
+from tests.helpers import REPO
 
 VOCAB = 200
 

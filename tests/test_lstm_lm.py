@@ -16,7 +16,7 @@ from sentiment_tf.core.config import ModelConfig
 from sentiment_tf.models import training
 from sentiment_tf.models.lstm import classifier as lstm
 from sentiment_tf.models.lstm import language_model as lstm_lm
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 SMALL = ["--embedding-dim", "8", "--rnn-units", "4", "--sampled", "40", "--max-length", "40", "--learning-rate", "1e-2"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, assert_user_error, cli
+from tests.helpers import REPO, assert_user_error, cli
 
 # Dropout 0: each replica draws its own dropout masks, so only without dropout is the result the
 # single-process one.

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 tf = pytest.importorskip("tensorflow")
 

@@ -4,11 +4,8 @@ errors and limits, batching of concurrent requests, hot reload of new and broken
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, TINY_MODEL_ARGS, cli
+from tests.helpers import TINY_MODEL_ARGS, Server, cli, free_port
 
 tf = pytest.importorskip("tensorflow")
 httpx = pytest.importorskip("httpx")
@@ -35,42 +32,6 @@ def lstm_export(tmp_path_factory, reviews: pd.DataFrame) -> Path:
     assert train.main(["--data", str(work / "small.csv"), "--output", str(work / "models" / "lstm"),
                        "--run-dir", str(work / "run"), *TINY_MODEL_ARGS]) == 0
     return work / "models" / "lstm"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python -m sentiment_tf.serve` in a subprocess on 127.0.0.1."""
-
-    def __init__(self, *args: str, cwd: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        self.log = open(cwd / f"server-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sentiment_tf.serve", "--port", str(self.port), *args],
-                                     cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, (cwd / f"server-{self.port}.log").read_text()
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise AssertionError("server did not start")
-
-    def post(self, path: str, body) -> httpx.Response:
-        content = body if isinstance(body, (bytes, str)) else json.dumps(body, ensure_ascii=False)
-        return httpx.post(self.url + path, content=content, timeout=30)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +87,7 @@ def test_golden_request_is_what_the_client_sends(lstm_export: Path):
 def test_real_tf_serving_matches_in_process_predictions(lstm_export: Path, tmp_path: Path):
     from sentiment_tf.serving.client import ServingClient
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(["tensorflow_model_server", f"--rest_api_port={port}", "--port=0", "--model_name=lstm",
                              f"--model_base_path={lstm_export.resolve()}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
@@ -288,5 +249,5 @@ def test_hot_reload_picks_up_new_versions_and_survives_broken_ones(server: Serve
 
 def test_serve_refuses_a_directory_that_is_not_an_export(tmp_path: Path):
     (tmp_path / "notours").mkdir()
-    proc = cli("serve", "--model", "notours", "--port", str(_free_port()), cwd=tmp_path, timeout=60)
+    proc = cli("serve", "--model", "notours", "--port", str(free_port()), cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr

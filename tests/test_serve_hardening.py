@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_MODEL_ARGS
-from tests.test_serve import Server
+from tests.helpers import TINY_MODEL_ARGS, Server
 
 httpx = pytest.importorskip("httpx")
 

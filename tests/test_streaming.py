@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, TINY_MODEL_ARGS
+from tests.helpers import REPO, TINY_MODEL_ARGS
 
 tf = pytest.importorskip("tensorflow")
 

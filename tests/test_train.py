@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from sentiment_tf import predict
-from tests.conftest import TINY_MODEL_ARGS, assert_user_error, cli
-from tests.helpers import assert_training_resumes
+from tests.helpers import TINY_MODEL_ARGS, assert_training_resumes, assert_user_error, cli
 
 
 def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:

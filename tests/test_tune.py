@@ -12,7 +12,7 @@ import yaml
 from sentiment_tf import tune
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.models import training
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 # Small and quick: these are fixed (so not searched); the rest of the LSTM space is searched.
 FIXED = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--min-freq", "1", "--max-tokens", "40",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sentiment_tf.core.errors import UserError
-from tests.conftest import assert_user_error, cli
+from tests.helpers import assert_user_error, cli
 
 MISSING_DATA = ["--data", "no-such-file.csv"]  # reading data would fail differently: proof nothing ran
 

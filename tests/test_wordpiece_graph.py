@@ -5,31 +5,15 @@ full-/half-width, accents, final sigma, control and format characters, emoji and
 
 from __future__ import annotations
 
-import random
-
 import pytest
+
+from tests.helpers import MIXED, synthetic_texts
 
 tf = pytest.importorskip("tensorflow")
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-POOL = ("".join(chr(c) for c in range(0x21, 0x7F)) + "，。！？、；：“”‘’（）【】《》…—～·￥％＋－＝＜＞｜＾"
-        "ÀÉÎÕÜßçñøåæœΣσςΑαДдЁё" + "ぁあいうえおアイウエオーガギ한국어ㄱㄴ" + "😀👍🏻🎉❤️✨🇨🇳"
-        "\u0301\u0308\ufe0f\u200d\U000e0041\u00ad\u061c\u2060" + "𠀀𪜀𫝀𫠠𬺰丽" + "0123456789" + "好差很不错酒店服务")
-EDGES = ["😀" * 30, "😀" * 120, "あ" * 40, "a" * 101, "a" * 100, "é" * 60, "[UNK] [SEP] [CLS] [MASK] [unused1]",
-         "ΣΑΣ ΌΣΟΣ", "İstanbul", "ﬀ ẞ ǅ", "房间ＡＢＣ１２３，价格$199+税<=很好^_^|~", "超长" * 300,
-         "这个宾馆比较陈旧了,特价的房间也很一般。总体来说一般 4.5分/5分 ThinkPad X1 Carbon！！！"]
-
-
-def synthetic_texts(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice(POOL) if rng.random() < 0.7 else " " for _ in range(rng.randint(1, 300)))
-            for _ in range(n)] + EDGES
-
-
 @pytest.fixture(scope="module")
 def corpus(reviews) -> list[str]:
-    from tests.test_bert import MIXED
-
     return reviews["text"].tolist()[:1200] + MIXED + synthetic_texts(400)
 
 
