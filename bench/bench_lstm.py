@@ -92,7 +92,13 @@ def train_one(args: argparse.Namespace) -> dict:
     from sentiment_tf.evaluation.report import evaluate
     from sentiment_tf.models import batching, family
     from sentiment_tf.models.lstm import classifier as lstm
-    from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
+    from sentiment_tf.models.lstm.preprocessor import (
+        Preprocessor,
+        Tokenizer,
+        build_vocabulary,
+        make_lookup,
+        segmented_to_ids,
+    )
 
     setup_logging()
     data_cfg, tok_cfg, model_cfg = DataConfig(), TokenizerConfig(), ModelConfig()
@@ -110,18 +116,19 @@ def train_one(args: argparse.Namespace) -> dict:
 
     if args.only == "ours":  # exactly the training path of `python -m sentiment_tf.train`
         with tempfile.TemporaryDirectory() as run_dir:
-            model, lookup, _ = lstm.fit(splits, seg, vocab, tok_cfg.max_tokens, model_cfg, train_cfg, Path(run_dir),
-                                        seed=data_cfg.seed, extra_callbacks=[timer])
+            preprocessor = Preprocessor(tokenizer, vocab, tok_cfg.max_tokens)
+            model, _ = lstm.fit(splits, seg, preprocessor, model_cfg, train_cfg, Path(run_dir), seed=data_cfg.seed,
+                                extra_callbacks=[timer])
         fit_time = time.perf_counter() - t0
-        accuracy = evaluate(y_test, lstm.predict_proba(model, seg["test"], lookup, tok_cfg.max_tokens),
+        accuracy = evaluate(y_test, lstm.predict_proba(model, preprocessor, seg["test"]),
                             splits.labels.names).accuracy
         name = model.name
     else:  # the plain BiLSTM padded to 128, as a tutorial would write it
         keras.utils.set_random_seed(data_cfg.seed)
-        lookup = lstm.make_lookup(vocab)
+        lookup = make_lookup(vocab)
 
         def padded(split):
-            ids = lstm.segmented_to_ids(tf.constant(seg[split]), lookup, 10**6)
+            ids = segmented_to_ids(tf.constant(seg[split]), lookup, 10**6)
             return keras.utils.pad_sequences(ids.to_list(), maxlen=128)  # pre-padding and pre-truncation
 
         model = keras.Sequential([

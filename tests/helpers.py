@@ -126,12 +126,12 @@ def serve_in_fresh_process(export_dir: Path, segmented: list[str], tmp: Path) ->
     return np.load(probs), json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def assert_export_matches(model, lookup, export_dir: Path, segmented: list[str], labels: list[str],
-                          max_tokens: int, tmp: Path, atol: float = 1e-5) -> None:
+def assert_export_matches(model, preprocessor, export_dir: Path, segmented: list[str], labels: list[str],
+                          tmp: Path, atol: float = 1e-5) -> None:
     """The SavedModel, loaded in a fresh process, gives the Keras model's probabilities and labels."""
     from sentiment_tf.models.lstm import classifier as lstm
 
-    expected = lstm.predict_proba(model, segmented, lookup, max_tokens)
+    expected = lstm.predict_proba(model, preprocessor, segmented)
     got, names = serve_in_fresh_process(export_dir, segmented, tmp)
     np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
     assert names == [labels[i] for i in expected.argmax(-1)]

@@ -68,7 +68,7 @@ def test_training_batches_small_data_and_bucketed_shapes():
 def test_training_pipelines_do_not_autotune():
     """An autotuned iterator's teardown waits up to 10 s for its model thread; Keras tears the
     validation iterator down after every epoch, which doubled some epochs."""
-    from sentiment_tf.models.lstm import classifier as lstm
+    from sentiment_tf.models.lstm import preprocessor as lstm
 
     lookup = lstm.make_lookup(["好", "差"])
     ds = lstm.make_dataset(["好 好", "差"], np.array([0, 1]), lookup, 8, 2)

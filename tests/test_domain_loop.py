@@ -49,14 +49,13 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     model = keras.saving.load_model(loop.version / "assets.extra" / "keras_model.keras")
     features = keras.Model(model.inputs, model.get_layer("probabilities").input)
     from sentiment_tf.export.predictor import Predictor
-    from sentiment_tf.models.lstm.classifier import segmented_to_ids
 
     lookup = Predictor.load(loop.version)  # the export's own vocabulary, via its tokens() view
     assert lookup.tokens(["酒店 很 干净"], prepared=True).tokens == [["酒店", "很", "干净"]]
     from sentiment_tf.models.lstm.classifier import load_trained
 
     trained = load_trained(loop.version, lookup.metadata)
-    ids = segmented_to_ids(segmented, trained.lookup, trained.max_tokens).to_tensor()
+    ids = trained.preprocessor.ids(segmented).to_tensor()
     np.testing.assert_allclose(embedded["embedding"].numpy(), features(ids).numpy(), atol=1e-5)
 
 

@@ -13,7 +13,7 @@ from sentiment_tf.core.config import ModelConfig
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.export import versions as export_lib
 from sentiment_tf.export.predictor import Predictor
-from sentiment_tf.models.lstm.preprocessor import Tokenizer, build_vocabulary
+from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
 from tests.helpers import assert_export_matches
 
 LABELS = ["中性", "正面", "负面"]
@@ -35,29 +35,29 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     tokenizer = Tokenizer("word", user_dict=udict)
     segmented = tokenizer.segment(TEXTS)
     vocab = build_vocabulary(segmented, min_freq=1)
-    lookup = lstm.make_lookup(vocab)
+    preprocessor = Preprocessor(tokenizer, vocab, 20)
     model = lstm.build_model(ModelConfig(embedding_dim=8, rnn_units=4), len(vocab) + 2, len(LABELS))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     y = np.arange(len(TEXTS)) % 3
-    model.fit(lstm.make_dataset(segmented, y, lookup, 20, 8), epochs=3, verbose=0)
-    return model, lookup, vocab, tokenizer
+    model.fit(preprocessor.dataset(segmented, y, 8), epochs=3, verbose=0)
+    return model, preprocessor, vocab, tokenizer
 
 
 def _export(trained, base: Path) -> Path:
     from sentiment_tf.models.lstm import classifier as lstm
 
-    model, lookup, vocab, tokenizer = trained
-    return lstm.export(model, lookup, vocab, tokenizer, LABELS, 20, base, config={"test": True},
+    model, preprocessor, vocab, tokenizer = trained
+    return lstm.export(model, preprocessor, LABELS, base, config={"test": True},
                        metrics={}, check_texts=tokenizer.segment(TEXTS[:8]))
 
 
 def test_export_matches_keras_in_fresh_process(trained, tmp_path: Path) -> None:
-    model, lookup, _, tokenizer = trained
+    model, preprocessor, _, tokenizer = trained
     version = _export(trained, tmp_path / "lstm")
     assert version == tmp_path / "lstm" / "1"
     # Unknown words, an empty text and a text longer than max_tokens (truncated) included.
     extra = ["全新 未知 词语", "", " ".join(["很好"] * 60)]
-    assert_export_matches(model, lookup, version, tokenizer.segment(TEXTS) + extra, LABELS, 20, tmp_path)
+    assert_export_matches(model, preprocessor, version, tokenizer.segment(TEXTS) + extra, LABELS, tmp_path)
 
 
 def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:
@@ -219,8 +219,8 @@ def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp
     from sentiment_tf import publish
     from sentiment_tf.models.lstm import classifier as lstm
 
-    model, lookup, vocab, tokenizer = trained
-    model_obj = lstm.TrainedLSTM(model, lookup, vocab, tokenizer, LABELS, 20, {})
+    model, preprocessor, vocab, tokenizer = trained
+    model_obj = lstm.TrainedLSTM(model, preprocessor, LABELS, {})
     out, run = tmp_path / "models", tmp_path / "run"
     run.mkdir()
     original = export_lib.signature_verifier

@@ -104,7 +104,7 @@ def test_grow_vocabulary_keeps_every_trained_weight(source_model):
     source = load_source(str(source_model))
     trained = source.load()
     old = trained.model
-    grown = lstm.grow_vocabulary(old, source.model_config(), len(trained.vocabulary) + 2, 7)
+    grown = lstm.grow_vocabulary(old, source.model_config(), len(trained.preprocessor.vocabulary) + 2, 7)
     old_table, new_table = old.get_layer("embedding").get_weights()[0], grown.get_layer("embedding").get_weights()[0]
     assert new_table.shape[0] == old_table.shape[0] + 7
     np.testing.assert_array_equal(new_table[: old_table.shape[0]], old_table)

@@ -9,6 +9,7 @@ mismatch is refused rather than silently segmenting differently from training.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from sentiment_tf.export.versions import (
     resolve_version_dir,
 )
 from sentiment_tf.models.lstm.preprocessor import (
+    Preprocessor,
     Tokenizer,
-    token_view,
     tokenizer_from_metadata,
     vocabulary_of_export,
 )
@@ -108,7 +109,7 @@ class Predictor(ExportInputs):
         pieces, as spans of the cleaned text), each starting half a window after the last."""
         if self.tokenizer is not None:
             tokens = [t for t in self.tokenizer.segment([text])[0].split(" ") if t]
-            size = int(self.metadata["max_tokens"])
+            size = self.preprocessor.max_tokens
             return [" ".join(tokens[i:i + size]) for i in _starts(len(tokens), size)]
 
         cleaned = clean_text(text, bool(self.metadata.get("cleaning", {}).get("lowercase", True)))
@@ -118,6 +119,11 @@ class Predictor(ExportInputs):
         if len(offsets) <= size:
             return [text]
         return [cleaned[offsets[i][0]: offsets[min(i + size, len(offsets)) - 1][1]] for i in _starts(len(offsets), size)]
+
+    @functools.cached_property
+    def preprocessor(self) -> Preprocessor:
+        """An LSTM export's preprocessor (its tokenizer, verified at load, and its vocabulary)."""
+        return Preprocessor(self.tokenizer, vocabulary_of_export(self.version_dir), int(self.metadata["max_tokens"]))
 
     def _wordpiece(self) -> Any:
         if not hasattr(self, "_hf_tokenizer"):
@@ -149,9 +155,7 @@ class Predictor(ExportInputs):
         """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
         untruncated word pieces — and how many of them it does not know (read as [UNK])."""
         if self.tokenizer is not None:
-            if not hasattr(self, "_vocabulary"):
-                self._vocabulary = set(vocabulary_of_export(self.version_dir))
-            return token_view(list(texts) if prepared else self.tokenizer.segment(list(texts)), self._vocabulary)
+            return self.preprocessor.tokens(list(texts) if prepared else self.tokenizer.segment(list(texts)))
 
         lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
         from sentiment_tf.models.bert.preprocessor import (

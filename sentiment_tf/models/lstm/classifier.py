@@ -1,7 +1,8 @@
-"""Embedding → (Bi)LSTM/GRU → Dropout → Dense softmax, in Keras 3, plus its tf.data input pipeline.
+"""Embedding → (Bi)LSTM/GRU → Dropout → Dense softmax in Keras 3: build, fit, export, load, adapt.
 
-The model itself takes integer token ids; the string → id lookup is a Keras ``StringLookup`` shared
-by the training pipeline and the exported serving function, so both map tokens identically.
+The model itself takes integer token ids; text → ids is the family's one :class:`Preprocessor`
+(``preprocessor.py``), shared by the training pipeline and the exported serving function, so both
+map tokens identically.
 """
 
 from __future__ import annotations
@@ -38,47 +39,16 @@ from sentiment_tf.models import batching, training
 from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.models.lstm import language_model as lstm_lm
 from sentiment_tf.models.lstm.preprocessor import (
-    PAD_TOKEN,
     UNK_TOKEN,
+    Preprocessor,
     Tokenizer,
     TokenizerSettings,
     build_vocabulary,
     extend_rows,
-    token_view,
-    tokenizer_from_metadata,
-    vocabulary_of_export,
 )
 
 log = logging.getLogger(__name__)
 
-
-
-def make_lookup(vocabulary: list[str]) -> keras.layers.StringLookup:
-    """Token → id: 0 is padding (the mask), 1 is ``[UNK]``, then ``vocabulary`` in order."""
-    return keras.layers.StringLookup(vocabulary=list(vocabulary), mask_token=PAD_TOKEN,
-                                     oov_token=UNK_TOKEN, num_oov_indices=1, output_mode="int")
-
-
-def segmented_to_ids(segmented: tf.Tensor, lookup: keras.layers.StringLookup, max_tokens: int) -> tf.RaggedTensor:
-    """A batch of space-joined token strings → ragged int64 ids, truncated to ``max_tokens``.
-
-    A text with no tokens becomes a single ``[UNK]``, so every row has length ≥ 1 (recurrent layers
-    and cuDNN need at least one unmasked step).
-    """
-    segmented = tf.where(tf.strings.length(tf.strings.strip(segmented)) > 0, segmented, UNK_TOKEN)
-    tokens = tf.strings.split(segmented, sep=" ")
-    tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)  # double spaces
-    tokens = tokens[:, :max_tokens]
-    return tf.ragged.map_flat_values(lookup, tokens)
-
-
-def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: keras.layers.StringLookup,
-                 max_tokens: int, batch_size: int, bucketing: bool = True) -> tf.data.Dataset:
-    """Evaluation batches of ids (and labels), in length buckets or, with ``bucketing=False``, in
-    input order padded per batch. Training uses :func:`batching.training_batches` instead."""
-    ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
-    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
-    return batching.prefetched(batching.evaluation_batches(ids, columns, batch_size, max_tokens, bucketing))
 
 
 @keras.saving.register_keras_serializable(package="sentiment_tf")
@@ -190,14 +160,14 @@ KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for f
 EMBED_SIGNATURE = "embed"  # text → the pooled features the head reads, and the probabilities (for `select`)
 
 
-def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, labels: list[str],
-                      max_tokens: int, path: str | Path, temperature: float = 1.0) -> None:
+def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: list[str], path: str | Path,
+                      temperature: float = 1.0) -> None:
     """Writes a SavedModel whose ``serving_default`` maps segmented strings to predictions, with the
     calibration temperature applied in the graph (TF Serving returns calibrated probabilities too)."""
     label_names = tf.constant(labels, dtype=tf.string)
 
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = segmented_to_ids(text, lookup, max_tokens).to_tensor(default_value=0)
+        ids = preprocessor.ids(text).to_tensor(default_value=0)
         probs = model(ids, training=False)
         probs = tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12)) / temperature, axis=-1)
         label_id = tf.argmax(probs, axis=-1)
@@ -205,6 +175,7 @@ def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, lab
 
     archive = keras.export.ExportArchive()
     archive.track(model)
+    lookup = preprocessor.lookup
     if not lookup.built:
         lookup(tf.constant([UNK_TOKEN]))  # ExportArchive only tracks built layers
     archive.track(lookup)  # its hash table must be saved with the graph
@@ -214,7 +185,7 @@ def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, lab
     features = keras.Model(model.inputs, head.input)  # the pooled representation the head reads
 
     def embed(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = segmented_to_ids(text, lookup, max_tokens).to_tensor(default_value=0)
+        ids = preprocessor.ids(text).to_tensor(default_value=0)
         pooled = features(ids, training=False)
         probs = tf.nn.softmax(tf.math.log(tf.maximum(head(pooled), 1e-12)) / temperature, axis=-1)
         return {"embedding": pooled, "probabilities": probs}
@@ -224,10 +195,10 @@ def write_saved_model(model: keras.Model, lookup: keras.layers.StringLookup, lab
     archive.write_out(str(path), verbose=False)
 
 
-def predict_proba(model: keras.Model, segmented: list[str], lookup: keras.layers.StringLookup,
-                  max_tokens: int, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: keras.Model, preprocessor: Preprocessor, segmented: list[str],
+                  batch_size: int = 256) -> np.ndarray:
     """Probabilities in input order (bucketing would reorder, so batches are padded per batch)."""
-    ds = make_dataset(segmented, None, lookup, max_tokens, batch_size, bucketing=False)
+    ds = preprocessor.dataset(segmented, None, batch_size, bucketing=False)
     return model.predict(ds, verbose=0)
 
 
@@ -250,8 +221,8 @@ def card(metadata: dict[str, Any], config: dict[str, Any]) -> model_card.FamilyC
         token_unit="jieba tokens", train_options=("unfreeze", "lr_decay"))
 
 
-def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: list[str], tokenizer: "Tokenizer",
-           labels: list[str], max_tokens: int, base_dir: str | Path, config: dict, metrics: dict,
+def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], base_dir: str | Path, config: dict,
+           metrics: dict,
            check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
            temperature: float = 1.0, profile: dict | None = None) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
@@ -259,29 +230,17 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
     ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
     """
     check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
-    expected = calibration.scale(predict_proba(model, check_texts, lookup, max_tokens), temperature)
+    expected = calibration.scale(predict_proba(model, preprocessor, check_texts), temperature)
     verify = export_lib.signature_verifier(check_texts, expected, 1e-5, SERVING_INPUT)
 
-    files: dict[str, str | Path | bytes] = {
-        "vocab.txt": "\n".join([PAD_TOKEN, UNK_TOKEN, *vocabulary]).encode("utf-8") + b"\n",
-        "config.json": json.dumps(config, ensure_ascii=False, indent=2, default=str).encode("utf-8"),
-    }
-    tokenizer_files = {}
-    if tokenizer.user_dict:
-        files["user_dict.txt"] = tokenizer.user_dict
-        tokenizer_files["user_dict"] = "user_dict.txt"
-    if tokenizer.stopwords_path:
-        files["stopwords.txt"] = tokenizer.stopwords_path
-        tokenizer_files["stopwords"] = "stopwords.txt"
+    files, preprocessing = preprocessor.export_files()
+    files["config.json"] = json.dumps(config, ensure_ascii=False, indent=2, default=str).encode("utf-8")
     metadata = {
         "family": "lstm",
         "labels": list(labels),
         "label2id": {name: i for i, name in enumerate(labels)},
         "input_format": "segmented",
-        "tokenizer": dataclasses.asdict(tokenizer.settings),
-        "tokenizer_files": tokenizer_files,
-        "max_tokens": max_tokens,
-        "vocabulary_size": len(vocabulary) + 2,
+        **preprocessing,
         "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
                       "input_description": "jieba-segmented text, tokens joined by single spaces",
                       "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
@@ -301,32 +260,31 @@ def export(model: keras.Model, lookup: keras.layers.StringLookup, vocabulary: li
         model.save(keras_path)
         files[KERAS_FILE] = keras_path
         return export_lib.write_version(
-            base_dir, lambda path: write_saved_model(model, lookup, labels, max_tokens, path, temperature),
+            base_dir, lambda path: write_saved_model(model, preprocessor, labels, path, temperature),
             metadata, files, verify, keep_failed=keep_failed, about=card(metadata, config))
 
 
-def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str], max_tokens: int,
+def fit(splits: "Splits", segmented: dict[str, list[str]], preprocessor: Preprocessor,
         model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42,
         extra_callbacks: list | None = None, model: keras.Model | None = None,
-        initialise: Any = None) -> tuple[keras.Model, keras.layers.StringLookup, dict[str, list[float]]]:
-    """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit``;
-    returns (model, lookup, history). Layers with ``trainable=False`` stay frozen. ``initialise(model)``
+        initialise: Any = None) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit`` on
+    ``segmented`` texts; returns (model, history). Layers with ``trainable=False`` stay frozen. ``initialise(model)``
     sets a newly built model's starting weights (a pretrained language model's)."""
     keras.utils.set_random_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
-    lookup = make_lookup(vocabulary)
     num_classes = len(splits.labels.names)
-    train_ids = segmented_to_ids(tf.constant(segmented["train"], dtype=tf.string), lookup, max_tokens)
+    train_ids = preprocessor.ids(tf.constant(segmented["train"], dtype=tf.string))
     train_ds = training.shard_by_data(tf, batching.prefetched(batching.training_batches(
         train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
         sort_by_length=train_cfg.bucketing, first_pass=training.epochs_done(run_dir))))
     steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
-    val_ds = training.shard_by_data(tf, make_dataset(segmented["val"], splits.val["y"].to_numpy(), lookup, max_tokens,
-                                                     max(train_cfg.batch_size, 256), bucketing=train_cfg.bucketing))
+    val_ds = training.shard_by_data(tf, preprocessor.dataset(segmented["val"], splits.val["y"].to_numpy(),
+                                                             max(train_cfg.batch_size, 256), train_cfg.bucketing))
     with training.distribution_strategy(tf).scope(), training.precision_policy(
             keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         if model is None:
-            model = build_model(model_cfg, vocab_size=len(vocabulary) + 2, num_classes=num_classes)
+            model = build_model(model_cfg, vocab_size=len(preprocessor.vocabulary) + 2, num_classes=num_classes)
             if initialise is not None and not training.epochs_done(run_dir):  # a resumed run restores its own
                 initialise(model)
         elif tf.distribute.has_strategy():  # a loaded model's variables were made outside this strategy
@@ -349,7 +307,7 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], vocabulary: list[str]
               shuffle=False,  # training_batches shuffles (before sorting by length)
               callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
     training.log_weights_digest(model)
-    return model, lookup, training.fitted_history(callbacks)
+    return model, training.fitted_history(callbacks)
 
 
 def layer_schedule(model: keras.Model, optimizer: FusedAdam, unfreeze: str, lr_decay: float) -> list:
@@ -385,11 +343,8 @@ class TrainedLSTM:
     """The trained model with what it needs to predict and export (the interface ``train.py`` uses)."""
 
     model: keras.Model
-    lookup: keras.layers.StringLookup
-    vocabulary: list[str]
-    tokenizer: "Tokenizer"
+    preprocessor: Preprocessor
     labels: list[str]
-    max_tokens: int
     history: dict[str, list[float]]
     language_model: dict | None = None  # what the classifier started from (recorded in the export)
     temperature: float = 1.0  # calibration, applied to every prediction and in the export's graph
@@ -397,11 +352,11 @@ class TrainedLSTM:
 
     def tokens(self, texts: list[str]) -> Tokens:
         """jieba tokens of cleaned texts, and how many are not in the vocabulary."""
-        return token_view(self.tokenizer.segment(texts, cleaned=True), set(self.vocabulary))
+        return self.preprocessor.tokens(self.preprocessor.segment(texts))
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
-        raw = predict_proba(self.model, self.tokenizer.segment(texts, cleaned=True), self.lookup, self.max_tokens)
+        raw = predict_proba(self.model, self.preprocessor, self.preprocessor.segment(texts))
         return calibration.scale(raw, self.temperature).astype(np.float32)
 
     def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
@@ -424,9 +379,9 @@ class TrainedLSTM:
 
         out = []
         probabilities = self.predict_proba(texts)
-        for i, (text, segmented) in enumerate(zip(texts, self.tokenizer.segment(texts, cleaned=True))):
-            tokens = [t for t in segmented.split(" ") if t][: self.max_tokens] or [UNK_TOKEN]
-            embedded = embedding(self.lookup(tf.constant([tokens])))[0]
+        for i, (text, segmented) in enumerate(zip(texts, self.preprocessor.segment(texts))):
+            tokens = self.preprocessor.kept_tokens(segmented)
+            embedded = embedding(self.preprocessor.lookup(tf.constant([tokens])))[0]
             target = int(probabilities[i].argmax()) if targets is None else int(targets[i])
             mask = tf.ones([steps + 2, len(tokens)], tf.bool)
             scores, delta = integrated_gradients(lambda path: logits(path, mask)[:, target], embedded,
@@ -437,9 +392,9 @@ class TrainedLSTM:
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
-        return export(self.model, self.lookup, self.vocabulary, self.tokenizer, self.labels, self.max_tokens,
-                      base_dir, config, metrics, self.tokenizer.segment(check_texts[:64], cleaned=True), keep_failed,
-                      self.language_model, self.temperature, self.profile)
+        return export(self.model, self.preprocessor, self.labels, base_dir, config, metrics,
+                      self.preprocessor.segment(check_texts[:64]), keep_failed, self.language_model, self.temperature,
+                      self.profile)
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
@@ -468,10 +423,10 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
 
         origin = {"path": str(lm.path), "corpus": lm.description.get("corpus"), "from": lm.description.get("from"),
                   "held_out_after": lm.description.get("held_out_after"), "vocab_size": len(lm.vocabulary) + 2}
-    model, lookup, history = fit(splits, segmented, vocabulary, tok_cfg.max_tokens, model_cfg, train_cfg, run_dir,
-                                 seed=seed, extra_callbacks=extra_callbacks, initialise=initialise)
-    return TrainedLSTM(model, lookup, vocabulary, tokenizer, splits.labels.names, tok_cfg.max_tokens, history,
-                       origin)
+    preprocessor = Preprocessor(tokenizer, vocabulary, tok_cfg.max_tokens)
+    model, history = fit(splits, segmented, preprocessor, model_cfg, train_cfg, run_dir, seed=seed,
+                         extra_callbacks=extra_callbacks, initialise=initialise)
+    return TrainedLSTM(model, preprocessor, splits.labels.names, history, origin)
 
 
 def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
@@ -486,11 +441,8 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
         raise UserError(f"{keras_path}: cannot load this export's Keras model, the file is damaged or incomplete "
                         f"({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
                         "export the model again or use another version") from None
-    vocabulary = vocabulary_of_export(version_dir)
-    tokenizer = tokenizer_from_metadata(version_dir, metadata)
-    return TrainedLSTM(model, make_lookup(vocabulary), vocabulary, tokenizer, list(metadata["labels"]),
-                       int(metadata["max_tokens"]), {}, temperature=float(metadata.get("temperature", 1.0)),
-                       profile=metadata.get("profile"))
+    return TrainedLSTM(model, Preprocessor.from_export(version_dir, metadata), list(metadata["labels"]), {},
+                       temperature=float(metadata.get("temperature", 1.0)), profile=metadata.get("profile"))
 
 
 def grow_vocabulary(model: keras.Model, model_cfg: ModelConfig, old_size: int, new_tokens: int) -> keras.Model:
@@ -560,14 +512,14 @@ class LSTMFamily:
               train_cfg: "TrainConfig", run_dir: Path, seed: int) -> TrainedLSTM:
         """Segments the domain splits (with the domain's user dictionary, if any), adds domain words
         as new embedding rows (``--grow-vocab``), freezes what ``--freeze`` names, and trains on."""
-        tokenizer = old = trained.tokenizer
+        tokenizer = old = trained.preprocessor.tokenizer
         if adapt_cfg.user_dict:
             tokenizer = Tokenizer(mode=old.mode, hmm=old.hmm, lowercase=old.lowercase,
                                   user_dict=merged_user_dict(old.user_dict, adapt_cfg.user_dict, run_dir),
                                   stopwords=old.stopwords_path)
         segmented = {name: tokenizer.segment(frame["text"], cleaned=True) for name, frame in
                      (("train", splits.train), ("val", splits.val))}
-        vocabulary, model = list(trained.vocabulary), trained.model
+        vocabulary, model = list(trained.preprocessor.vocabulary), trained.model
         if adapt_cfg.grow_vocab and adapt_cfg.freeze == "none":
             known = set(vocabulary)
             new = [t for t in build_vocabulary(segmented["train"], adapt_cfg.min_freq, 10**9) if t not in known]
@@ -581,9 +533,9 @@ class LSTMFamily:
             for layer in model.layers:
                 if layer.name != "probabilities":
                     layer.trainable = False
-        model, lookup, history = fit(splits, segmented, vocabulary, trained.max_tokens, model_cfg, train_cfg, run_dir,
-                                     seed=seed, model=model)
-        return TrainedLSTM(model, lookup, vocabulary, tokenizer, trained.labels, trained.max_tokens, history)
+        preprocessor = Preprocessor(tokenizer, vocabulary, trained.preprocessor.max_tokens)
+        model, history = fit(splits, segmented, preprocessor, model_cfg, train_cfg, run_dir, seed=seed, model=model)
+        return TrainedLSTM(model, preprocessor, trained.labels, history)
 
 
 FAMILY = LSTMFamily()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +25,10 @@ from sentiment_tf.core.progress import progress
 from sentiment_tf.data.cleaning import clean_text
 from sentiment_tf.evaluation.drift import Tokens
 from sentiment_tf.export.versions import META_DIR
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +209,113 @@ def tokenizer_from_metadata(version_dir: Path, meta: dict) -> Tokenizer:
                     stopwords=stopwords)
     tok.ensure_matches(saved)
     return tok
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Token ids, in Python and in the graph
+
+
+def make_lookup(vocabulary: list[str]) -> "keras.layers.StringLookup":
+    """Token → id: 0 is padding (the mask), 1 is ``[UNK]``, then ``vocabulary`` in order."""
+    import keras  # Keras 3 and TensorFlow: for training and export, not for reading an export's files
+
+    return keras.layers.StringLookup(vocabulary=list(vocabulary), mask_token=PAD_TOKEN,
+                                     oov_token=UNK_TOKEN, num_oov_indices=1, output_mode="int")
+
+
+def segmented_to_ids(segmented: "tf.Tensor", lookup: "keras.layers.StringLookup", max_tokens: int) -> "tf.RaggedTensor":
+    """A batch of space-joined token strings → ragged int64 ids, truncated to ``max_tokens``.
+
+    A text with no tokens becomes a single ``[UNK]``, so every row has length ≥ 1 (recurrent layers
+    and cuDNN need at least one unmasked step).
+    """
+    import tensorflow as tf
+
+    segmented = tf.where(tf.strings.length(tf.strings.strip(segmented)) > 0, segmented, UNK_TOKEN)
+    tokens = tf.strings.split(segmented, sep=" ")
+    tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)  # double spaces
+    tokens = tokens[:, :max_tokens]
+    return tf.ragged.map_flat_values(lookup, tokens)
+
+
+def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: "keras.layers.StringLookup",
+                 max_tokens: int, batch_size: int, bucketing: bool = True) -> "tf.data.Dataset":
+    """Evaluation batches of ids (and labels), in length buckets or, with ``bucketing=False``, in
+    input order padded per batch. Training uses :func:`batching.training_batches` instead."""
+    import tensorflow as tf
+
+    from sentiment_tf.models import batching  # TensorFlow
+
+    ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
+    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
+    return batching.prefetched(batching.evaluation_batches(ids, columns, batch_size, max_tokens, bucketing))
+
+
+@dataclasses.dataclass
+class Preprocessor:
+    """The LSTM's one text → ids object, used alike by training, prediction, explanation and export:
+    cleaned text → tokens (``tokenizer``: jieba words or characters) → ids by ``vocabulary`` (0 is
+    padding, 1 ``[UNK]``) → the first ``max_tokens``.
+
+    Example:
+        >>> pre = Preprocessor(Tokenizer("word"), ["酒店", "干净"], max_tokens=200)
+        >>> pre.segment(["酒店很干净"])
+        ['酒店 很 干净']
+    """
+
+    tokenizer: Tokenizer
+    vocabulary: list[str]
+    max_tokens: int
+
+    @functools.cached_property
+    def lookup(self) -> "keras.layers.StringLookup":
+        """Token → id, shared by the training pipeline and the exported graph."""
+        return make_lookup(self.vocabulary)
+
+    def segment(self, texts: Iterable[str], cleaned: bool = True) -> list[str]:
+        """Texts as space-joined tokens (what the exported signature takes)."""
+        return self.tokenizer.segment(texts, cleaned=cleaned)
+
+    def ids(self, segmented: "tf.Tensor") -> "tf.RaggedTensor":
+        """Segmented strings → ragged ids, cut to ``max_tokens`` (in training, prediction and the export's graph)."""
+        return segmented_to_ids(segmented, self.lookup, self.max_tokens)
+
+    def dataset(self, segmented: list[str], labels: np.ndarray | None, batch_size: int,
+                bucketing: bool = True) -> "tf.data.Dataset":
+        """Evaluation batches of ids (and labels); see :func:`make_dataset`."""
+        return make_dataset(segmented, labels, self.lookup, self.max_tokens, batch_size, bucketing)
+
+    def kept_tokens(self, segmented: str) -> list[str]:
+        """The tokens of one segmented text the model reads (an empty text reads as ``[UNK]``)."""
+        return [t for t in segmented.split(" ") if t][: self.max_tokens] or [UNK_TOKEN]
+
+    def tokens(self, segmented: list[str]) -> Tokens:
+        """Segmented texts as token lists, with the count of tokens the vocabulary lacks."""
+        return token_view(segmented, self.known)
+
+    @functools.cached_property
+    def known(self) -> set[str]:
+        return set(self.vocabulary)
+
+    def export_files(self) -> tuple[dict[str, str | Path | bytes], dict[str, Any]]:
+        """What an export holds of it: files for ``assets.extra/`` and fields for its metadata (checked
+        on load by :meth:`from_export`)."""
+        files: dict[str, str | Path | bytes] = {
+            "vocab.txt": "\n".join([PAD_TOKEN, UNK_TOKEN, *self.vocabulary]).encode("utf-8") + b"\n"}
+        tokenizer_files = {}
+        if self.tokenizer.user_dict:
+            files["user_dict.txt"] = self.tokenizer.user_dict
+            tokenizer_files["user_dict"] = "user_dict.txt"
+        if self.tokenizer.stopwords_path:
+            files["stopwords.txt"] = self.tokenizer.stopwords_path
+            tokenizer_files["stopwords"] = "stopwords.txt"
+        metadata = {"tokenizer": dataclasses.asdict(self.tokenizer.settings), "tokenizer_files": tokenizer_files,
+                    "max_tokens": self.max_tokens, "vocabulary_size": len(self.vocabulary) + 2}
+        return files, metadata
+
+    @classmethod
+    def from_export(cls, version_dir: Path, metadata: dict[str, Any]) -> "Preprocessor":
+        """The preprocessor an export was trained with, its tokenizer verified against this machine's."""
+        return cls(tokenizer_from_metadata(version_dir, metadata), vocabulary_of_export(version_dir),
+                   int(metadata["max_tokens"]))
