@@ -41,6 +41,7 @@ def build_trained(tmp: Path):
     from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
 
     from sentiment_tf.models.bert.classifier import TrainedBert
+    from sentiment_tf.models.bert.preprocessor import Preprocessor
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [chr(c) for c in range(0x4E00, 0x4E00 + 21128 - len(specials))]
@@ -56,7 +57,7 @@ def build_trained(tmp: Path):
     ids = np.random.default_rng(0).integers(5, 21128, size=(4, 16))
     model.fit({"input_ids": ids, "attention_mask": np.ones_like(ids)}, np.array([0, 1, 0, 1]), batch_size=4,
               verbose=0)
-    return TrainedBert(model, tok, ["正面", "负面"], 64, True, {})
+    return TrainedBert(model, Preprocessor(tok, 64), ["正面", "负面"], {})
 
 
 def export_before(trained, base: Path) -> Path:
@@ -67,14 +68,11 @@ def export_before(trained, base: Path) -> Path:
     from sentiment_tf.models.bert import classifier as bert
 
     version = base / "1"
-    tok = trained.tokenizer
+    tok = trained.preprocessor.tokenizer
     hf_dir = version / "assets.extra" / bert.HF_DIR
     trained.model.save_pretrained(str(hf_dir))
     tok.save_pretrained(str(hf_dir))
-    module = bert.BertServing(trained.model, str(hf_dir / bert.VOCAB_FILE), trained.labels, trained.max_length,
-                              bert.WordPieceSettings.from_hf(tok), lowercase_clean=True,
-                              special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id,
-                                           "pad": tok.pad_token_id, "unk": tok.unk_token_id})
+    module = bert.BertServing(trained.model, str(hf_dir / bert.VOCAB_FILE), trained.labels, trained.preprocessor)
     module.model = trained.model  # tracked, as before: its optimizer and tf-keras' layer traces come along
     tf.saved_model.save(module, str(version), signatures={"serving_default": module.serve, "encoded": module.encoded,
                                                           "tokenize": module.tokenize})

@@ -42,7 +42,7 @@ def _logits(model, tokenizer, texts):
 
 
 def test_loads_pytorch_layout_safetensors_without_torch(tiny_bert, tmp_path):
-    from sentiment_tf.models.bert.classifier import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     pt_dir = _pt_layout_copy(tiny_bert, tmp_path / "pt")
     assert not (pt_dir / "tf_model.h5").exists()
@@ -57,7 +57,7 @@ def test_logits_match_pytorch_model(tmp_path, tiny_bert):
     torch = pytest.importorskip("torch", reason="torch not installed: PyTorch parity needs it (pip install torch)")
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from sentiment_tf.models.bert.classifier import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     torch.manual_seed(0)
     cfg = BertConfig.from_pretrained(str(tiny_bert))
@@ -131,7 +131,7 @@ def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
     from transformers import BertTokenizerFast
 
     from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.models.bert.classifier import encode
+    from sentiment_tf.models.bert.preprocessor import encode
     from tests.helpers import synthetic_texts
 
     work, _ = bert_run
@@ -158,10 +158,10 @@ def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, r
     work, _ = bert_run
     version = work / "out" / "1"
     trained = bert.load_trained(version, read_metadata(version))
-    model, tok = trained.model, trained.tokenizer
+    model, tok = trained.model, trained.preprocessor.tokenizer
     texts = reviews["text"].tolist()[1300:1400] + MIXED
     # the export's truncation rule (head+tail by default) and calibration temperature are in its graph
-    ids = bert.encode(tok, [clean_text(t) for t in texts], 64, trained.truncation).to_tensor(tok.pad_token_id)
+    ids = trained.preprocessor.encode([clean_text(t) for t in texts]).to_tensor(tok.pad_token_id)
     logits = model(input_ids=ids, attention_mask=tf.cast(ids != tok.pad_token_id, tf.int64), training=False).logits
     expected = tf.nn.softmax(logits / trained.temperature, -1).numpy()
     got, names = serve_in_fresh_process(work / "out" / "1", texts, tmp_path)

@@ -22,6 +22,7 @@ def trained_bert(tmp_path_factory, tiny_bert, reviews):
 
     from sentiment_tf.data.cleaning import clean_text
     from sentiment_tf.models.bert.classifier import TrainedBert
+    from sentiment_tf.models.bert.preprocessor import Preprocessor
 
     tf_keras.utils.set_random_seed(0)
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
@@ -38,7 +39,7 @@ def trained_bert(tmp_path_factory, tiny_bert, reviews):
     assert model.optimizer.variables  # Adam's slots exist: the export must leave them out
     # Freezing reorders model.weights (trainable first); restoring by name must not depend on it.
     model.bert.embeddings.trainable = False
-    trained = TrainedBert(model, tok, ["正面", "负面"], 32, True, {})
+    trained = TrainedBert(model, Preprocessor(tok, 32), ["正面", "负面"], {})
     out = tmp_path_factory.mktemp("bert_export") / "models"
     check_texts = [clean_text(t) for t in reviews["text"].tolist()[:16]]  # export checks take cleaned texts
     version = trained.export(out, {"ModelConfig": {"pretrained": str(tiny_bert)}}, {}, check_texts)

@@ -98,10 +98,11 @@ def test_bert_explanations_merge_word_pieces_and_are_complete(tiny_bert: Path):
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
     from sentiment_tf.models.bert.classifier import TrainedBert
+    from sentiment_tf.models.bert.preprocessor import Preprocessor
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))
-    trained = TrainedBert(model, tok, ["正面", "负面"], 64, True, {})
+    trained = TrainedBert(model, Preprocessor(tok, 64), ["正面", "负面"], {})
     text = "这个手机iphone很好用"
     [e] = trained.explain([text], steps=64)
     assert "".join(e.tokens) == text

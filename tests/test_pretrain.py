@@ -60,7 +60,7 @@ def test_pretraining_writes_a_checkpoint_that_learned(pretrained: Path):
 def test_checkpoint_fine_tunes_with_its_pretrained_encoder(pretrained: Path):
     from transformers import TFBertForMaskedLM
 
-    from sentiment_tf.models.bert.classifier import load_pretrained
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
 
     clf, tokenizer = load_pretrained(str(pretrained), ["负面", "正面"])
     mlm = TFBertForMaskedLM.from_pretrained(str(pretrained))

@@ -24,8 +24,7 @@ def test_graph_ids_equal_hf_tokenizer(tmp_path, corpus, reviews, do_lower_case, 
     from transformers import BertTokenizerFast
 
     from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.models.bert.classifier import encode
-    from sentiment_tf.models.bert.preprocessor import WordPieceGraph, WordPieceSettings
+    from sentiment_tf.models.bert.preprocessor import WordPieceGraph, WordPieceSettings, encode
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, lowercase=do_lower_case)
     wp.train_from_iterator(reviews["text"].tolist()[:3000] + synthetic_texts(300, seed=1), vocab_size=4000,

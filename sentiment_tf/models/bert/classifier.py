@@ -24,7 +24,6 @@ import tensorflow as tf
 from sentiment_tf.core.config import ModelConfig, TrainConfig
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.cleaning import clean_text
-from sentiment_tf.data.cleaning_graph import clean_text_graph
 from sentiment_tf.data.splits import Splits
 from sentiment_tf.evaluation import drift
 from sentiment_tf.evaluation.attributions import Explanation, integrated_gradients
@@ -39,16 +38,7 @@ from sentiment_tf.models.bert.checkpoints import (
     cleaning_lowercase,
     load_pretrained,
 )
-from sentiment_tf.models.bert.preprocessor import (
-    WordPieceGraph,
-    WordPieceSettings,
-    encode,
-    kept_span,
-    make_dataset,
-    truncate_graph,
-    with_features,
-    wordpiece_view,
-)
+from sentiment_tf.models.bert.preprocessor import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -66,39 +56,34 @@ PROBABILITY_ATOL = 5e-3  # the fine-tuned checkpoint (config, weights, tokenizer
 @dataclasses.dataclass
 class TrainedBert:
     model: Any  # TFBertForSequenceClassification
-    tokenizer: Any  # BertTokenizerFast
+    preprocessor: Preprocessor
     labels: list[str]
-    max_length: int
-    lowercase: bool  # the cleaning setting the texts were prepared with
     history: dict[str, list[float]]
     temperature: float = 1.0
-    truncation: str = "head"  # which word pieces of a long text are kept (kept_span)
     profile: dict | None = None  # the test split as this model saw it (sentiment_tf.evaluation.drift), for `monitor`
 
     def tokens(self, texts: list[str]) -> "drift.Tokens":
         """Word pieces of cleaned texts (whole, not truncated), and how many are [UNK]."""
-        return wordpiece_view(self.tokenizer, texts)
+        return self.preprocessor.tokens(texts)
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
-        ds = make_dataset(self.tokenizer, texts, None, self.max_length, batch_size, bucketing=False,
-                          truncation=self.truncation)
+        ds = self.preprocessor.dataset(texts, None, batch_size, bucketing=False)
         logits = self.model.predict(ds, verbose=0)["logits"]
         return tf.nn.softmax(tf.cast(logits, tf.float32) / self.temperature, axis=-1).numpy()
 
     def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
         """Integrated gradients over the word-piece embeddings ([CLS]/[SEP] kept in the baseline), merged
         back into the text's characters and words (a word's pieces sum), for cleaned texts."""
-        table = self.model.bert.embeddings.weight
+        table, tokenizer = self.model.bert.embeddings.weight, self.preprocessor.tokenizer
         out = []
         probabilities = self.predict_proba(texts)
         for i, text in enumerate(texts):
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True,
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True,
                                  verbose=False)
-            head, tail = kept_span(len(enc["input_ids"]), self.max_length - 2, self.truncation)
+            head, tail = self.preprocessor.kept_span(len(enc["input_ids"]))
             keep = list(range(head)) + list(range(len(enc["input_ids"]) - tail, len(enc["input_ids"])))
-            enc = {"input_ids": [self.tokenizer.cls_token_id, *(enc["input_ids"][k] for k in keep),
-                                 self.tokenizer.sep_token_id],
+            enc = {"input_ids": [tokenizer.cls_token_id, *(enc["input_ids"][k] for k in keep), tokenizer.sep_token_id],
                    "offset_mapping": [(0, 0), *(enc["offset_mapping"][k] for k in keep), (0, 0)]}
             ids = tf.constant(enc["input_ids"], tf.int32)
             embedded = tf.gather(table, ids)
@@ -113,7 +98,7 @@ class TrainedBert:
             scores, delta = integrated_gradients(logit, embedded, tf.where(special, embedded, 0.0), steps)
             tokens, merged = [], []
             for (start, end), score, piece in zip(enc["offset_mapping"], scores,
-                                                  self.tokenizer.convert_ids_to_tokens(enc["input_ids"])):
+                                                  tokenizer.convert_ids_to_tokens(enc["input_ids"])):
                 if start == end:
                     continue
                 if piece.startswith("##") and tokens:  # a word's continuation: one token for the reader
@@ -156,17 +141,17 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
         if freeze is not None:
             freeze(model)
         texts = splits.train["text"].tolist()
-        ids = encode(tokenizer, texts, model_cfg.max_length, model_cfg.truncation)
+        preprocessor = Preprocessor(tokenizer, model_cfg.max_length, model_cfg.truncation, lowercase)
+        ids = preprocessor.encode(texts)
         # Bucket-top widths: few distinct shapes, so XLA compiles a handful of programs on a GPU.
         train_ds = batching.training_batches(
             ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
             sort_by_length=train_cfg.bucketing, pad_value=tokenizer.pad_token_id,
             bucketed_shapes=True, first_pass=training.epochs_done(run_dir))
         train_ds = training.shard_by_data(tf, batching.prefetched(
-            train_ds.map(lambda ids, y: with_features(tokenizer, ids, y))))
-        val_ds = training.shard_by_data(tf, make_dataset(
-            tokenizer, splits.val["text"].tolist(), splits.val["y"].to_numpy(), model_cfg.max_length,
-            train_cfg.batch_size, bucketing=train_cfg.bucketing, truncation=model_cfg.truncation))
+            train_ds.map(lambda ids, y: preprocessor.features(ids, y))))
+        val_ds = training.shard_by_data(tf, preprocessor.dataset(
+            splits.val["text"].tolist(), splits.val["y"].to_numpy(), train_cfg.batch_size, train_cfg.bucketing))
         steps_per_epoch = batching.steps_per_pass(len(texts), train_cfg.batch_size)
         training.log_batch(tf.distribute.get_strategy(), train_cfg.batch_size, train_cfg.learning_rate)
         steps = train_cfg.epochs * steps_per_epoch
@@ -186,8 +171,7 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
               steps_per_epoch=steps_per_epoch,
               class_weight=class_weight, callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else "auto")
     training.log_weights_digest(model)
-    return TrainedBert(model, tokenizer, labels, model_cfg.max_length, lowercase, training.fitted_history(callbacks),
-                       truncation=model_cfg.truncation)
+    return TrainedBert(model, preprocessor, labels, training.fitted_history(callbacks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,12 +186,10 @@ def weights_by_name(model: Any) -> dict[str, tf.Variable]:
 class BertServing(tf.Module):
     """Raw strings → cleaning → the checkpoint's WordPiece → [CLS] ids [SEP] → padding → model → softmax."""
 
-    def __init__(self, model: Any, vocab_path: str, labels: list[str], max_length: int,
-                 wordpiece: WordPieceSettings, lowercase_clean: bool, special_ids: dict[str, int],
-                 temperature: float = 1.0, truncation: str = "head"):
+    def __init__(self, model: Any, vocab_path: str, labels: list[str], preprocessor: Preprocessor,
+                 temperature: float = 1.0):
         super().__init__()
         self.temperature = temperature
-        self.truncation = truncation
         # The network's variables by name, not the Keras model: serving needs only the variables, and
         # tracking the compiled model would export its optimizer's slots (2× the weights) and tf-keras'
         # traced copy of every layer. The lambda keeps the model callable without tracking it.
@@ -217,20 +199,9 @@ class BertServing(tf.Module):
         self._pooled = lambda ids, mask: model.bert(input_ids=ids, attention_mask=mask, training=False).pooler_output
         self._head = lambda pooled: model.classifier(pooled)
         self.vocab = tf.saved_model.Asset(vocab_path)
-        self.wordpiece = WordPieceGraph(self.vocab, wordpiece, special_ids["unk"])
+        self.token_ids = preprocessor.graph(self.vocab)  # raw strings → ids with [CLS]/[SEP]
         self.label_names = tf.constant(labels)
-        self.max_length = max_length
-        self.lowercase_clean = lowercase_clean
-        self.ids = special_ids
-
-    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
-        """Raw strings → ragged ids with [CLS]/[SEP], as :func:`encode` makes them from cleaned text."""
-        pieces = truncate_graph(self.wordpiece(clean_text_graph(text, self.lowercase_clean)), self.max_length - 2,
-                                self.truncation)
-        n = tf.shape(text, out_type=tf.int64)[0]
-        cls = tf.fill([n, 1], tf.constant(self.ids["cls"], tf.int64))
-        sep = tf.fill([n, 1], tf.constant(self.ids["sep"], tf.int64))
-        return tf.concat([cls, pieces, sep], axis=1)
+        self.pad_id = preprocessor.special_ids["pad"]
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.int64)])
     def features(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -266,16 +237,11 @@ class BertServing(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         ids = self.token_ids(text)
-        return {"input_ids": ids.to_tensor(default_value=self.ids["pad"]), "length": ids.row_lengths()}
+        return {"input_ids": ids.to_tensor(default_value=self.pad_id), "length": ids.row_lengths()}
 
 
 def write_saved_model(trained: TrainedBert, path: Path, vocab_path: str) -> None:
-    tok = trained.tokenizer
-    module = BertServing(trained.model, vocab_path, trained.labels, trained.max_length,
-                         WordPieceSettings.from_hf(tok), lowercase_clean=trained.lowercase,
-                         special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
-                                      "unk": tok.unk_token_id}, temperature=trained.temperature,
-                         truncation=trained.truncation)
+    module = BertServing(trained.model, vocab_path, trained.labels, trained.preprocessor, trained.temperature)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve,
                                                        "encoded": module.encoded,
                                                        "tokenize": module.tokenize,
@@ -304,16 +270,16 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
 
     check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn", "Ünïcödé ÇAFÉ [SEP] Σ ^_^ " + "😀" * 30]
     # The graph takes raw text and cleans it; the Python model takes cleaned text.
-    cleaned = [clean_text(t, trained.lowercase) for t in check_texts]
+    cleaned = [clean_text(t, trained.preprocessor.lowercase) for t in check_texts]
     expected = trained.predict_proba(cleaned)
-    expected_ids = encode(trained.tokenizer, cleaned, trained.max_length, trained.truncation).to_list()
+    expected_ids = trained.preprocessor.encode(cleaned).to_list()
     verify = export_lib.signature_verifier(check_texts, expected, PROBABILITY_ATOL, SERVING_INPUT, expected_ids)
 
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
         # Config (with id2label) and tokenizer only: the weights are the SavedModel's variables, once.
         trained.model.config.save_pretrained(str(hf_dir))
-        trained.tokenizer.save_pretrained(str(hf_dir))
+        trained.preprocessor.tokenizer.save_pretrained(str(hf_dir))
         vocab_path = str(hf_dir / VOCAB_FILE)
         files: dict[str, str | Path | bytes] = {
             VOCAB_FILE: vocab_path,
@@ -325,10 +291,7 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
             "labels": list(trained.labels),
             "label2id": {name: i for i, name in enumerate(trained.labels)},
             "input_format": "raw",
-            "cleaning": {"lowercase": trained.lowercase},
-            "wordpiece": WordPieceSettings.from_hf(trained.tokenizer).to_dict(),
-            "max_length": trained.max_length,
-            "truncation": trained.truncation,
+            **trained.preprocessor.export_metadata(),
             "pretrained": config.get("ModelConfig", {}).get("pretrained"),
             "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
                           "input_description": "raw text (cleaned and tokenized in the graph)",
@@ -379,8 +342,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
         model = TFBertForSequenceClassification(BertConfig.from_pretrained(str(hf_dir)))
         model(model.dummy_inputs, training=False)
         restore_from_saved_model(model, version_dir)
-    return TrainedBert(model, tokenizer, list(metadata["labels"]), int(metadata["max_length"]),
-                       bool(metadata.get("cleaning", {}).get("lowercase", True)), {},
+    return TrainedBert(model, Preprocessor.from_export(tokenizer, metadata), list(metadata["labels"]), {},
                        temperature=float(metadata.get("temperature", 1.0)),
                        truncation=str(metadata.get("truncation", "head")), profile=metadata.get("profile"))
 
@@ -441,10 +403,10 @@ class BertFamily:
             for layer in layers[: adapt_cfg.freeze_layers]:
                 layer.trainable = False
 
-        model_cfg = dataclasses.replace(model_cfg, model="bert", max_length=trained.max_length,
-                                        truncation=trained.truncation)
-        return fit(splits, model_cfg, train_cfg, run_dir, lowercase=trained.lowercase, seed=seed,
-                   initial=(trained.model, trained.tokenizer), freeze=freeze)
+        pre = trained.preprocessor
+        model_cfg = dataclasses.replace(model_cfg, model="bert", max_length=pre.max_length, truncation=pre.truncation)
+        return fit(splits, model_cfg, train_cfg, run_dir, lowercase=pre.lowercase, seed=seed,
+                   initial=(trained.model, pre.tokenizer), freeze=freeze)
 
 
 FAMILY = BertFamily()

@@ -23,6 +23,7 @@ import tensorflow as tf
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.core.progress import progress
 from sentiment_tf.data.cleaning import WHITESPACE
+from sentiment_tf.data.cleaning_graph import clean_text_graph
 from sentiment_tf.evaluation import drift
 from sentiment_tf.evaluation.drift import Tokens
 from sentiment_tf.models import batching
@@ -192,3 +193,85 @@ def with_features(tokenizer: Any, ids: tf.Tensor, *rest: tf.Tensor):
     return (x, *rest) if rest else x
 
 
+# ---------------------------------------------------------------------------------------------
+# The preprocessor: one object for training, prediction, explanation and export
+
+
+class TokenIdsGraph(tf.Module):
+    """Raw strings → ragged ids with [CLS]/[SEP], in the graph: the preprocessor's rules as TensorFlow
+    ops (cleaning, the checkpoint's WordPiece, truncation), equal to :meth:`Preprocessor.encode`."""
+
+    def __init__(self, preprocessor: "Preprocessor", vocab: Any):
+        super().__init__()
+        self.wordpiece = WordPieceGraph(vocab, preprocessor.settings, preprocessor.special_ids["unk"])
+        self.lowercase, self.budget, self.truncation = preprocessor.lowercase, preprocessor.max_length - 2, preprocessor.truncation
+        self.cls, self.sep = preprocessor.special_ids["cls"], preprocessor.special_ids["sep"]
+
+    def __call__(self, text: tf.Tensor) -> tf.RaggedTensor:
+        pieces = truncate_graph(self.wordpiece(clean_text_graph(text, self.lowercase)), self.budget, self.truncation)
+        n = tf.shape(text, out_type=tf.int64)[0]
+        return tf.concat([tf.fill([n, 1], tf.constant(self.cls, tf.int64)), pieces,
+                          tf.fill([n, 1], tf.constant(self.sep, tf.int64))], axis=1)
+
+
+@dataclasses.dataclass
+class Preprocessor:
+    """BERT's one text → ids object, used alike by training, prediction, explanation and export:
+    text cleaned with ``lowercase`` → the checkpoint's word pieces (``tokenizer``) → ``[CLS]``, the pieces
+    ``truncation`` keeps of ``max_length`` − 2, ``[SEP]``. In Python (:meth:`encode`) and in the graph
+    (:meth:`graph`), held equal by the export check.
+
+    Example:
+        >>> pre = Preprocessor(BertTokenizerFast.from_pretrained("bert-base-chinese"), 128, "head+tail")
+        >>> pre.encode(["酒店很干净"]).to_list()
+        [[101, 6983, 2421, 2523, 2397, 1112, 102]]
+    """
+
+    tokenizer: Any  # BertTokenizerFast
+    max_length: int
+    truncation: str = "head"
+    lowercase: bool = True  # how the texts were cleaned (the graph cleans raw text the same way)
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        tok = self.tokenizer
+        return {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id, "unk": tok.unk_token_id}
+
+    @property
+    def settings(self) -> WordPieceSettings:
+        return WordPieceSettings.from_hf(self.tokenizer)
+
+    def encode(self, texts: list[str]) -> tf.RaggedTensor:
+        """Cleaned texts → ragged ids with [CLS]/[SEP]."""
+        return encode(self.tokenizer, texts, self.max_length, self.truncation)
+
+    def dataset(self, texts: list[str], labels: np.ndarray | None, batch_size: int,
+                bucketing: bool = True) -> tf.data.Dataset:
+        """Evaluation batches of features (and labels); see :func:`make_dataset`."""
+        return make_dataset(self.tokenizer, texts, labels, self.max_length, batch_size, bucketing, self.truncation)
+
+    def features(self, ids: tf.Tensor, *rest: tf.Tensor):
+        """Padded ids → the model's inputs (``input_ids``, ``attention_mask``)."""
+        return with_features(self.tokenizer, ids, *rest)
+
+    def kept_span(self, length: int) -> tuple[int, int]:
+        """How many of ``length`` word pieces are kept from the beginning and from the end."""
+        return kept_span(length, self.max_length - 2, self.truncation)
+
+    def tokens(self, texts: list[str]) -> Tokens:
+        """Word pieces of cleaned texts (whole, not truncated), and how many are [UNK]."""
+        return wordpiece_view(self.tokenizer, texts)
+
+    def graph(self, vocab: Any) -> TokenIdsGraph:
+        """The same rules as TensorFlow ops, with ``vocab`` (a file or ``tf.saved_model.Asset``) as the table."""
+        return TokenIdsGraph(self, vocab)
+
+    def export_metadata(self) -> dict[str, Any]:
+        """What an export records of it (checked when it is loaded)."""
+        return {"cleaning": {"lowercase": self.lowercase}, "wordpiece": self.settings.to_dict(),
+                "max_length": self.max_length, "truncation": self.truncation}
+
+    @classmethod
+    def from_export(cls, tokenizer: Any, metadata: dict[str, Any]) -> "Preprocessor":
+        return cls(tokenizer, int(metadata["max_length"]), str(metadata.get("truncation", "head")),
+                   bool(metadata.get("cleaning", {}).get("lowercase", True)))
