@@ -3,7 +3,11 @@ export in a fresh process, the local service in a subprocess, and texts built to
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
+import logging
 import os
 import random
 import socket
@@ -19,13 +23,43 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "data" / "reviews.csv"
 
 
-def cli(module: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Runs ``python -m sentiment_tf.<module>`` in a fresh process, as a user would."""
-    # TF_CPP_MIN_LOG_LEVEL unset, as for a user: the commands quiet TensorFlow's C++ logs themselves.
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def cli(module: str, *args: str, cwd: Path, timeout: int = 300, process: bool = False) -> subprocess.CompletedProcess:
+    """Runs command ``module`` with ``args`` in ``cwd`` as ``python -m sentiment_tf.<module>`` would: its
+    ``cli()`` path (``run_cli``: one-line errors, exit codes), its stdout, its stderr and its log lines.
+
+    In this process by default: a fresh interpreter costs seconds of TensorFlow start-up per call.
+    ``process=True`` starts a real one, for what only a process shows (its exit status, native logs)."""
+    if process:
+        # TF_CPP_MIN_LOG_LEVEL unset, as for a user: the commands quiet TensorFlow's C++ logs themselves.
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        env.update(PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+        return subprocess.run([sys.executable, "-m", f"sentiment_tf.{module}", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    from sentiment_tf.core.errors import run_cli
+
+    command = importlib.import_module(f"sentiment_tf.{module}")
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root, level, here = logging.getLogger(), logging.getLogger().level, os.getcwd()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if "--verbose" in args else logging.INFO)
+    code: int | str | None = 0
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                run_cli(command.main, [str(a) for a in args])
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(here)
+        root.removeHandler(handler)
+        root.setLevel(level)
+    if isinstance(code, str):  # sys.exit("message"): printed, status 1
+        err.write(code + "\n")
+        code = 1
+    return subprocess.CompletedProcess([module, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -84,7 +84,8 @@ def data(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 def single_process(data: Path, tmp_path_factory) -> np.ndarray:
     """The reference: one process, no TF_CONFIG, the same global batch."""
     work = tmp_path_factory.mktemp("single")
-    proc = cli("train", "--data", str(data), *ARGS, "--run-dir", "run", "--output", "models", cwd=work)
+    proc = cli("train", "--data", str(data), *ARGS, "--run-dir", "run", "--output", "models", cwd=work,
+               process=True)  # as the workers run: one process each
     assert proc.returncode == 0, proc.stderr[-3000:]
     return probabilities(work / "models")
 
