@@ -29,8 +29,8 @@ def run(name: str, data_args: list[str], work: Path) -> dict:
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
     from sentiment_tf.evaluation import calibration
-    from sentiment_tf.export.predictor import Predictor
     from sentiment_tf.export.versions import read_metadata
+    from sentiment_tf.serving.predictor import Predictor
 
     out = work / name
     assert train.main([*data_args, "--output", str(out / "model"), "--run-dir", str(out / "run")]) == 0

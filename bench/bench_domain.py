@@ -116,7 +116,7 @@ def nested_labels(pool: pd.DataFrame, seed: int, sizes: list[str]) -> dict[str, 
 def tfidf(train: pd.DataFrame, test: pd.DataFrame) -> float:
     """``experiments.tfidf_accuracy`` (char 1–3-gram TF-IDF + LinearSVC, C = 1) on text/label frames."""
     from sentiment_tf.data.splits import Y
-    from sentiment_tf.evaluation.experiments import tfidf_accuracy
+    from sentiment_tf.models.experiments import tfidf_accuracy
 
     return tfidf_accuracy(train.assign(**{Y: train["label"].astype(str)}), test.assign(**{Y: test["label"].astype(str)}))
 

@@ -50,7 +50,7 @@ def main() -> None:
 
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
-    from sentiment_tf.evaluation.experiments import tfidf_accuracy
+    from sentiment_tf.models.experiments import tfidf_accuracy
 
     data_cfg = DataConfig()
     splits = load_splits(data_cfg)

@@ -117,7 +117,7 @@ def main() -> None:
 
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     texts = load_splits(DataConfig()).test["text"].tolist()
     work = Path(tempfile.mkdtemp(prefix="bench_serve_"))

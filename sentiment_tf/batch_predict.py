@@ -104,7 +104,7 @@ class Prepare:
         import apache_beam as beam
 
         if self.inputs is None:  # once per worker: the tokenizer, checked against the export
-            from sentiment_tf.export.predictor import ExportInputs
+            from sentiment_tf.serving.predictor import ExportInputs
 
             self.inputs = ExportInputs.load(self.version_dir)
         good = []
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("batch_predict needs Apache Beam: pip install 'sentiment_tf[beam]' "
                         "(or pip install -r requirements-beam.txt)") from None
     from sentiment_tf.core import atomic
-    from sentiment_tf.export.predictor import ExportInputs
+    from sentiment_tf.serving.predictor import ExportInputs
 
     inputs = ExportInputs.load(args.model)  # a foreign directory or a tokenizer mismatch stops here, not in workers
     files = input_files(args.input)

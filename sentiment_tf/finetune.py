@@ -38,11 +38,10 @@ from sentiment_tf.core.config import (
 )
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.data.splits import DOMAIN, TEXT, LabelMap, Splits, Y, load_splits
-from sentiment_tf.evaluation import experiments, report
-from sentiment_tf.evaluation.experiments import score
+from sentiment_tf.evaluation import report
 from sentiment_tf.export import publishing
 from sentiment_tf.export import versions as export
-from sentiment_tf.models import family, training
+from sentiment_tf.models import experiments, family, training
 from sentiment_tf.models.adaptation import (
     Source,
     adapt_with_extras,
@@ -50,6 +49,7 @@ from sentiment_tf.models.adaptation import (
     original_splits,
     source_overlap,
 )
+from sentiment_tf.models.experiments import score
 
 log = logging.getLogger("sentiment_tf.finetune")
 

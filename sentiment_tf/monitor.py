@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.reference is not None:
         check_enough(cfg.reference, cfg.reference_text_col or cfg.text_col, "--reference")
 
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     if cfg.reference is not None:

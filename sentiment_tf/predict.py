@@ -3,7 +3,7 @@
     python -m sentiment_tf.predict --model saved_models/lstm --input reviews.csv --text-col review --output preds.csv
     python -m sentiment_tf.predict --model saved_models/lstm --list-versions
 
-In Python, use :class:`sentiment_tf.export.predictor.Predictor`.
+In Python, use :class:`sentiment_tf.serving.predictor.Predictor`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, run_cli, setup_logging
 from sentiment_tf.data import streaming
-from sentiment_tf.export.predictor import Predictions, Predictor
 from sentiment_tf.export.versions import describe_versions
+from sentiment_tf.serving.predictor import Predictions, Predictor
 
 log = logging.getLogger("sentiment_tf.predict")
 

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--budget {cfg.budget} is more than the {len(frame)} candidate texts in {cfg.unlabelled}; "
                         "lower --budget (or label them all)" + (" or raise --max-candidates" if sampled else ""))
 
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     predictor = Predictor.load(version_dir)
     texts = frame[cfg.text_col].tolist()

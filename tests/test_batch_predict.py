@@ -32,7 +32,7 @@ def _read(pattern: str, directory: Path) -> list[dict]:
 
 def test_pipeline_scores_every_row_like_predictor_and_dead_letters_the_rest(model, reviews, tmp_path):
     from sentiment_tf import batch_predict
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     data = tmp_path / "in"
     data.mkdir()

@@ -272,7 +272,7 @@ def test_bert_long_texts_are_scored_as_averaged_windows(bert_run, reviews):
     """Windows of max_length − 2 (62) word pieces every 31, as spans of the cleaned text; their
     probabilities are averaged. A text that fits is one window, itself."""
     from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     work, _ = bert_run
     p = Predictor.load(work / "out")
@@ -295,9 +295,9 @@ def test_embed_signature_is_the_pooled_output_the_classifier_reads(bert_run):
     layer gives them again; the export's profile counts [UNK] pieces as the Predictor does."""
     import tensorflow_text  # noqa: F401
 
-    from sentiment_tf.export.predictor import Predictor
     from sentiment_tf.export.versions import read_metadata
     from sentiment_tf.models.bert.classifier import load_trained
+    from sentiment_tf.serving.predictor import Predictor
 
     work, _ = bert_run
     version = work / "out" / "1"

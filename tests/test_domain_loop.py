@@ -48,7 +48,7 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     np.testing.assert_allclose(embedded["probabilities"].numpy(), served, atol=1e-6)
     model = keras.saving.load_model(loop.version / "assets.extra" / "keras_model.keras")
     features = keras.Model(model.inputs, model.get_layer("probabilities").input)
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     lookup = Predictor.load(loop.version)  # the export's own vocabulary, via its tokens() view
     assert lookup.tokens(["酒店 很 干净"], prepared=True).tokens == [["酒店", "很", "干净"]]
@@ -65,7 +65,7 @@ def test_export_profile_is_what_the_monitor_measures_on_the_test_split(loop):
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
     from sentiment_tf.evaluation import drift
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     meta = json.loads((loop.version / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))
     profile = meta["profile"]
@@ -150,7 +150,7 @@ def test_select_samples_a_large_pool_and_reads_it_in_chunks(loop, unlabelled):
 
 def test_uncertainty_chooses_the_least_certain_and_hybrid_prefers_them(loop, unlabelled):
     from sentiment_tf.evaluation import selection
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     chosen = _select(loop, unlabelled, "uncertainty", 30, "u30.csv")
     frame = pd.read_csv(unlabelled, keep_default_na=False)
@@ -201,7 +201,7 @@ def test_select_bad_input_is_one_line_error(loop, unlabelled):
 
 def test_old_export_without_embed_is_a_clear_error(loop):
     from sentiment_tf.core.errors import UserError
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     predictor = Predictor.load(loop.model)
     predictor._loaded = types.SimpleNamespace(signatures={"serving_default": predictor._signature})

@@ -12,8 +12,8 @@ import pytest
 from sentiment_tf.core.config import ModelConfig
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.export import versions as export_lib
-from sentiment_tf.export.predictor import Predictor
 from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
+from sentiment_tf.serving.predictor import Predictor
 from tests.helpers import assert_export_matches
 
 LABELS = ["中性", "正面", "负面"]

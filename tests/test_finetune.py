@@ -88,7 +88,7 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
     assert "行政酒廊" in (work / "adapted" / "1" / "assets.extra" / "user_dict.txt").read_text(encoding="utf-8")
     assert meta["metrics"]["finetuned_from"].endswith("src_model/1")
 
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     pred = Predictor.load(work / "adapted")
     assert pred.tokenizer.tokenize("行政酒廊很好") [:1] == ["行政酒廊"]

@@ -66,7 +66,7 @@ def digests(logs: list[str]) -> list[str]:
 
 
 def probabilities(model_dir: Path) -> np.ndarray:
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     return Predictor.load(model_dir).predict(PROBE).probabilities
 

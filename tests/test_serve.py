@@ -43,7 +43,7 @@ def server(lstm_export: Path):
 
 
 def _reference(export: Path, texts: list[str]) -> np.ndarray:
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     return Predictor.load(export).predict(texts).probabilities
 
@@ -54,7 +54,7 @@ def _reference(export: Path, texts: list[str]) -> np.ndarray:
 def test_export_as_tf_serving_sees_it(lstm_export: Path):
     """Signature name, input name and dtype, and a golden REST request converted to tensors the way
     TF Serving's row format does (a list of instances → one batched tensor for the single input)."""
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     loaded = tf.saved_model.load(str(lstm_export / "1"))
     assert sorted(loaded.signatures) == ["embed", "serving_default"]
@@ -154,7 +154,7 @@ def _metrics(server: Server) -> dict[tuple, float]:
 
 
 def test_metrics_count_requests_errors_texts_labels_and_oov(server: Server, lstm_export: Path):
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     def value(metrics, name, **labels):
         return metrics.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -43,7 +43,7 @@ def _probs(body: dict) -> np.ndarray:
 
 
 def _reference(version_dir: Path, texts: list[str]) -> np.ndarray:
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     return Predictor.load(version_dir).predict(texts).probabilities
 
@@ -284,9 +284,9 @@ def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Pa
 def test_one_request_failing_in_a_batch_fails_alone():
     """The batch worker retries a failed batch request by request: only the culprit gets an error (400),
     the others their predictions; a model that fails even a known-good text is the server's fault (500)."""
-    from sentiment_tf.export.predictor import Predictions
     from sentiment_tf.serving.app import ApiError, Loaded, ModelSlot, ServeConfig, _batch_worker, _Pending
     from sentiment_tf.serving.metrics import ServeMetrics
+    from sentiment_tf.serving.predictor import Predictions
 
     class Picky:
         label_names = ["正面", "负面"]

@@ -28,7 +28,7 @@ def char_model(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 
 def test_chunked_prediction_equals_one_pass_and_resumes_after_a_kill(char_model, reviews, tmp_path, monkeypatch):
     from sentiment_tf import predict
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     frame = reviews.head(230).assign(id=range(230))[["id", "text", "label"]]
     frame.to_csv(tmp_path / "in.csv", index=False)

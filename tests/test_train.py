@@ -151,7 +151,7 @@ def test_failed_export_keeps_the_model_and_export_run_publishes_it(failure: str,
     from sentiment_tf import train
     from sentiment_tf.core.errors import UserError
     from sentiment_tf.export import versions as export_lib
-    from sentiment_tf.export.predictor import Predictor
+    from sentiment_tf.serving.predictor import Predictor
 
     out, run = tmp_path / "models", tmp_path / "run"
     args = ["--data", str(tiny_csv), "--text-col", "review", "--label-col", "sentiment", "--output", str(out),

@@ -27,10 +27,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sentiment_tf.core.config import option
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.cleaning import has_words
-from sentiment_tf.export.predictor import Predictor
 from sentiment_tf.export.versions import metadata_path, resolve_version_dir, versions
 from sentiment_tf.serving.limits import LimitExceeded
 from sentiment_tf.serving.metrics import ServeMetrics
+from sentiment_tf.serving.predictor import Predictor
 from sentiment_tf.serving.segment_pool import segment_pool, segment_texts
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_tf.core.errors import UserError
-from sentiment_tf.export.predictor import ExportInputs, Predictions
+from sentiment_tf.serving.predictor import ExportInputs, Predictions
 
 
 class ServingError(UserError):

@@ -343,8 +343,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
         model(model.dummy_inputs, training=False)
         restore_from_saved_model(model, version_dir)
     return TrainedBert(model, Preprocessor.from_export(tokenizer, metadata), list(metadata["labels"]), {},
-                       temperature=float(metadata.get("temperature", 1.0)),
-                       truncation=str(metadata.get("truncation", "head")), profile=metadata.get("profile"))
+                       temperature=float(metadata.get("temperature", 1.0)), profile=metadata.get("profile"))
 
 
 def restore_from_saved_model(model: Any, version_dir: Path) -> None:

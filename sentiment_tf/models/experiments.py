@@ -17,7 +17,7 @@ from sentiment_tf.data.splits import LABEL, TEXT, Splits, Y
 from sentiment_tf.evaluation import report
 from sentiment_tf.models.adaptation import Source, adapt
 
-log = logging.getLogger("sentiment_tf.evaluation.experiments")
+log = logging.getLogger(__name__)
 
 
 def score(trained_or_source: Any, frame: pd.DataFrame, labels: list[str]) -> report.Evaluation:
