@@ -36,14 +36,16 @@ class ExplainConfig:
                                default=None)
     text_col: str = option("Column holding the text in --input.", default="text")
     label: str | None = option("Explain this label instead of the predicted one.", default=None)
-    steps: int = option("Quadrature points (more: smaller completeness error).", at_least=1, default=STEPS)
-    max_texts: int = option("Explain at most this many texts.", at_least=1, default=200)
+    steps: int = option("Quadrature points (more: smaller completeness error).", default=STEPS)
+    max_texts: int = option("Explain at most this many texts.", default=200)
     output: str | None = option("Write an .html page or a .png image as well.", default=None)
 
     def __post_init__(self) -> None:
         require(self, "model")
         if not self.texts and not self.input:
             raise UserError("give texts to explain, or --input FILE")
+        if self.steps < 1 or self.max_texts < 1:
+            raise UserError("--steps and --max-texts must be at least 1")
         if self.output and Path(self.output).suffix.lower() not in (".html", ".png"):
             raise UserError(f"--output {self.output}: must end in .html or .png")
 

@@ -120,14 +120,12 @@ def test_truncation_rule_is_the_same_in_python_and_in_the_graph(truncation, tiny
     from transformers import BertTokenizerFast, TFBertForSequenceClassification
 
     from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.models.bert.classifier import BertServing, WordPieceSettings, encode
+    from sentiment_tf.models.bert.classifier import BertServing
+    from sentiment_tf.models.bert.preprocessor import Preprocessor, encode
 
     tok = BertTokenizerFast.from_pretrained(str(tiny_bert))
     model = TFBertForSequenceClassification.from_pretrained(str(tiny_bert))
-    module = BertServing(model, str(tiny_bert / "vocab.txt"), ["正面", "负面"], 16, WordPieceSettings.from_hf(tok),
-                         lowercase_clean=True, special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id,
-                                                            "pad": tok.pad_token_id, "unk": tok.unk_token_id},
-                         truncation=truncation)
+    module = BertServing(model, str(tiny_bert / "vocab.txt"), ["正面", "负面"], Preprocessor(tok, 16, truncation))
     texts = reviews["text"].tolist()[:300]
     graph = module.token_ids(tf.constant(texts)).to_list()
     python = encode(tok, [clean_text(t) for t in texts], 16, truncation).to_list()

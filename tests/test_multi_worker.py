@@ -179,13 +179,15 @@ def test_cluster_settings_are_checked_before_any_work(data: Path, tmp_path: Path
     env = dict(os.environ)
     try:
         os.environ["TF_CONFIG"] = "{not json"
-        assert_user_error(cli("train", "--data", str(data), *ARGS, cwd=tmp_path), "TF_CONFIG is not valid JSON")
+        # TF_CONFIG is read once per process, as TensorFlow does: each case is a process of its own
+        assert_user_error(cli("train", "--data", str(data), *ARGS, cwd=tmp_path, process=True),
+                          "TF_CONFIG is not valid JSON")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                                               "task": {"type": "worker", "index": 0}})
-        assert_user_error(cli("train", "--data", str(data), *ARGS, cwd=tmp_path), "the same --run-dir")
+        assert_user_error(cli("train", "--data", str(data), *ARGS, cwd=tmp_path, process=True), "the same --run-dir")
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]},
                                               "task": {"type": "worker", "index": 0}})
-        assert_user_error(cli("train", "--data", str(data), *ARGS, "--run-dir", "r", cwd=tmp_path), "'ps'")
+        assert_user_error(cli("train", "--data", str(data), *ARGS, "--run-dir", "r", cwd=tmp_path, process=True), "'ps'")
     finally:
         os.environ.clear()
         os.environ.update(env)
