@@ -29,7 +29,7 @@ from typing import Any
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 
 log = logging.getLogger("sentiment_tf.batch_predict")
 
@@ -212,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
-from sentiment_tf.core.errors import run_cli
+from sentiment_tf.core.errors import entry_point
 from sentiment_tf.serving.client import GrpcServingClient, ServingClient
 
 
@@ -63,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import sys
 from pathlib import Path
 
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.evaluation import drift
 
 EXIT_DRIFT = 1
@@ -146,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_DRIFT if drifted else 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import pandas as pd
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data import streaming
 from sentiment_tf.export.versions import describe_versions
 from sentiment_tf.serving.predictor import Predictions, Predictor
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

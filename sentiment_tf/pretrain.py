@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from sentiment_tf.core.config import (
     parse_configs,
     to_dict,
 )
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data.splits import read_texts
 from sentiment_tf.models import family, training
 
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.export.versions import (
     FAILED_EXPORT,
     KEPT_INFO,
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

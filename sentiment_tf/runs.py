@@ -14,13 +14,12 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Literal
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs
-from sentiment_tf.core.errors import UserError, run_cli
+from sentiment_tf.core.errors import UserError, entry_point
 from sentiment_tf.export.versions import FAILED_EXPORT
 from sentiment_tf.models.training import BACKUP_DIR
 
@@ -109,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import pandas as pd
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data.cleaning import clean_text, cleaned_has_words
 from sentiment_tf.data.streaming import read_chunks
 from sentiment_tf.evaluation import selection
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import parse_configs
-from sentiment_tf.core.errors import run_cli, setup_logging
+from sentiment_tf.core.errors import entry_point, setup_logging
 from sentiment_tf.serving.app import ModelSlot, ServeConfig, create_app
 from sentiment_tf.serving.limits import RequestLimits, protocol_with_timeout
 from sentiment_tf.serving.metrics import HttpMetrics, ServeMetrics
@@ -64,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return config_lib.build_parser("serve", __doc__, ServeConfig)
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

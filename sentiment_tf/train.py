@@ -27,7 +27,7 @@ from sentiment_tf.core.config import (
     parse_configs,
     to_dict,
 )
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data.splits import load_splits
 from sentiment_tf.evaluation import report
 from sentiment_tf.export import publishing
@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

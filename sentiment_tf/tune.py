@@ -32,7 +32,7 @@ import numpy as np
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import CONFIG_CLASSES, build_configs, option, to_dict
-from sentiment_tf.core.errors import UserError, run_cli, setup_logging
+from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data.splits import load_splits
 from sentiment_tf.models import family, training
 
@@ -343,8 +343,7 @@ def search_and_report(search: Search, tune_cfg: TuneConfig, directory: Path) -> 
     return 0
 
 
-def cli() -> None:
-    run_cli(main, sys.argv[1:])
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

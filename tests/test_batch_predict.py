@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import TINY_MODEL_ARGS
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 pytest.importorskip("apache_beam")
 
 

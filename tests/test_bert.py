@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers import MIXED, assert_user_error, cli, serve_in_fresh_process
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 
 # Ops a stock TF Serving build has besides core TensorFlow: those of tensorflow-text's BertTokenizer.

@@ -12,6 +12,8 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 
 

@@ -58,6 +58,7 @@ def trained_run(tmp_path_factory, reviews, neutral_texts) -> tuple[Path, object]
     return tmp_path, proc
 
 
+@pytest.mark.slow
 def test_train_exports_the_calibrated_model(trained_run):
     """The temperature fitted on validation is in the metadata, in the report, and in the graph: the
     SavedModel returns softmax(log p / T) of the Keras model's p."""
@@ -90,6 +91,7 @@ def test_train_exports_the_calibrated_model(trained_run):
     np.testing.assert_allclose(served, calibration.scale(raw, temperature), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Path):
     from sentiment_tf.export.versions import read_metadata
 
@@ -102,6 +104,7 @@ def test_no_calibration_keeps_the_raw_probabilities(tiny_csv: Path, tmp_path: Pa
     assert not (tmp_path / "run" / "reliability.png").exists()
 
 
+@pytest.mark.slow
 def test_every_export_carries_a_model_card(trained_run):
     """MODEL_CARD.md in assets.extra/ and the run directory, rendered from what the export records."""
     from sentiment_tf.export.versions import read_metadata

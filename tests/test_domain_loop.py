@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import TINY_MODEL_ARGS, assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 
 ENGLISH = ["The hotel room was clean and the staff were friendly.", "Terrible service, I will never come back!",

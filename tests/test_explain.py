@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 WORDS = ["今天", "我们", "这个", "东西", "快递", "包装", "颜色", "价格", "时间", "朋友", "商品", "质量"]
 KEY = "喜欢"
 

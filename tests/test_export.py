@@ -16,6 +16,8 @@ from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build
 from sentiment_tf.serving.predictor import Predictor
 from tests.helpers import assert_export_matches
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 LABELS = ["中性", "正面", "负面"]
 TEXTS = ["这家酒店很干净，服务也好", "房间太小了，还很吵，再也不来了", "今天下午三点开会", "早餐丰富位置方便",
          "空调坏了也没人修", "一般般吧", "物流很快包装完好", "质量太差了"] * 4

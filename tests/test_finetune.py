@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import TINY_MODEL_ARGS, assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 
 HOTEL = "酒店|宾馆|房间|前台|入住|客房|住宿"

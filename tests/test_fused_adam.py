@@ -16,6 +16,8 @@ from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.models.lstm import classifier as lstm
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 VOCAB = 200
 
 

@@ -18,6 +18,8 @@ from sentiment_tf.models.lstm import classifier as lstm
 from sentiment_tf.models.lstm import language_model as lstm_lm
 from tests.helpers import assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 SMALL = ["--embedding-dim", "8", "--rnn-units", "4", "--sampled", "40", "--max-length", "40", "--learning-rate", "1e-2"]
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers import REPO, assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 # Dropout 0: each replica draws its own dropout masks, so only without dropout is the result the
 # single-process one.
 ARGS = ["--text-col", "review", "--label-col", "sentiment", "--epochs", "3", "--patience", "3",

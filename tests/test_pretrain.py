@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 
 TINY = ["--hidden-size", "32", "--layers", "2", "--heads", "2", "--intermediate-size", "64", "--max-length", "48",

@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers import TINY_MODEL_ARGS, Server, cli, free_port
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 tf = pytest.importorskip("tensorflow")
 httpx = pytest.importorskip("httpx")
 

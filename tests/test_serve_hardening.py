@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers import TINY_MODEL_ARGS, Server
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 httpx = pytest.importorskip("httpx")
 
 TEXTS = ["这家酒店很干净，服务也好", "太差了，再也不来了", "一般般吧", "物流很快包装完好"]

@@ -14,6 +14,8 @@ import pytest
 from sentiment_tf import predict
 from tests.helpers import TINY_MODEL_ARGS, assert_training_resumes, assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 
 def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     out, run = tmp_path / "models", tmp_path / "run1"

@@ -14,6 +14,8 @@ from sentiment_tf.core.errors import UserError
 from sentiment_tf.models import training
 from tests.helpers import assert_user_error, cli
 
+pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
+
 # Small and quick: these are fixed (so not searched); the rest of the LSTM space is searched.
 FIXED = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--min-freq", "1", "--max-tokens", "40",
          "--text-col", "review", "--label-col", "sentiment"]

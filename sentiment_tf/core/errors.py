@@ -45,6 +45,16 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     sys.exit(code or 0)
 
 
+def entry_point(main: Callable[[list[str] | None], int | None]) -> Callable[[], None]:
+    """A command's console entry point, ``cli = entry_point(main)``: ``main`` on ``sys.argv`` through
+    :func:`run_cli`, for ``python -m sentiment_tf.<command>`` and the scripts pyproject.toml installs."""
+
+    def cli() -> None:
+        run_cli(main, sys.argv[1:])
+
+    return cli
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
