@@ -1,13 +1,18 @@
-"""Shared fixtures: tiny data files built from the bundled corpus, and a CLI runner."""
+"""Shared fixtures: tiny data files built from the bundled corpus and a tiny BERT checkpoint; the order the two test workers take the modules in."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.helpers import BUNDLED
+
+# Two test workers share two cores: one intra-op thread per TensorFlow process (processes the tests
+# start inherit it), rather than pools of two per process that take turns with each other.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
