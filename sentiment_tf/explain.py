@@ -20,10 +20,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
+from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.splits import read_text_rows
 from sentiment_tf.evaluation.attributions import STEPS, ansi, html_page, plain, png
+from sentiment_tf.export.versions import cleaning_lowercase, read_metadata, resolve_version_dir
+from sentiment_tf.models import family
 
 
 @dataclasses.dataclass
@@ -55,16 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sentiment_tf.core import atomic
-    from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.data.splits import read_text_rows
-    from sentiment_tf.export.versions import (
-        cleaning_lowercase,
-        read_metadata,
-        resolve_version_dir,
-    )
-    from sentiment_tf.models import family
-
     (args,), _ = parse_configs(build_parser(), argv, (ExplainConfig,))
     setup_logging()
     if args.output:

@@ -21,7 +21,11 @@ from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
+from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.streaming import read_chunks
 from sentiment_tf.evaluation import drift
+from sentiment_tf.export.versions import META_DIR, cleaning_lowercase, read_metadata, resolve_version_dir
+from sentiment_tf.serving.predictor import Predictor
 
 EXIT_DRIFT = 1
 MIN_TEXTS = 20  # fewer and a decile histogram is mostly noise
@@ -62,10 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chunk_rows: int = 20000) -> drift.Sample:
     """The texts of one file under ``predictor`` — tokens, OOV, lengths, calibrated probabilities —
     read and measured in chunks, so the file may be bigger than memory."""
-    from sentiment_tf.data.cleaning import clean_text
-    from sentiment_tf.data.streaming import read_chunks
-    from sentiment_tf.export.versions import cleaning_lowercase
-
     lowercase = cleaning_lowercase(predictor.metadata)
     chunks, _ = read_chunks(path, text_col, chunk_rows, what)
     parts = []
@@ -79,8 +79,6 @@ def measure(predictor, path: str, text_col: str, batch_size: int, what: str, chu
 
 def check_enough(path: str, text_col: str, what: str) -> None:
     """Refuses (before the model loads) a file without the text column or with too few texts to compare."""
-    from sentiment_tf.data.streaming import read_chunks
-
     chunks, _ = read_chunks(path, text_col, MIN_TEXTS, what)
     first = next(chunks, None)
     n = 0 if first is None else len(first)
@@ -91,9 +89,6 @@ def check_enough(path: str, text_col: str, what: str) -> None:
 def is_training_data(version_dir: Path, path: str) -> bool:
     """Whether ``path`` is the training file recorded in the export's config."""
     import json
-
-    from sentiment_tf.export.versions import META_DIR
-
     try:
         config = json.loads((version_dir / META_DIR / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -107,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.verbose)
     out_dir = Path(cfg.output) if cfg.output else Path("runs") / f"monitor-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     atomic.check_writable(out_dir, "--output", directory=True)
-    from sentiment_tf.export.versions import read_metadata, resolve_version_dir
-
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
     if cfg.reference is None:
@@ -116,9 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     check_enough(cfg.data, cfg.text_col, "--data")
     if cfg.reference is not None:
         check_enough(cfg.reference, cfg.reference_text_col or cfg.text_col, "--reference")
-
-    from sentiment_tf.serving.predictor import Predictor
-
     predictor = Predictor.load(version_dir)
     if cfg.reference is not None:
         reference = measure(predictor, cfg.reference, cfg.reference_text_col or cfg.text_col, cfg.batch_size,

@@ -40,6 +40,7 @@ from sentiment_tf.core.config import (
     to_dict,
 )
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
+from sentiment_tf.data.cleaning import clean_text
 from sentiment_tf.data.splits import read_texts
 from sentiment_tf.models import family, training
 
@@ -52,8 +53,6 @@ log = logging.getLogger("sentiment_tf.pretrain")
 
 def prepare_texts(raw: list[str], cfg: PretrainConfig) -> tuple[list[str], list[str]]:
     """Cleaned, de-duplicated texts split into (train, held-out)."""
-    from sentiment_tf.data.cleaning import clean_text
-
     cleaned = list(dict.fromkeys(t for t in (clean_text(x, lowercase=cfg.lowercase) for x in raw) if t))
     if not cleaned:
         raise UserError("the corpus holds no text after cleaning; check --corpus (one text per line)")

@@ -34,6 +34,8 @@ from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data.cleaning import clean_text, cleaned_has_words
 from sentiment_tf.data.streaming import read_chunks
 from sentiment_tf.evaluation import selection
+from sentiment_tf.export.versions import cleaning_lowercase, read_metadata, resolve_version_dir
+from sentiment_tf.serving.predictor import Predictor
 
 log = logging.getLogger("sentiment_tf.select")
 
@@ -128,12 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (SelectConfig,))
     setup_logging(cfg.verbose)
     atomic.check_writable(cfg.output, "--output")
-    from sentiment_tf.export.versions import (
-        cleaning_lowercase,
-        read_metadata,
-        resolve_version_dir,
-    )
-
     version_dir = resolve_version_dir(cfg.model)
     meta = read_metadata(version_dir)
     lowercase = cleaning_lowercase(meta)
@@ -145,9 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.budget > len(frame):
         raise UserError(f"--budget {cfg.budget} is more than the {len(frame)} candidate texts in {cfg.unlabelled}; "
                         "lower --budget (or label them all)" + (" or raise --max-candidates" if sampled else ""))
-
-    from sentiment_tf.serving.predictor import Predictor
-
     predictor = Predictor.load(version_dir)
     texts = frame[cfg.text_col].tolist()
     if cfg.strategy in selection.NEEDS_EMBEDDINGS:

@@ -158,9 +158,7 @@ class Predictor(ExportInputs):
             return self.preprocessor.tokens(list(texts) if prepared else self.tokenizer.segment(list(texts)))
 
         lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
-        from sentiment_tf.models.bert.preprocessor import (
-            wordpiece_view,  # TensorFlow: for BERT exports only
-        )
+        from sentiment_tf.models.bert.preprocessor import wordpiece_view  # TensorFlow: for BERT exports only
 
         return wordpiece_view(self._wordpiece(), [clean_text(str(t), lowercase) for t in texts])
 
