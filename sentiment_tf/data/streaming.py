@@ -25,7 +25,7 @@ WHOLE_TSV_BYTES = 256 << 20
 
 
 def sniff_encoding(path: Path) -> str:
-    """The encoding :func:`sentiment_tf.data.decode_bytes` would choose, from the file's first megabyte."""
+    """The encoding :func:`sentiment_tf.data.splits.decode_bytes` would choose, from the file's first megabyte."""
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
     if head.startswith(b"\xef\xbb\xbf"):

@@ -112,7 +112,6 @@ def png(explanations: list[Explanation], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     lines: list[tuple[str, list[tuple[str, float]], float]] = []
     for e in explanations:
         pairs = list(zip(e.tokens, e.scores))

@@ -108,7 +108,6 @@ def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray, y: np
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
 
-
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfectly calibrated")
     for name, probs, marker in (("before", probs_before, "o"), ("after", probs_after, "s")):

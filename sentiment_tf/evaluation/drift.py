@@ -236,7 +236,6 @@ def plot(reference: dict[str, Any], sample: Sample, path: Any, title: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     with plt.rc_context(report.chinese_rc()):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
         for ax, key, values, xlabel in ((axes[0], "length", sample.lengths, "tokens per text"),

@@ -129,7 +129,6 @@ class Predictor(ExportInputs):
         if not hasattr(self, "_hf_tokenizer"):
             from transformers import BertTokenizerFast
 
-
             self._hf_tokenizer = BertTokenizerFast.from_pretrained(str(self.version_dir / META_DIR / "hf_model"))
         return self._hf_tokenizer
 

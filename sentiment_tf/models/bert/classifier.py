@@ -123,7 +123,6 @@ def fit(splits: "Splits", model_cfg: "ModelConfig", train_cfg: "TrainConfig", ru
     import tf_keras
     from transformers import create_optimizer
 
-
     # Dropout draws from tf.random.Generator variables, which the resume backup saves with the weights:
     # a resumed run then sees the uninterrupted run's masks (tf-keras' default per-op seeds restart).
     tf_keras.backend.experimental.enable_tf_random_generator()
@@ -267,7 +266,6 @@ def export(trained: TrainedBert, base_dir: str | Path, config: dict, metrics: di
     import tempfile
 
 
-
     check_texts = list(check_texts[:64]) + ["", "ＡＢＣ 好评！😀 http://x.cn", "Ünïcödé ÇAFÉ [SEP] Σ ^_^ " + "😀" * 30]
     # The graph takes raw text and cleans it; the Python model takes cleaned text.
     cleaned = [clean_text(t, trained.preprocessor.lowercase) for t in check_texts]
@@ -329,7 +327,6 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedBert:
         BertTokenizerFast,
         TFBertForSequenceClassification,
     )
-
 
     hf_dir = version_dir / META_DIR / HF_DIR
     if not (hf_dir / "config.json").is_file():

@@ -84,7 +84,6 @@ def mlm_dataset(sequences: list[list[int]], tokenizer: Any, cfg: PretrainConfig,
     import tensorflow as tf
     from transformers import DataCollatorForLanguageModeling
 
-
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability, return_tensors="np",
                                                pad_to_multiple_of=8, seed=seed)  # few distinct shapes
     rng = np.random.default_rng(seed)

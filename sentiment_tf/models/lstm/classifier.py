@@ -360,10 +360,9 @@ class TrainedLSTM:
         return calibration.scale(raw, self.temperature).astype(np.float32)
 
     def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
-        """Integrated gradients per jieba token (see :mod:`sentiment_tf.explain`) for cleaned texts, of the
-        predicted label or ``targets``."""
+        """Integrated gradients per jieba token (see :mod:`sentiment_tf.evaluation.attributions`) for
+        cleaned texts, of the predicted label or ``targets``."""
         import inspect
-
 
         embedding, head = self.model.get_layer("embedding"), self.model.get_layer("probabilities")
         body = self.model.layers[self.model.layers.index(embedding) + 1: self.model.layers.index(head)]

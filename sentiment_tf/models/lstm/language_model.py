@@ -313,7 +313,6 @@ def pretrain(cfg: Any, train_texts: list[str], held_out: list[str], run_dir: Pat
     files into ``out_dir``. Returns the summary."""
     import shutil
 
-
     start = read_checkpoint(cfg.from_checkpoint, "--from") if cfg.from_checkpoint else None
     tokenizer, vocabulary, segmented = corpus_vocabulary(cfg, start, train_texts)
     train_ids = token_ids(segmented, vocabulary, cfg.max_length)
