@@ -1,9 +1,10 @@
-"""Every command runs as ``python -m sentiment_tf.<command>`` in a process of its own (the other tests
-call them in-process): ``--help`` answers with the command's own usage, and the package top holds
-the commands and nothing else."""
+"""Every command runs as ``python -m sentiment_tf.<command>`` (the other tests call them in-process):
+``--help`` answers with the command's own usage through its ``__main__`` entry, and the package top
+holds the commands and nothing else."""
 
 from __future__ import annotations
 
+import json
 import pkgutil
 import subprocess
 import sys
@@ -13,10 +14,27 @@ import pytest
 import sentiment_tf
 from tests.helpers import REPO
 
-pytestmark = pytest.mark.slow  # starts processes
+pytestmark = pytest.mark.slow  # starts a process
 
 COMMANDS = ["batch_predict", "client", "explain", "finetune", "monitor", "predict", "pretrain", "publish", "runs",
             "select", "serve", "train", "tune"]
+
+# What `python -m` does (runpy, run as __main__), for each command in one fresh interpreter.
+_HELP_OF_EACH = """
+import contextlib, io, json, runpy, sys
+out = {}
+for command in sys.argv[1:]:
+    sys.argv = [command, "--help"]
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            runpy.run_module(f"sentiment_tf.{command}", run_name="__main__", alter_sys=True)
+        code = None
+    except SystemExit as exit_:
+        code = exit_.code
+    out[command] = [code, text.getvalue()[:200]]
+print(json.dumps(out))
+"""
 
 
 def test_the_package_top_holds_the_commands():
@@ -24,10 +42,12 @@ def test_the_package_top_holds_the_commands():
     assert top == COMMANDS
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_help_as_a_process(command: str):
-    proc = subprocess.run([sys.executable, "-m", f"sentiment_tf.{command}", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith(f"usage: python -m sentiment_tf.{command}")
-    assert "Traceback" not in proc.stderr
+def test_help_of_every_command_as_python_m():
+    proc = subprocess.run([sys.executable, "-c", _HELP_OF_EACH, *COMMANDS], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    answers = json.loads(proc.stdout.strip().splitlines()[-1])
+    for command in COMMANDS:
+        code, text = answers[command]
+        assert code == 0, (command, code)
+        assert text.startswith(f"usage: python -m sentiment_tf.{command}"), (command, text)
