@@ -42,6 +42,18 @@ def test_ece_and_brier_on_known_cases():
     assert calibration.brier(np.tile([0.8, 0.1, 0.1], (4, 1)), np.zeros(4, int)) == pytest.approx(0.06)
 
 
+def test_brier_of_float32_softmax_outputs_does_not_warn():
+    """A float32 softmax row sums to 1 only within float32's precision; `train` printed scikit-learn's
+    "y_prob values do not sum to one" twice per run."""
+    import warnings
+
+    logits = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 0.0 < calibration.brier(probs, np.zeros(200, int)) < 2.0
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, reviews, neutral_texts) -> tuple[Path, object]:
     """One `train` run (3 labels, a domain column) shared by the calibration and model-card tests."""

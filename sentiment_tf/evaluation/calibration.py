@@ -61,6 +61,8 @@ def brier(probs: np.ndarray, y: np.ndarray) -> float:
     from sklearn.metrics import brier_score_loss
 
     probs = np.asarray(probs, dtype=np.float64)
+    # float32 softmax rows sum to 1 within 1e-7, past sklearn's float64 tolerance: it would warn on every run
+    probs = probs / probs.sum(axis=1, keepdims=True)
     return float(brier_score_loss(np.asarray(y), probs, labels=list(range(probs.shape[1]))))
 
 
