@@ -29,7 +29,6 @@ from sentiment_tf.models.lstm.preprocessor import (
     Preprocessor,
     Tokenizer,
     tokenizer_from_metadata,
-    vocabulary_of_export,
 )
 
 
@@ -123,7 +122,7 @@ class Predictor(ExportInputs):
     @functools.cached_property
     def preprocessor(self) -> Preprocessor:
         """An LSTM export's preprocessor (its tokenizer, verified at load, and its vocabulary)."""
-        return Preprocessor(self.tokenizer, vocabulary_of_export(self.version_dir), int(self.metadata["max_tokens"]))
+        return Preprocessor.from_export(self.version_dir, self.metadata, self.tokenizer)
 
     def _wordpiece(self) -> Any:
         if not hasattr(self, "_hf_tokenizer"):

@@ -212,10 +212,6 @@ class Checkpoint:
         return model
 
 
-def is_checkpoint(path: str | Path) -> bool:
-    return (Path(path) / LM_FILE).is_file()
-
-
 def read_checkpoint(path: str | Path, option: str = "--pretrained") -> Checkpoint:
     directory = Path(path)
     missing = [name for name in (LM_FILE, WEIGHTS_FILE, VOCAB_FILE) if not (directory / name).is_file()]

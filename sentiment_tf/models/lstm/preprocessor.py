@@ -315,7 +315,9 @@ class Preprocessor:
         return files, metadata
 
     @classmethod
-    def from_export(cls, version_dir: Path, metadata: dict[str, Any]) -> "Preprocessor":
-        """The preprocessor an export was trained with, its tokenizer verified against this machine's."""
-        return cls(tokenizer_from_metadata(version_dir, metadata), vocabulary_of_export(version_dir),
+    def from_export(cls, version_dir: Path, metadata: dict[str, Any],
+                    tokenizer: Tokenizer | None = None) -> "Preprocessor":
+        """The preprocessor an export was trained with, its tokenizer verified against this machine's
+        (or ``tokenizer``, one already rebuilt and verified from the same export)."""
+        return cls(tokenizer or tokenizer_from_metadata(version_dir, metadata), vocabulary_of_export(version_dir),
                    int(metadata["max_tokens"]))
