@@ -1,0 +1,318 @@
+"""jieba's precise mode (``jieba.Tokenizer.cut(text, cut_all=False, HMM=…)``) as TensorFlow ops, token
+for token, so the LSTM's SavedModel takes raw text and stock TF Serving runs it.
+
+Built from the installed jieba's own state — the prefix dictionary after any user dictionary (``FREQ``,
+``total``), the forced splits of zero-frequency user words and ``finalseg``'s HMM tables — and written
+with core TensorFlow ops plus tensorflow-text's ``RegexSplitWithOffsets``. The steps mirror jieba's:
+
+1. blocks: runs of ``re_han_default`` characters; every other character is its own token;
+2. the DAG of dictionary words over each block, walked as a trie (one int64 hash lookup per character
+   of a dictionary prefix, so only substrings that are prefixes are ever looked up);
+3. the maximum-probability route, right to left, with jieba's tie rule (the longer word). Weights are
+   Python's own float64 ``log(freq) - log(total)``, so the graph only adds and ties break bit for bit;
+4. without the HMM, consecutive one-character ASCII letters/digits merge; with it, runs of
+   one-character words that are not a dictionary word go to ``finalseg``: Han runs through its Viterbi
+   (allowed previous states, its tie rule), Latin/digit runs (``3.14``, ``95%``) whole.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+HAN_FIRST, HAN_LAST = 0x4E00, 0x9FD5  # jieba's Han range, in re_han_default and finalseg.re_han
+BLOCK_SYMBOLS = "+#&._%-"  # with ASCII letters and digits, the rest of re_han_default's class
+FINALSEG_PIECE = r"[\x{4E00}-\x{9FD5}]+|[a-zA-Z0-9]+(?:\.[0-9]+)?%?"  # finalseg.re_han, then re_skip
+CHAR_BITS = 21  # a trie key is parent node << 21 | code point
+STATES = "BMES"  # finalseg's order; ties compare the letters
+MIN_FLOAT = -3.14e100  # finalseg.MIN_FLOAT
+
+
+def _trie(freq: dict[str, int], total: int) -> tuple[np.ndarray, np.ndarray]:
+    """jieba's prefix dictionary as a trie: keys (parent << 21 | code point) of nodes 1…n in order, and
+    each node's route weight (-inf for a prefix that is not a word, i.e. frequency 0)."""
+    log_total = math.log(total)
+    words = sorted(freq, key=len)  # parents before children: the dictionary holds every prefix
+    node = {"": 0}
+    keys = np.empty(len(words), np.int64)
+    weights = np.full(len(words) + 1, -np.inf)
+    for i, word in enumerate(words, start=1):
+        node[word] = i
+        keys[i - 1] = (node[word[:-1]] << CHAR_BITS) | ord(word[-1])
+        if freq[word]:
+            weights[i] = math.log(freq[word]) - log_total  # as jieba's calc(), bit for bit
+    return keys, weights
+
+
+def _hmm_tables():
+    """finalseg's start, transition (previous × next) and Han emission tables as float64 arrays."""
+    from jieba import finalseg
+
+    start = np.array([finalseg.start_P[s] for s in STATES])
+    trans = np.array([[finalseg.trans_P[a].get(b, MIN_FLOAT) for b in STATES] for a in STATES])
+    emit = np.full((len(STATES), HAN_LAST - HAN_FIRST + 1), MIN_FLOAT)
+    for i, s in enumerate(STATES):
+        for char, p in finalseg.emit_P[s].items():
+            if HAN_FIRST <= ord(char) <= HAN_LAST:
+                emit[i, ord(char) - HAN_FIRST] = p
+    return start, trans, emit
+
+
+def _shift_right(x: tf.Tensor, fill) -> tf.Tensor:
+    """Each row moved one step right (the value at k is the old k-1), ``fill`` first."""
+    return tf.concat([tf.fill([tf.shape(x)[0], 1], fill), x[:, :-1]], axis=1)
+
+
+class JiebaGraph(tf.Module):
+    """``cut(text, HMM=hmm)`` of one ``jieba.Tokenizer`` (user dictionary loaded) as graph ops.
+
+    Args:
+        jieba_tokenizer: an initialised ``jieba.Tokenizer``; its dictionary is copied.
+        hmm: jieba's HMM for runs of single characters.
+        force_split: the words finalseg must split into characters (user words of frequency 0).
+    """
+
+    def __init__(self, jieba_tokenizer, hmm: bool, force_split: frozenset[str] = frozenset()):
+        super().__init__(name="jieba")
+        jieba_tokenizer.check_initialized()
+        self.hmm = hmm
+        self.max_word_length = max(map(len, jieba_tokenizer.FREQ))
+        self.log_total = math.log(jieba_tokenizer.total)
+        keys, weights = _trie(jieba_tokenizer.FREQ, jieba_tokenizer.total)
+        self.trie = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, np.arange(1, len(keys) + 1, dtype=np.int64)), -1)
+        self.weights = tf.Variable(weights, trainable=False, name="route_weights")
+        start, trans, emit = _hmm_tables()
+        self.start, self.trans = start, trans
+        self.emit = tf.Variable(emit, trainable=False, name="emission")
+        self.force_split = None
+        if force_split:
+            words = sorted(force_split)
+            self.force_split = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(words, np.ones(len(words), np.int64)), 0)
+
+    # -- the DAG and the route ------------------------------------------------------------------
+
+    def _dag_weights(self, cps: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """[blocks, T, L]: the weight of the word starting at k with l+1 characters, -inf if that is
+        not a dictionary word; a position without any word gets its character at ``-log(total)``."""
+        nb, t = tf.shape(cps, out_type=tf.int64)[0], tf.shape(cps, out_type=tf.int64)[1]
+        flat_cp = tf.reshape(cps, [-1])
+        k = tf.tile(tf.range(t)[None, :], [nb, 1])
+        room = tf.reshape(lengths[:, None] - k, [-1])  # characters from each position to its block's end
+        pos = tf.where(room > 0)[:, 0]
+        nodes = tf.zeros_like(pos)
+        found_idx, found_w = [], []
+        for level in range(self.max_word_length):  # the walk stops where no prefix goes on
+            fits = tf.gather(room, pos) > level
+            pos, nodes = tf.boolean_mask(pos, fits), tf.boolean_mask(nodes, fits)
+            keys = tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(flat_cp, pos + level)
+            nodes = self.trie.lookup(keys)
+            known = nodes >= 0
+            pos, nodes = tf.boolean_mask(pos, known), tf.boolean_mask(nodes, known)
+            w = tf.gather(self.weights, nodes)
+            word = tf.math.is_finite(w)
+            word_pos = tf.boolean_mask(pos, word)
+            found_idx.append(tf.stack([word_pos, tf.fill(tf.shape(word_pos), tf.constant(level, tf.int64))], 1))
+            found_w.append(tf.boolean_mask(w, word))
+        idx, w = tf.concat(found_idx, 0), tf.concat(found_w, 0)
+        levels = tf.maximum(tf.reduce_max(tf.concat([idx[:, 1], [0]], 0)) + 1, 1)
+        dag = tf.tensor_scatter_nd_update(tf.fill(tf.stack([nb * t, levels]), tf.constant(-np.inf, tf.float64)),
+                                          idx, w)
+        lonely = (room > 0) & ~tf.reduce_any(tf.math.is_finite(dag), axis=1)
+        first = tf.where(lonely, tf.constant(-self.log_total, tf.float64), dag[:, 0])
+        dag = tf.concat([first[:, None], dag[:, 1:]], axis=1)
+        return tf.reshape(dag, tf.stack([nb, t, levels]))
+
+    @staticmethod
+    def _route(dag: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """[blocks, T]: the length - 1 of the route's word at each position (jieba's ``calc``)."""
+        nb, t, levels = tf.unstack(tf.shape(dag, out_type=tf.int64))
+        steps = tf.transpose(dag, [1, 0, 2])
+        level_ids = tf.range(levels)
+
+        def body(k, window, choices):
+            scores = steps[k] + window  # window[:, l] is the route's value after a word of l+1 characters
+            best = tf.reduce_max(scores, axis=1)
+            choice = tf.reduce_max(tf.where(scores == best[:, None], level_ids, -1), axis=1)  # tie: longer
+            best = tf.where(k >= lengths, tf.constant(0.0, tf.float64), best)  # past a block's end: 0
+            window = tf.concat([best[:, None], window[:, :-1]], axis=1)
+            return k - 1, window, choices.write(tf.cast(k, tf.int32), choice)
+
+        choices = tf.TensorArray(tf.int64, size=tf.cast(t, tf.int32), element_shape=tf.TensorShape([None]))
+        _, _, choices = tf.while_loop(lambda k, *_: k >= 0, body,
+                                      (t - 1, tf.zeros(tf.stack([nb, levels]), tf.float64), choices))
+        return tf.reshape(tf.transpose(choices.stack()), tf.stack([nb, t]))
+
+    @staticmethod
+    def _route_starts(choice: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """[blocks, T] bool: where the route's words start, following it from 0 by pointer doubling."""
+        nb, t = tf.unstack(tf.shape(choice, out_type=tf.int64))
+        k = tf.range(t + 1)[None, :]
+        padded_choice = tf.concat([choice, tf.zeros(tf.stack([nb, 1]), tf.int64)], axis=1)
+        jump = tf.where(k < lengths[:, None], k + padded_choice + 1, k)  # a block's end points to itself
+        reach = tf.cast(tf.equal(tf.tile(k, tf.stack([nb, 1])), 0), tf.int32)
+        offsets = tf.range(nb)[:, None] * (t + 1)
+        rounds = tf.cast(tf.math.ceil(tf.math.log(tf.cast(t + 1, tf.float64)) / math.log(2.0)), tf.int64) + 1
+
+        def body(i, reach, jump):
+            landed = tf.math.unsorted_segment_max(reach, jump + offsets, nb * (t + 1))
+            reach = tf.maximum(reach, tf.reshape(landed, tf.shape(reach)))
+            return i + 1, reach, tf.gather(jump, jump, batch_dims=1)
+
+        _, reach, _ = tf.while_loop(lambda i, *_: i < rounds, body, (tf.constant(0, tf.int64), reach, jump))
+        return (reach[:, :-1] > 0) & (k[:, :-1] < lengths[:, None])
+
+    # -- finalseg --------------------------------------------------------------------------------
+
+    def _viterbi_ends(self, cps: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """[runs, T] bool: where finalseg's words end (state E or S) in each run of Han characters."""
+        rank = {s: r for r, s in enumerate(sorted(STATES))}  # max() over (prob, state): ties to the later letter
+        prev = {"B": "ES", "M": "MB", "S": "SE", "E": "BM"}  # finalseg.PrevStatus
+        first = [STATES.index(prev[s][0]) for s in STATES]
+        second = [STATES.index(prev[s][1]) for s in STATES]
+        trans_first = tf.constant([self.trans[a, b] for b, a in enumerate(first)], tf.float64)
+        trans_second = tf.constant([self.trans[a, b] for b, a in enumerate(second)], tf.float64)
+        second_wins_tie = tf.constant([rank[prev[s][1]] > rank[prev[s][0]] for s in STATES])
+        cps = tf.pad(cps, [[0, 0], [0, 1]])  # at least one column; padding never counts
+        nr, t = tf.unstack(tf.shape(cps, out_type=tf.int64))
+        han = tf.clip_by_value(cps - HAN_FIRST, 0, HAN_LAST - HAN_FIRST)
+        emission = tf.transpose(tf.gather(self.emit, han, axis=1), [2, 1, 0])  # [T, runs, states]
+        stay = tf.constant([0, 1, 2, 3], tf.int64)
+        pointer_first, pointer_second = tf.constant(first, tf.int64), tf.constant(second, tf.int64)
+
+        def forward(i, v, pointers):
+            # finalseg: max over allowed previous states of (V[t-1][y0] + trans[y0][y]) + emit[y][char]
+            a = tf.gather(v, first, axis=1) + trans_first + emission[i]
+            b = tf.gather(v, second, axis=1) + trans_second + emission[i]
+            take_second = (b > a) | ((b == a) & second_wins_tie)
+            live = (i < lengths)[:, None]
+            v = tf.where(live, tf.where(take_second, b, a), v)  # past a run's end the state stays put
+            pointer = tf.where(live, tf.where(take_second, pointer_second, pointer_first), stay)
+            return i + 1, v, pointers.write(tf.cast(i, tf.int32), pointer)
+
+        v0 = tf.constant(self.start, tf.float64)[None, :] + emission[0]
+        pointers = tf.TensorArray(tf.int64, size=tf.cast(t, tf.int32), element_shape=tf.TensorShape([None, 4]))
+        pointers = pointers.write(0, tf.tile(stay[None, :], tf.stack([nr, 1])))
+        _, v, pointers = tf.while_loop(lambda i, *_: i < t, forward, (tf.constant(1, tf.int64), v0, pointers))
+        pointers = pointers.stack()
+        last = tf.where(v[:, 3] >= v[:, 2], tf.constant(3, tf.int64), tf.constant(2, tf.int64))  # S or E, S on a tie
+
+        def backward(i, state, states):
+            states = states.write(tf.cast(i, tf.int32), state)
+            return i - 1, tf.gather(pointers[i], state, batch_dims=1), states
+
+        states = tf.TensorArray(tf.int64, size=tf.cast(t, tf.int32), element_shape=tf.TensorShape([None]))
+        _, _, states = tf.while_loop(lambda i, *_: i >= 0, backward, (t - 1, last, states))
+        states = tf.transpose(states.stack())
+        return (states >= 2)[:, :-1]  # E or S
+
+    # -- the whole cut ---------------------------------------------------------------------------
+
+    def _finalseg_starts(self, chars: tf.Tensor, cps: tf.Tensor, starts: tf.Tensor, runs: tf.Tensor,
+                         run_of: tf.Tensor) -> tf.Tensor:
+        """Word starts after ``finalseg.cut`` of each run of characters.
+
+        Args:
+            chars, cps: [N] characters and their code points; starts: [N] bool, the starts so far;
+                runs: [R] the first position
+                of each run; run_of: [N] the run of each position, -1 outside the runs.
+        """
+        n_runs = tf.shape(runs, out_type=tf.int64)[0]
+        inside = run_of >= 0
+        bufs = tf.strings.unsorted_segment_join(tf.boolean_mask(chars, inside), tf.boolean_mask(run_of, inside),
+                                                n_runs)
+        pieces = tf_text.regex_split(bufs, FINALSEG_PIECE, keep_delim_regex_pattern=FINALSEG_PIECE)
+        piece_len = tf.cast(tf.strings.length(pieces.flat_values, unit="UTF8_CHAR"), tf.int64)
+        before = tf.math.cumsum(piece_len, exclusive=True)
+        piece_start = tf.gather(runs, pieces.value_rowids()) + before - tf.gather(before, tf.gather(
+            pieces.row_starts(), pieces.value_rowids()))
+        starts = starts & ~inside  # inside a run only finalseg's pieces and words start
+        starts = tf.tensor_scatter_nd_update(starts, piece_start[:, None], tf.ones_like(piece_start, tf.bool))
+        han = tf.strings.regex_full_match(pieces.flat_values, r"[\x{4E00}-\x{9FD5}]+")
+        han_start, han_len = tf.boolean_mask(piece_start, han), tf.boolean_mask(piece_len, han)
+        han_cps = tf.RaggedTensor.from_row_lengths(
+            tf.gather(cps, tf.ragged.range(han_start, han_start + han_len).flat_values), han_len).to_tensor(0)
+        ends = self._viterbi_ends(han_cps, han_len)
+        t = tf.shape(ends, out_type=tf.int64)[1]
+        word_start = tf.where(ends & (tf.range(t)[None, :] + 1 < han_len[:, None]))  # (run, t): a word starts at t + 1
+        positions = tf.gather(han_start, word_start[:, 0]) + word_start[:, 1] + 1
+        starts = tf.tensor_scatter_nd_update(starts, positions[:, None], tf.ones_like(positions, tf.bool))
+        if self.force_split is not None:
+            starts = self._force_split(chars, starts, han_start, han_len)
+        return starts
+
+    def _force_split(self, chars, starts, han_start, han_len):
+        """finalseg's words that are zero-frequency user words, split into characters."""
+        in_han = tf.ragged.range(han_start, han_start + han_len).flat_values
+        word_of = tf.math.cumsum(tf.cast(tf.gather(starts, in_han), tf.int64)) - 1
+        words = tf.strings.unsorted_segment_join(tf.gather(chars, in_han), word_of,
+                                                 tf.reduce_max(tf.concat([word_of, [-1]], 0)) + 1)
+        forced = tf.gather(self.force_split.lookup(words), word_of) > 0
+        positions = tf.boolean_mask(in_han, forced)
+        return tf.tensor_scatter_nd_update(starts, positions[:, None], tf.ones_like(positions, tf.bool))
+
+    def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[B] cleaned strings → [B, None] tokens, as ``jieba.Tokenizer.lcut(text, HMM=hmm)`` minus the
+        whitespace tokens."""
+        chars = tf.strings.unicode_split(texts, "UTF-8")
+        cps = tf.cast(tf.strings.unicode_decode(texts, "UTF-8").flat_values, tf.int64)
+        flat_chars, rows = chars.flat_values, chars.value_rowids()
+        n = tf.shape(cps, out_type=tf.int64)[0]
+        ascii_alnum = ((cps >= ord("a")) & (cps <= ord("z"))) | ((cps >= ord("A")) & (cps <= ord("Z"))) | (
+            (cps >= ord("0")) & (cps <= ord("9")))
+        in_block = ascii_alnum | ((cps >= HAN_FIRST) & (cps <= HAN_LAST))
+        for symbol in BLOCK_SYMBOLS:
+            in_block |= tf.equal(cps, ord(symbol))
+        new_row = tf.not_equal(rows, tf.concat([[-1], rows[:-1]], 0))
+        block_start = in_block & (new_row | ~tf.concat([[False], in_block[:-1]], 0))
+        block_of = tf.math.cumsum(tf.cast(block_start, tf.int64)) - 1
+        in_block_pos = tf.where(in_block)[:, 0]
+        blocks = tf.RaggedTensor.from_value_rowids(tf.gather(cps, in_block_pos), tf.gather(block_of, in_block_pos),
+                                                   nrows=tf.reduce_sum(tf.cast(block_start, tf.int64)))
+        lengths = blocks.row_lengths()
+        block_cps = tf.pad(blocks.to_tensor(0), [[0, 0], [0, 1]])  # at least one column
+        dag = self._dag_weights(block_cps, lengths)
+        choice = self._route(dag, lengths)
+        starts = self._route_starts(choice, lengths)
+        valid = tf.sequence_mask(lengths, tf.shape(block_cps, out_type=tf.int64)[1])
+        one_char = starts & tf.equal(choice, 0)
+        if self.hmm:
+            block_starts = self._hmm(blocks, dag, starts, one_char, valid, chars_of=tf.gather(flat_chars, in_block_pos),
+                                     cps_of=tf.gather(cps, in_block_pos))
+        else:
+            alnum = tf.boolean_mask(one_char, valid) & tf.gather(ascii_alnum, in_block_pos)
+            # Consecutive one-character ASCII letters/digits are one token (jieba's re_eng buffer).
+            merged = alnum & tf.concat([[False], alnum[:-1]], 0) & ~tf.gather(block_start, in_block_pos)
+            block_starts = tf.boolean_mask(starts, valid) & ~merged
+        start = tf.tensor_scatter_nd_update(tf.ones([n], tf.bool), in_block_pos[:, None], block_starts)
+        token_of = tf.math.cumsum(tf.cast(start, tf.int64)) - 1
+        n_tokens = tf.reduce_sum(tf.cast(start, tf.int64))
+        tokens = tf.RaggedTensor.from_value_rowids(
+            tf.strings.unsorted_segment_join(flat_chars, token_of, n_tokens), tf.boolean_mask(rows, start),
+            nrows=tf.shape(texts, out_type=tf.int64)[0])
+        return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, " "))
+
+    def _hmm(self, blocks, dag, starts, one_char, valid, chars_of, cps_of):
+        """Word starts (one per block character) with jieba's HMM over runs of one-character words."""
+        single = tf.boolean_mask(one_char, valid)  # in block-character order
+        first_in_block = tf.boolean_mask(tf.equal(tf.range(tf.shape(valid, out_type=tf.int64)[1])[None, :], 0)
+                                         & valid, valid)
+        run_start = single & (first_in_block | ~tf.concat([[False], single[:-1]], 0))
+        run_of = tf.where(single, tf.math.cumsum(tf.cast(run_start, tf.int64)) - 1, -1)
+        n_runs = tf.reduce_sum(tf.cast(run_start, tf.int64))
+        run_len = tf.math.unsorted_segment_sum(tf.cast(single, tf.int64), tf.maximum(run_of, 0), n_runs)
+        run_first = tf.where(run_start)[:, 0]
+        # A run that is itself a dictionary word stays in characters; one of one character is left alone.
+        levels = tf.shape(dag, out_type=tf.int64)[2]
+        flat_dag = tf.boolean_mask(dag, valid)  # [block characters, levels]
+        level = tf.minimum(run_len - 1, levels - 1)
+        is_word = tf.math.is_finite(tf.gather_nd(flat_dag, tf.stack([run_first, level], 1))) & (run_len - 1 < levels)
+        to_cut = (run_len >= 2) & ~is_word
+        cut_rank = tf.math.cumsum(tf.cast(to_cut, tf.int64)) - 1
+        run_of = tf.where(single & tf.gather(to_cut, tf.maximum(run_of, 0)), tf.gather(cut_rank, tf.maximum(run_of, 0)), -1)
+        return self._finalseg_starts(chars_of, cps_of, tf.boolean_mask(starts, valid), tf.boolean_mask(run_first, to_cut),
+                                     run_of)
