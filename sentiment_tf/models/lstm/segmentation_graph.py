@@ -96,20 +96,22 @@ class JiebaGraph(tf.Module):
 
     # -- the DAG and the route ------------------------------------------------------------------
 
-    def _dag_weights(self, cps: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """[blocks, T, L]: the weight of the word starting at k with l+1 characters, -inf if that is
-        not a dictionary word; a position without any word gets its character at ``-log(total)``."""
-        nb, t = tf.shape(cps, out_type=tf.int64)[0], tf.shape(cps, out_type=tf.int64)[1]
-        flat_cp = tf.reshape(cps, [-1])
-        k = tf.tile(tf.range(t)[None, :], [nb, 1])
-        room = tf.reshape(lengths[:, None] - k, [-1])  # characters from each position to its block's end
-        pos = tf.where(room > 0)[:, 0]
+    def _dag_weights(self, cps: tf.Tensor, room: tf.Tensor) -> tf.Tensor:
+        """[N, L]: for each block character, the weight of the word of l+1 characters starting there,
+        -inf if that is not a dictionary word; a character that starts no word gets ``-log(total)``.
+
+        Args:
+            cps: [N] code points of the blocks' characters, block after block.
+            room: [N] characters from each position to the end of its block.
+        """
+        n = tf.shape(cps, out_type=tf.int64)[0]
+        pos = tf.range(n)
         nodes = tf.zeros_like(pos)
         found_idx, found_w = [], []
-        for level in range(self.max_word_length):  # the walk stops where no prefix goes on
+        for level in range(self.max_word_length):  # only dictionary prefixes go on to the next level
             fits = tf.gather(room, pos) > level
             pos, nodes = tf.boolean_mask(pos, fits), tf.boolean_mask(nodes, fits)
-            keys = tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(flat_cp, pos + level)
+            keys = tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(cps, pos + level)
             nodes = self.trie.lookup(keys)
             known = nodes >= 0
             pos, nodes = tf.boolean_mask(pos, known), tf.boolean_mask(nodes, known)
@@ -119,52 +121,63 @@ class JiebaGraph(tf.Module):
             found_idx.append(tf.stack([word_pos, tf.fill(tf.shape(word_pos), tf.constant(level, tf.int64))], 1))
             found_w.append(tf.boolean_mask(w, word))
         idx, w = tf.concat(found_idx, 0), tf.concat(found_w, 0)
-        levels = tf.maximum(tf.reduce_max(tf.concat([idx[:, 1], [0]], 0)) + 1, 1)
-        dag = tf.tensor_scatter_nd_update(tf.fill(tf.stack([nb * t, levels]), tf.constant(-np.inf, tf.float64)),
-                                          idx, w)
-        lonely = (room > 0) & ~tf.reduce_any(tf.math.is_finite(dag), axis=1)
+        levels = tf.reduce_max(tf.concat([idx[:, 1], [0]], 0)) + 1
+        dag = tf.tensor_scatter_nd_update(tf.fill(tf.stack([n, levels]), tf.constant(-np.inf, tf.float64)), idx, w)
+        lonely = ~tf.reduce_any(tf.math.is_finite(dag), axis=1)
         first = tf.where(lonely, tf.constant(-self.log_total, tf.float64), dag[:, 0])
-        dag = tf.concat([first[:, None], dag[:, 1:]], axis=1)
-        return tf.reshape(dag, tf.stack([nb, t, levels]))
+        return tf.concat([first[:, None], dag[:, 1:]], axis=1)
 
     @staticmethod
-    def _route(dag: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """[blocks, T]: the length - 1 of the route's word at each position (jieba's ``calc``)."""
-        nb, t, levels = tf.unstack(tf.shape(dag, out_type=tf.int64))
-        steps = tf.transpose(dag, [1, 0, 2])
+    def _route(dag: tf.Tensor, lengths: tf.Tensor, row_starts: tf.Tensor, block_of: tf.Tensor,
+               k: tf.Tensor) -> tf.Tensor:
+        """[N]: the length - 1 of the route's word at each block character (jieba's ``calc``).
+
+        Right to left over positions; step k touches only the blocks longer than k, kept as a prefix
+        by ordering blocks longest first, so the work follows the characters, not the padding.
+        """
+        nb = tf.shape(lengths, out_type=tf.int64)[0]
+        levels = tf.shape(dag, out_type=tf.int64)[1]
+        order = tf.cast(tf.argsort(-lengths, stable=True), tf.int64)
+        rank = tf.math.invert_permutation(order)
+        sorted_len = tf.gather(lengths, order)
+        t = tf.reduce_max(tf.concat([lengths, [0]], 0))
+        active = tf.searchsorted(-sorted_len, -tf.range(t), side="left", out_type=tf.int64)  # blocks longer than k
+        offsets = tf.math.cumsum(active, exclusive=True)
+        step_index = tf.gather(offsets, k) + tf.gather(rank, block_of)  # k-major, longest block first
+        steps = tf.scatter_nd(step_index[:, None], dag, tf.shape(dag, out_type=tf.int64))
         level_ids = tf.range(levels)
 
         def body(k, window, choices):
-            scores = steps[k] + window  # window[:, l] is the route's value after a word of l+1 characters
+            a = active[k]
+            scores = steps[offsets[k]:offsets[k] + a] + window[:a]  # window: the route after l+1 characters
             best = tf.reduce_max(scores, axis=1)
             choice = tf.reduce_max(tf.where(scores == best[:, None], level_ids, -1), axis=1)  # tie: longer
-            best = tf.where(k >= lengths, tf.constant(0.0, tf.float64), best)  # past a block's end: 0
-            window = tf.concat([best[:, None], window[:, :-1]], axis=1)
+            window = tf.concat([tf.concat([best[:, None], window[:a, :-1]], axis=1), window[a:]], axis=0)
             return k - 1, window, choices.write(tf.cast(k, tf.int32), choice)
 
-        choices = tf.TensorArray(tf.int64, size=tf.cast(t, tf.int32), element_shape=tf.TensorShape([None]))
+        choices = tf.TensorArray(tf.int64, size=tf.cast(t, tf.int32), infer_shape=False,
+                                 element_shape=tf.TensorShape([None]))
         _, _, choices = tf.while_loop(lambda k, *_: k >= 0, body,
                                       (t - 1, tf.zeros(tf.stack([nb, levels]), tf.float64), choices))
-        return tf.reshape(tf.transpose(choices.stack()), tf.stack([nb, t]))
+        stacked = tf.cond(t > 0, choices.concat, lambda: tf.zeros([0], tf.int64))
+        return tf.gather(stacked, step_index)
 
     @staticmethod
-    def _route_starts(choice: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """[blocks, T] bool: where the route's words start, following it from 0 by pointer doubling."""
-        nb, t = tf.unstack(tf.shape(choice, out_type=tf.int64))
-        k = tf.range(t + 1)[None, :]
-        padded_choice = tf.concat([choice, tf.zeros(tf.stack([nb, 1]), tf.int64)], axis=1)
-        jump = tf.where(k < lengths[:, None], k + padded_choice + 1, k)  # a block's end points to itself
-        reach = tf.cast(tf.equal(tf.tile(k, tf.stack([nb, 1])), 0), tf.int32)
-        offsets = tf.range(nb)[:, None] * (t + 1)
-        rounds = tf.cast(tf.math.ceil(tf.math.log(tf.cast(t + 1, tf.float64)) / math.log(2.0)), tf.int64) + 1
+    def _route_starts(choice: tf.Tensor, room: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        """[N] bool: where the route's words start, followed from each block's start by pointer doubling."""
+        n = tf.shape(choice, out_type=tf.int64)[0]
+        jump = tf.where(choice + 1 < room, tf.range(n) + choice + 1, n)  # a block's last word → the sink
+        jump = tf.concat([jump, [n]], 0)
+        reach = tf.concat([tf.cast(tf.equal(k, 0), tf.int32), [0]], 0)
+        longest = tf.reduce_max(tf.concat([room, [1]], 0))
+        rounds = tf.cast(tf.math.ceil(tf.math.log(tf.cast(longest + 1, tf.float64)) / math.log(2.0)), tf.int64) + 1
 
         def body(i, reach, jump):
-            landed = tf.math.unsorted_segment_max(reach, jump + offsets, nb * (t + 1))
-            reach = tf.maximum(reach, tf.reshape(landed, tf.shape(reach)))
-            return i + 1, reach, tf.gather(jump, jump, batch_dims=1)
+            reach = tf.maximum(reach, tf.math.unsorted_segment_max(reach, jump, n + 1))
+            return i + 1, reach, tf.gather(jump, jump)
 
         _, reach, _ = tf.while_loop(lambda i, *_: i < rounds, body, (tf.constant(0, tf.int64), reach, jump))
-        return (reach[:, :-1] > 0) & (k[:, :-1] < lengths[:, None])
+        return reach[:-1] > 0
 
     # -- finalseg --------------------------------------------------------------------------------
 
@@ -270,24 +283,26 @@ class JiebaGraph(tf.Module):
         new_row = tf.not_equal(rows, tf.concat([[-1], rows[:-1]], 0))
         block_start = in_block & (new_row | ~tf.concat([[False], in_block[:-1]], 0))
         block_of = tf.math.cumsum(tf.cast(block_start, tf.int64)) - 1
+        # From here on, the blocks' characters only, block after block.
         in_block_pos = tf.where(in_block)[:, 0]
-        blocks = tf.RaggedTensor.from_value_rowids(tf.gather(cps, in_block_pos), tf.gather(block_of, in_block_pos),
+        block_of = tf.gather(block_of, in_block_pos)
+        blocks = tf.RaggedTensor.from_value_rowids(tf.gather(cps, in_block_pos), block_of,
                                                    nrows=tf.reduce_sum(tf.cast(block_start, tf.int64)))
-        lengths = blocks.row_lengths()
-        block_cps = tf.pad(blocks.to_tensor(0), [[0, 0], [0, 1]])  # at least one column
-        dag = self._dag_weights(block_cps, lengths)
-        choice = self._route(dag, lengths)
-        starts = self._route_starts(choice, lengths)
-        valid = tf.sequence_mask(lengths, tf.shape(block_cps, out_type=tf.int64)[1])
+        lengths, row_starts = blocks.row_lengths(), blocks.row_starts()
+        k = tf.range(tf.shape(block_of, out_type=tf.int64)[0]) - tf.gather(row_starts, block_of)
+        room = tf.gather(lengths, block_of) - k
+        block_cps = blocks.flat_values
+        dag = self._dag_weights(block_cps, room)
+        choice = self._route(dag, lengths, row_starts, block_of, k)
+        starts = self._route_starts(choice, room, k)
         one_char = starts & tf.equal(choice, 0)
         if self.hmm:
-            block_starts = self._hmm(blocks, dag, starts, one_char, valid, chars_of=tf.gather(flat_chars, in_block_pos),
-                                     cps_of=tf.gather(cps, in_block_pos))
+            block_starts = self._hmm(dag, starts, one_char, k, tf.gather(flat_chars, in_block_pos), block_cps)
         else:
-            alnum = tf.boolean_mask(one_char, valid) & tf.gather(ascii_alnum, in_block_pos)
+            alnum = one_char & tf.gather(ascii_alnum, in_block_pos)
             # Consecutive one-character ASCII letters/digits are one token (jieba's re_eng buffer).
-            merged = alnum & tf.concat([[False], alnum[:-1]], 0) & ~tf.gather(block_start, in_block_pos)
-            block_starts = tf.boolean_mask(starts, valid) & ~merged
+            merged = alnum & tf.concat([[False], alnum[:-1]], 0) & (k > 0)
+            block_starts = starts & ~merged
         start = tf.tensor_scatter_nd_update(tf.ones([n], tf.bool), in_block_pos[:, None], block_starts)
         token_of = tf.math.cumsum(tf.cast(start, tf.int64)) - 1
         n_tokens = tf.reduce_sum(tf.cast(start, tf.int64))
@@ -296,23 +311,19 @@ class JiebaGraph(tf.Module):
             nrows=tf.shape(texts, out_type=tf.int64)[0])
         return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, " "))
 
-    def _hmm(self, blocks, dag, starts, one_char, valid, chars_of, cps_of):
+    def _hmm(self, dag, starts, one_char, k, chars, cps):
         """Word starts (one per block character) with jieba's HMM over runs of one-character words."""
-        single = tf.boolean_mask(one_char, valid)  # in block-character order
-        first_in_block = tf.boolean_mask(tf.equal(tf.range(tf.shape(valid, out_type=tf.int64)[1])[None, :], 0)
-                                         & valid, valid)
-        run_start = single & (first_in_block | ~tf.concat([[False], single[:-1]], 0))
+        single = one_char
+        run_start = single & ((k == 0) | ~tf.concat([[False], single[:-1]], 0))
         run_of = tf.where(single, tf.math.cumsum(tf.cast(run_start, tf.int64)) - 1, -1)
         n_runs = tf.reduce_sum(tf.cast(run_start, tf.int64))
         run_len = tf.math.unsorted_segment_sum(tf.cast(single, tf.int64), tf.maximum(run_of, 0), n_runs)
         run_first = tf.where(run_start)[:, 0]
         # A run that is itself a dictionary word stays in characters; one of one character is left alone.
-        levels = tf.shape(dag, out_type=tf.int64)[2]
-        flat_dag = tf.boolean_mask(dag, valid)  # [block characters, levels]
+        levels = tf.shape(dag, out_type=tf.int64)[1]
         level = tf.minimum(run_len - 1, levels - 1)
-        is_word = tf.math.is_finite(tf.gather_nd(flat_dag, tf.stack([run_first, level], 1))) & (run_len - 1 < levels)
+        is_word = tf.math.is_finite(tf.gather_nd(dag, tf.stack([run_first, level], 1))) & (run_len - 1 < levels)
         to_cut = (run_len >= 2) & ~is_word
         cut_rank = tf.math.cumsum(tf.cast(to_cut, tf.int64)) - 1
         run_of = tf.where(single & tf.gather(to_cut, tf.maximum(run_of, 0)), tf.gather(cut_rank, tf.maximum(run_of, 0)), -1)
-        return self._finalseg_starts(chars_of, cps_of, tf.boolean_mask(starts, valid), tf.boolean_mask(run_first, to_cut),
-                                     run_of)
+        return self._finalseg_starts(chars, cps, starts, tf.boolean_mask(run_first, to_cut), run_of)
