@@ -129,16 +129,30 @@ class ExportCheckError(UserError):
 
 
 def signature_verifier(inputs: list[str], expected: Any, atol: float, input_name: str,
-                       expected_ids: list[list[int]] | None = None) -> Callable[[Path], None]:
+                       expected_ids: list[list[int]] | None = None,
+                       expected_tokens: tuple[list[str], list[list[str]]] | None = None) -> Callable[[Path], None]:
     """A ``verify`` for :func:`write_version`. With ``expected_ids``, the ``tokenize`` signature must give
-    exactly those ids for ``inputs`` (a tokenizer mismatch); then ``serving_default``'s probabilities
-    must be within ``atol`` of ``expected`` (float noise between graph and eager stays far below it)."""
+    exactly those ids for ``inputs``; with ``expected_tokens`` (texts, their tokens), exactly those tokens
+    (a tokenizer mismatch). Then ``serving_default``'s probabilities must be within ``atol`` of
+    ``expected`` (float noise between graph and eager stays far below it)."""
 
     def verify(path: Path) -> None:
         import numpy as np
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))
+        if expected_tokens is not None:
+            texts, want_all = expected_tokens
+            for start in range(0, len(texts), 512):
+                out = loaded.signatures["tokenize"](**{input_name: tf.constant(texts[start:start + 512])})
+                rows = [[t.decode("utf-8") for t in row[:n]]
+                        for row, n in zip(out["tokens"].numpy(), out["length"].numpy())]
+                for text, want, got in zip(texts[start:start + 512], want_all[start:start + 512], rows):
+                    if want != got:
+                        at = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+                        raise ExportCheckError(
+                            f"export check failed: the graph's tokens differ from jieba's for {text[:60]!r} from "
+                            f"token {at} ({' '.join(want[at:at + 3])!r} vs {' '.join(got[at:at + 3])!r})")
         if expected_ids is not None:
             out = loaded.signatures["tokenize"](**{input_name: tf.constant(inputs)})
             rows = [ids[:n].tolist() for ids, n in zip(out["input_ids"].numpy(), out["length"].numpy())]

@@ -1,9 +1,10 @@
 """A loaded export that takes raw texts (:class:`Predictor`), and what an export expects as input
 without loading its graph (:class:`ExportInputs`, all a TF Serving client needs).
 
-Loading checks that the directory is a sentiment_tf export and rebuilds the tokenizer from the
-settings recorded at training time (jieba version, HMM flag, user dictionary, stopwords); any
-mismatch is refused rather than silently segmenting differently from training.
+Loading checks that the directory is a sentiment_tf export. Exports take raw text (their graphs clean
+and tokenize); for LSTM exports made before jieba ran in the graph, which take segmented text, loading
+rebuilds the tokenizer from the settings recorded at training time (jieba version, HMM flag, user
+dictionary, stopwords) and refuses any mismatch rather than segment differently from training.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ class ExportInputs:
         return cls(version_dir, meta, tokenizer)
 
     def prepare(self, texts: list[str]) -> list[str]:
-        """What the serving signature expects: segmented text for LSTM exports, raw text for BERT exports
-        (their graph cleans and tokenizes; cleaning twice would decode "&amp;#183;" twice)."""
+        """What the serving signature expects: raw text (the graph cleans and tokenizes; cleaning twice
+        would decode "&amp;#183;" twice), or segmented text for LSTM exports made before jieba ran in
+        the graph."""
         if self.tokenizer is not None:
             return self.tokenizer.segment(texts)
         if self.metadata.get("input_format") == "raw":
@@ -98,30 +100,42 @@ class Predictor(ExportInputs):
     def __init__(self, version_dir: Path, metadata: dict, tokenizer: Tokenizer | None):
         super().__init__(version_dir, metadata, tokenizer)
         if metadata.get("input_format") == "raw":
-            import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graph uses
+            import tensorflow_text  # noqa: F401 - registers the tokenizer and regex ops the graph uses
         self._loaded = load_saved_model(version_dir)
         self._signature = self._loaded.signatures["serving_default"]
 
     def windows(self, text: str) -> list[str]:
         """What the model reads of one raw text, whole: the text itself when it fits, else overlapping
         windows of the model's length (LSTM: ``max_tokens`` jieba tokens; BERT: ``max_length`` − 2 word
-        pieces, as spans of the cleaned text), each starting half a window after the last."""
-        if self.tokenizer is not None:
-            tokens = [t for t in self.tokenizer.segment([text])[0].split(" ") if t]
+        pieces), each starting half a window after the last — segmented for exports that take segmented
+        text, else as spans of the cleaned text."""
+        lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
+        if "max_tokens" in self.metadata:  # jieba tokens (LSTM)
+            tokens = self.preprocessor.tokenizer.tokenize(text)
             size = self.preprocessor.max_tokens
-            return [" ".join(tokens[i:i + size]) for i in _starts(len(tokens), size)]
-
-        cleaned = clean_text(text, bool(self.metadata.get("cleaning", {}).get("lowercase", True)))
-        offsets = self._wordpiece()(cleaned, add_special_tokens=False, return_offsets_mapping=True,
-                                    split_special_tokens=True, verbose=False)["offset_mapping"]
-        size = int(self.metadata["max_length"]) - 2
-        if len(offsets) <= size:
-            return [text]
+            if self.tokenizer is not None:
+                return [" ".join(tokens[i:i + size]) for i in _starts(len(tokens), size)]
+            if len(tokens) <= size:
+                return [text]
+            cleaned = clean_text(text, self.preprocessor.tokenizer.lowercase)
+            offsets, at = [], 0
+            for token in tokens:  # jieba's tokens are the cleaned text in order, less spaces and stopwords
+                at = cleaned.index(token, at)
+                offsets.append((at, at + len(token)))
+                at += len(token)
+        else:
+            cleaned = clean_text(text, lowercase)
+            offsets = self._wordpiece()(cleaned, add_special_tokens=False, return_offsets_mapping=True,
+                                        split_special_tokens=True, verbose=False)["offset_mapping"]
+            size = int(self.metadata["max_length"]) - 2
+            if len(offsets) <= size:
+                return [text]
         return [cleaned[offsets[i][0]: offsets[min(i + size, len(offsets)) - 1][1]] for i in _starts(len(offsets), size)]
 
     @functools.cached_property
     def preprocessor(self) -> Preprocessor:
-        """An LSTM export's preprocessor (its tokenizer, verified at load, and its vocabulary)."""
+        """An LSTM export's preprocessor: its vocabulary and Python tokenizer (rebuilt from the export and
+        verified on first use; predicting with a raw-text export never needs it)."""
         return Preprocessor.from_export(self.version_dir, self.metadata, self.tokenizer)
 
     def _wordpiece(self) -> Any:
@@ -152,8 +166,9 @@ class Predictor(ExportInputs):
     def tokens(self, texts: list[str], prepared: bool = False) -> "Tokens":
         """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
         untruncated word pieces — and how many of them it does not know (read as [UNK])."""
-        if self.tokenizer is not None:
-            return self.preprocessor.tokens(list(texts) if prepared else self.tokenizer.segment(list(texts)))
+        if "max_tokens" in self.metadata:  # jieba tokens (LSTM)
+            pre = self.preprocessor
+            return pre.tokens(list(texts) if prepared else pre.segment(list(map(str, texts)), cleaned=False))
 
         lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
         from sentiment_tf.models.bert.preprocessor import wordpiece_view  # TensorFlow: for BERT exports only

@@ -153,21 +153,22 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> keras.Mo
     return keras.Model(ids, probs, name=f"{'bi' if cfg.bidirectional else ''}{cfg.rnn}_{cfg.pooling}_classifier")
 
 
-# The serving signature: TF Serving clients send jieba-segmented, space-joined text (segmentation
-# cannot run inside a graph) and get probabilities, the label id and the label name back.
-SERVING_INPUT = "text"
+SERVING_INPUT = "text"  # every signature takes raw strings: cleaning and jieba run in the graph
 KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for fine-tuning
 EMBED_SIGNATURE = "embed"  # text → the pooled features the head reads, and the probabilities (for `select`)
+TOKENIZE_SIGNATURE = "tokenize"  # text → the tokens the model reads (to check the segmentation)
 
 
 def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: list[str], path: str | Path,
                       temperature: float = 1.0) -> None:
-    """Writes a SavedModel whose ``serving_default`` maps segmented strings to predictions, with the
-    calibration temperature applied in the graph (TF Serving returns calibrated probabilities too)."""
+    """Writes a SavedModel whose ``serving_default`` maps raw strings to predictions — cleaning, jieba
+    and the vocabulary in the graph — with the calibration temperature applied (TF Serving returns
+    calibrated probabilities too)."""
     label_names = tf.constant(labels, dtype=tf.string)
+    text_spec = [tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)]
 
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = preprocessor.ids(text).to_tensor(default_value=0)
+        ids = preprocessor.graph_ids(text).to_tensor(default_value=0)
         probs = model(ids, training=False)
         probs = tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12)) / temperature, axis=-1)
         label_id = tf.argmax(probs, axis=-1)
@@ -179,19 +180,23 @@ def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: li
     if not lookup.built:
         lookup(tf.constant([UNK_TOKEN]))  # ExportArchive only tracks built layers
     archive.track(lookup)  # its hash table must be saved with the graph
-    archive.add_endpoint(name="serving_default", fn=serve,
-                         input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)])
+    archive.track(preprocessor.graph)  # jieba's dictionary and HMM, the stopwords
+    archive.add_endpoint(name="serving_default", fn=serve, input_signature=text_spec)
     head = model.get_layer("probabilities")
     features = keras.Model(model.inputs, head.input)  # the pooled representation the head reads
 
     def embed(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = preprocessor.ids(text).to_tensor(default_value=0)
+        ids = preprocessor.graph_ids(text).to_tensor(default_value=0)
         pooled = features(ids, training=False)
         probs = tf.nn.softmax(tf.math.log(tf.maximum(head(pooled), 1e-12)) / temperature, axis=-1)
         return {"embedding": pooled, "probabilities": probs}
 
-    archive.add_endpoint(name=EMBED_SIGNATURE, fn=embed,
-                         input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)])
+    def tokenize(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        tokens = preprocessor.graph_tokens(text)
+        return {"tokens": tokens.to_tensor(default_value=""), "length": tokens.row_lengths()}
+
+    archive.add_endpoint(name=EMBED_SIGNATURE, fn=embed, input_signature=text_spec)
+    archive.add_endpoint(name=TOKENIZE_SIGNATURE, fn=tokenize, input_signature=text_spec)
     archive.write_out(str(path), verbose=False)
 
 
@@ -222,16 +227,20 @@ def card(metadata: dict[str, Any], config: dict[str, Any]) -> model_card.FamilyC
 
 
 def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], base_dir: str | Path, config: dict,
-           metrics: dict,
-           check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
+           metrics: dict, check_texts: list[str], keep_failed: Path | None = None, language_model: dict | None = None,
            temperature: float = 1.0, profile: dict | None = None) -> Path:
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
-    ``check_texts`` (segmented) are run through both; probabilities must agree within 1e-5.
+    ``check_texts`` (the run's test texts) go through both: the graph's tokens must equal the Python
+    tokenizer's on every one, and probabilities must agree within 1e-5 on the first 256.
     """
-    check_texts = list(check_texts[:64]) + ["", UNK_TOKEN]
-    expected = calibration.scale(predict_proba(model, preprocessor, check_texts), temperature)
-    verify = export_lib.signature_verifier(check_texts, expected, 1e-5, SERVING_INPUT)
+    check_texts = [*check_texts, "", " ", UNK_TOKEN]
+    tokens = [preprocessor.kept_tokens(s) for s in preprocessor.segment(check_texts, cleaned=False)]
+    scored = [*check_texts[:256], *check_texts[-3:]]
+    segmented = preprocessor.segment(scored, cleaned=False)
+    expected = calibration.scale(predict_proba(model, preprocessor, segmented), temperature)
+    verify = export_lib.signature_verifier(scored, expected, 1e-5, SERVING_INPUT,
+                                           expected_tokens=(check_texts, tokens))
 
     files, preprocessing = preprocessor.export_files()
     files["config.json"] = json.dumps(config, ensure_ascii=False, indent=2, default=str).encode("utf-8")
@@ -239,13 +248,15 @@ def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], ba
         "family": "lstm",
         "labels": list(labels),
         "label2id": {name: i for i, name in enumerate(labels)},
-        "input_format": "segmented",
+        "input_format": "raw",
         **preprocessing,
         "signature": {"name": "serving_default", "input": SERVING_INPUT, "input_dtype": "string",
-                      "input_description": "jieba-segmented text, tokens joined by single spaces",
+                      "input_description": "raw text (cleaned and segmented with jieba in the graph)",
                       "outputs": {"probabilities": "float32 [n, labels]", "label_id": "int64 [n]",
                                   "label": "string [n]"},
-                      "other_signatures": {EMBED_SIGNATURE: "text → embedding float32 [n, d], probabilities"}},
+                      "other_signatures": {EMBED_SIGNATURE: "text → embedding float32 [n, d], probabilities",
+                                           TOKENIZE_SIGNATURE: "text → tokens string [n, t] (padded with ''), "
+                                                               "length int64 [n]"}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
         "language_model": language_model,
@@ -391,9 +402,8 @@ class TrainedLSTM:
 
     def export(self, base_dir: str | Path, config: dict, metrics: dict, check_texts: list[str],
                keep_failed: Path | None = None) -> Path:
-        return export(self.model, self.preprocessor, self.labels, base_dir, config, metrics,
-                      self.preprocessor.segment(check_texts[:64]), keep_failed, self.language_model, self.temperature,
-                      self.profile)
+        return export(self.model, self.preprocessor, self.labels, base_dir, config, metrics, check_texts,
+                      keep_failed, self.language_model, self.temperature, self.profile)
 
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",

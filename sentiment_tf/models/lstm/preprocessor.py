@@ -97,18 +97,25 @@ class Tokenizer:
         if stopwords:
             words = Path(stopwords).read_text(encoding="utf-8").split()
             self.stopwords = frozenset(clean_text(w, lowercase) for w in words)
-        self._jieba = None
+        self.jieba = None
+        self.force_split: frozenset[str] = frozenset()  # user words of frequency 0: finalseg splits them
         if mode == "word":
             import jieba
+            from jieba import finalseg
 
             jieba.setLogLevel(logging.WARNING)  # it logs dictionary loading at DEBUG on its own handler
-            # A private Tokenizer so user dictionaries never leak into jieba's global state.
-            self._jieba = jieba.Tokenizer()
+            # A private Tokenizer so user dictionaries never leak into jieba's dictionary.
+            self.jieba = jieba.Tokenizer()
             if user_dict:
+                # finalseg keeps forced splits in a module-level set: catch the ones this dictionary adds.
+                shared, finalseg.Force_Split_Words = finalseg.Force_Split_Words, set()
                 try:
-                    self._jieba.load_userdict(str(user_dict))
+                    self.jieba.load_userdict(str(user_dict))
                 except Exception as err:  # noqa: BLE001 - jieba raises ValueError/UnicodeError
                     raise UserError(f"cannot read jieba user dictionary {user_dict}: {err}") from None
+                finally:
+                    self.force_split = frozenset(finalseg.Force_Split_Words)
+                    finalseg.Force_Split_Words = shared | finalseg.Force_Split_Words
 
     @property
     def settings(self) -> TokenizerSettings:
@@ -129,7 +136,7 @@ class Tokenizer:
     def tokenize_clean(self, text: str) -> list[str]:
         """Tokens of an already-cleaned text."""
         if self.mode == "word":
-            pieces = self._jieba.lcut(text, cut_all=False, HMM=self.hmm)
+            pieces = self.jieba.lcut(text, cut_all=False, HMM=self.hmm)
         else:
             pieces = _CHAR_TOKEN_RE.findall(text)
         tokens = []
@@ -148,6 +155,12 @@ class Tokenizer:
         fn = self.tokenize_clean if cleaned else self.tokenize
         texts = list(texts)
         return [" ".join(fn(t)) for t in progress(texts, len(texts), "segmenting")]
+
+    def graph(self) -> "tf.Module":
+        """This tokenizer as TensorFlow ops: raw strings → ragged tokens, equal token for token."""
+        from sentiment_tf.models.lstm.tokenizer_graph import TokenizerGraph  # TensorFlow
+
+        return TokenizerGraph(self)
 
     def ensure_matches(self, saved: TokenizerSettings) -> None:
         """Refuses to tokenize for a model whose recorded settings differ from this tokenizer's."""
@@ -224,19 +237,31 @@ def make_lookup(vocabulary: list[str]) -> "keras.layers.StringLookup":
                                      oov_token=UNK_TOKEN, num_oov_indices=1, output_mode="int")
 
 
-def segmented_to_ids(segmented: "tf.Tensor", lookup: "keras.layers.StringLookup", max_tokens: int) -> "tf.RaggedTensor":
-    """A batch of space-joined token strings → ragged int64 ids, truncated to ``max_tokens``.
-
-    A text with no tokens becomes a single ``[UNK]``, so every row has length ≥ 1 (recurrent layers
-    and cuDNN need at least one unmasked step).
-    """
+def tokens_to_ids(tokens: "tf.RaggedTensor", lookup: "keras.layers.StringLookup", max_tokens: int) -> "tf.RaggedTensor":
+    """Ragged tokens → ragged int64 ids, truncated to ``max_tokens``; see :func:`kept_tokens`."""
     import tensorflow as tf
 
-    segmented = tf.where(tf.strings.length(tf.strings.strip(segmented)) > 0, segmented, UNK_TOKEN)
+    return tf.ragged.map_flat_values(lookup, kept_tokens(tokens, max_tokens))
+
+
+def kept_tokens(tokens: "tf.RaggedTensor", max_tokens: int) -> "tf.RaggedTensor":
+    """The tokens the model reads: the first ``max_tokens``, and a text with none becomes a single
+    ``[UNK]``, so every row has length ≥ 1 (recurrent layers and cuDNN need one unmasked step)."""
+    import tensorflow as tf
+
+    tokens = tokens[:, :max_tokens]
+    empty = tf.cast(tf.equal(tokens.row_lengths(), 0), tf.int64)
+    unk = tf.RaggedTensor.from_row_lengths(tf.fill([tf.reduce_sum(empty)], UNK_TOKEN), empty)
+    return tf.concat([tokens, unk], axis=1)
+
+
+def segmented_to_ids(segmented: "tf.Tensor", lookup: "keras.layers.StringLookup", max_tokens: int) -> "tf.RaggedTensor":
+    """A batch of space-joined token strings → ragged int64 ids (see :func:`tokens_to_ids`)."""
+    import tensorflow as tf
+
     tokens = tf.strings.split(segmented, sep=" ")
     tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)  # double spaces
-    tokens = tokens[:, :max_tokens]
-    return tf.ragged.map_flat_values(lookup, tokens)
+    return tokens_to_ids(tokens, lookup, max_tokens)
 
 
 def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: "keras.layers.StringLookup",
@@ -278,8 +303,21 @@ class Preprocessor:
         return self.tokenizer.segment(texts, cleaned=cleaned)
 
     def ids(self, segmented: "tf.Tensor") -> "tf.RaggedTensor":
-        """Segmented strings → ragged ids, cut to ``max_tokens`` (in training, prediction and the export's graph)."""
+        """Segmented strings → ragged ids, cut to ``max_tokens`` (in training and prediction)."""
         return segmented_to_ids(segmented, self.lookup, self.max_tokens)
+
+    @functools.cached_property
+    def graph(self) -> "tf.Module":
+        """The tokenizer as TensorFlow ops (:meth:`Tokenizer.graph`), built once."""
+        return self.tokenizer.graph()
+
+    def graph_tokens(self, texts: "tf.Tensor") -> "tf.RaggedTensor":
+        """Raw strings → the tokens the model reads, in the graph (the export's ``tokenize`` signature)."""
+        return kept_tokens(self.graph(texts), self.max_tokens)
+
+    def graph_ids(self, texts: "tf.Tensor") -> "tf.RaggedTensor":
+        """Raw strings → ragged ids, all in the graph (the export's ``serving_default``)."""
+        return tokens_to_ids(self.graph(texts), self.lookup, self.max_tokens)
 
     def dataset(self, segmented: list[str], labels: np.ndarray | None, batch_size: int,
                 bucketing: bool = True) -> "tf.data.Dataset":
