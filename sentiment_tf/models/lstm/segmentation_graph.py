@@ -317,13 +317,13 @@ class JiebaGraph(tf.Module):
         run_start = single & ((k == 0) | ~tf.concat([[False], single[:-1]], 0))
         run_of = tf.where(single, tf.math.cumsum(tf.cast(run_start, tf.int64)) - 1, -1)
         n_runs = tf.reduce_sum(tf.cast(run_start, tf.int64))
-        run_len = tf.math.unsorted_segment_sum(tf.cast(single, tf.int64), tf.maximum(run_of, 0), n_runs)
+        run_len = tf.math.unsorted_segment_sum(tf.cast(single, tf.int64), run_of, n_runs)  # -1: dropped
         run_first = tf.where(run_start)[:, 0]
         # A run that is itself a dictionary word stays in characters; one of one character is left alone.
         levels = tf.shape(dag, out_type=tf.int64)[1]
         level = tf.minimum(run_len - 1, levels - 1)
         is_word = tf.math.is_finite(tf.gather_nd(dag, tf.stack([run_first, level], 1))) & (run_len - 1 < levels)
         to_cut = (run_len >= 2) & ~is_word
-        cut_rank = tf.math.cumsum(tf.cast(to_cut, tf.int64)) - 1
-        run_of = tf.where(single & tf.gather(to_cut, tf.maximum(run_of, 0)), tf.gather(cut_rank, tf.maximum(run_of, 0)), -1)
+        cut_rank = tf.concat([tf.math.cumsum(tf.cast(to_cut, tf.int64)) - 1, [-1]], 0)
+        run_of = tf.gather(tf.where(tf.concat([to_cut, [False]], 0), cut_rank, -1), tf.where(single, run_of, n_runs))
         return self._finalseg_starts(chars, cps, starts, tf.boolean_mask(run_first, to_cut), run_of)
