@@ -232,9 +232,12 @@ def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], ba
     """Exports a new version under ``base_dir`` after checking the SavedModel agrees with ``model``.
 
     ``check_texts`` (the run's test texts) go through both: the graph's tokens must equal the Python
-    tokenizer's on every one, and probabilities must agree within 1e-5 on the first 256.
+    tokenizer's on every one, and on sentences of the vocabulary's words (so every dictionary path the
+    model knows is walked); probabilities must agree within 1e-5 on the first 256.
     """
-    check_texts = [*check_texts, "", " ", UNK_TOKEN]
+    vocabulary = preprocessor.vocabulary
+    sentences = ["".join(vocabulary[i:i + 30]) for i in range(0, len(vocabulary), 30)]
+    check_texts = [*check_texts, *sentences, "", " ", UNK_TOKEN]
     tokens = [preprocessor.kept_tokens(s) for s in preprocessor.segment(check_texts, cleaned=False)]
     scored = [*check_texts[:256], *check_texts[-3:]]
     segmented = preprocessor.segment(scored, cleaned=False)
@@ -451,6 +454,7 @@ def load_trained(version_dir: Path, metadata: dict) -> TrainedLSTM:
                         f"({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
                         "export the model again or use another version") from None
     return TrainedLSTM(model, Preprocessor.from_export(version_dir, metadata), list(metadata["labels"]), {},
+                       language_model=metadata.get("language_model"),
                        temperature=float(metadata.get("temperature", 1.0)), profile=metadata.get("profile"))
 
 
