@@ -144,29 +144,31 @@ sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 texts = json.load(open(sys.argv[2], encoding="utf-8"))
 out = sig(text=tf.constant(texts))
 np.save(sys.argv[3], out["probabilities"].numpy())
+assert not any(m.startswith("sentiment_tf") for m in sys.modules)
 print(json.dumps([s.decode() for s in out["label"].numpy()], ensure_ascii=False))
 """
 
 
-def serve_in_fresh_process(export_dir: Path, segmented: list[str], tmp: Path) -> tuple[np.ndarray, list[str]]:
-    """Loads an export in a new Python process (nothing shared with the trainer) and runs it."""
+def serve_in_fresh_process(export_dir: Path, inputs: list[str], tmp: Path) -> tuple[np.ndarray, list[str]]:
+    """Loads an export in a new Python process that never imports sentiment_tf and runs its
+    ``serving_default`` on ``inputs``."""
     texts, probs = tmp / "texts.json", tmp / "probs.npy"
-    texts.write_text(json.dumps(segmented, ensure_ascii=False), encoding="utf-8")
+    texts.write_text(json.dumps(inputs, ensure_ascii=False), encoding="utf-8")
     proc = subprocess.run([sys.executable, "-c", _LOAD_AND_RUN, str(export_dir), str(texts), str(probs)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                               "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, cwd=tmp, timeout=300,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return np.load(probs), json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def assert_export_matches(model, preprocessor, export_dir: Path, segmented: list[str], labels: list[str],
+def assert_export_matches(model, preprocessor, export_dir: Path, texts: list[str], labels: list[str],
                           tmp: Path, atol: float = 1e-5) -> None:
-    """The SavedModel, loaded in a fresh process, gives the Keras model's probabilities and labels."""
+    """The SavedModel, loaded in a fresh process, gives the Keras model's probabilities and labels for
+    raw ``texts`` (the Keras model reading them through the Python tokenizer)."""
     from sentiment_tf.models.lstm import classifier as lstm
 
-    expected = lstm.predict_proba(model, preprocessor, segmented)
-    got, names = serve_in_fresh_process(export_dir, segmented, tmp)
+    expected = lstm.predict_proba(model, preprocessor, preprocessor.segment(texts, cleaned=False))
+    got, names = serve_in_fresh_process(export_dir, texts, tmp)
     np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
     assert names == [labels[i] for i in expected.argmax(-1)]
 

@@ -16,6 +16,8 @@ from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build
 from sentiment_tf.serving.predictor import Predictor
 from tests.helpers import assert_export_matches
 
+GOLDEN_SEGMENTED = Path(__file__).parent / "golden" / "lstm_segmented_export"
+
 pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 
 LABELS = ["中性", "正面", "负面"]
@@ -49,32 +51,39 @@ def _export(trained, base: Path) -> Path:
     from sentiment_tf.models.lstm import classifier as lstm
 
     model, preprocessor, vocab, tokenizer = trained
-    return lstm.export(model, preprocessor, LABELS, base, config={"test": True},
-                       metrics={}, check_texts=tokenizer.segment(TEXTS[:8]))
+    return lstm.export(model, preprocessor, LABELS, base, config={"test": True}, metrics={}, check_texts=TEXTS[:8])
 
 
 def test_export_matches_keras_in_fresh_process(trained, tmp_path: Path) -> None:
+    """Raw text in, the trained model's probabilities out, in a process that never imports sentiment_tf."""
     model, preprocessor, _, tokenizer = trained
     version = _export(trained, tmp_path / "lstm")
     assert version == tmp_path / "lstm" / "1"
-    # Unknown words, an empty text and a text longer than max_tokens (truncated) included.
-    extra = ["全新 未知 词语", "", " ".join(["很好"] * 60)]
-    assert_export_matches(model, preprocessor, version, tokenizer.segment(TEXTS) + extra, LABELS, tmp_path)
+    # Unknown words, markup, full-width forms, an empty text and one past max_tokens (truncated).
+    extra = ["全新的未知词语", "", "   ", "<b>ＡＢＣ</b>&amp; 再也不来了😀", "很好" * 60]
+    assert_export_matches(model, preprocessor, version, TEXTS + extra, LABELS, tmp_path)
 
 
 def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:
-    _, _, vocab, tokenizer = trained
+    import tensorflow as tf
+
+    _, preprocessor, vocab, tokenizer = trained
     version = _export(trained, tmp_path / "lstm")
     meta = export_lib.read_metadata(version)
     assert meta["labels"] == LABELS and meta["label2id"] == {"中性": 0, "正面": 1, "负面": 2}
     assert meta["tokenizer"]["jieba_version"] and meta["tokenizer"]["user_dict_sha256"]
-    assert meta["input_format"] == "segmented"
+    assert meta["input_format"] == "raw"
     lines = (version / "assets.extra" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert lines[:2] == ["", "[UNK]"] and lines[2:2 + len(vocab)] == vocab
-    # The user dictionary travels with the model and segmentation is reproduced from it.
+    # The user dictionary is in the graph: its tokenize signature segments with it, as jieba does.
     predictor = Predictor.load(tmp_path / "lstm")
-    assert "再也不来" in predictor.prepare(["房间太小了，再也不来了"])[0].split()
-    assert predictor.prepare(TEXTS[:3]) == tokenizer.segment(TEXTS[:3])
+    assert predictor.prepare(TEXTS[:3]) == TEXTS[:3]  # raw text goes in
+    texts = ["房间太小了，再也不来了", *TEXTS[:8], "", "很好" * 30]
+    out = predictor._loaded.signatures["tokenize"](text=tf.constant(texts))
+    rows = [[t.decode() for t in row[:n]] for row, n in zip(out["tokens"].numpy(), out["length"].numpy())]
+    assert "再也不来" in rows[0]
+    assert rows == [preprocessor.kept_tokens(s) for s in tokenizer.segment(texts)]
+    assert rows[-2] == ["[UNK]"] and len(rows[-1]) == 20  # max_tokens
 
 
 def test_versions_only_go_up_and_are_never_overwritten(trained, tmp_path: Path) -> None:
@@ -116,18 +125,39 @@ def test_foreign_directories_are_refused(tmp_path: Path) -> None:
         Predictor.load(tmp_path / "missing")
 
 
-def test_tokenizer_mismatch_is_refused_on_load(trained, tmp_path: Path) -> None:
-    version = _export(trained, tmp_path / "lstm")
+def _segmented_export(tmp_path: Path) -> Path:
+    """A copy of an export written before jieba ran in the graph (its signature takes segmented text)."""
+    import shutil
+
+    shutil.copytree(GOLDEN_SEGMENTED, tmp_path / "old")
+    return tmp_path / "old" / "1"
+
+
+def _edit_metadata(version: Path, edit) -> None:
     meta_path = export_lib.metadata_path(version)
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["tokenizer"]["jieba_version"] = "0.39"
+    edit(meta)
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_tokenizer_mismatch_is_refused_where_python_segments(trained, tmp_path: Path) -> None:
+    """A raw-text export serves without Python's jieba, so another jieba version does not stop it; what
+    still segments in Python (tokens for `monitor`, `explain`, `finetune`) refuses, and so does loading an
+    export that takes segmented text."""
+    version = _export(trained, tmp_path / "lstm")
+    expected = Predictor.load(version).predict(TEXTS[:2]).probabilities
+    _edit_metadata(version, lambda meta: meta["tokenizer"].update(jieba_version="0.39"))
+    predictor = Predictor.load(version)
+    np.testing.assert_allclose(predictor.predict(TEXTS[:2]).probabilities, expected, atol=1e-6)
     with pytest.raises(UserError, match="jieba_version: model=0.39"):
-        Predictor.load(version)
-    meta["tokenizer"]["jieba_version"] = None
-    meta_path.write_text(json.dumps({**meta, "format": "other"}), encoding="utf-8")
+        predictor.tokens(TEXTS[:2])
+    old = _segmented_export(tmp_path)
+    _edit_metadata(old, lambda meta: meta["tokenizer"].update(jieba_version="0.39"))
+    with pytest.raises(UserError, match="jieba_version: model=0.39"):
+        Predictor.load(old)
+    _edit_metadata(old, lambda meta: meta.update(format="other"))
     with pytest.raises(UserError, match="not a sentiment_tf model"):
-        Predictor.load(version)
+        Predictor.load(old)
 
 
 def test_a_damaged_temperature_is_refused_on_load(trained, tmp_path: Path) -> None:
@@ -145,7 +175,11 @@ def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
     version = _export(trained, tmp_path / "lstm")
     (version / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")
     with pytest.raises(UserError, match="user_dict_sha256"):
-        Predictor.load(version)
+        Predictor.load(version).tokens(TEXTS[:1])
+    old = _segmented_export(tmp_path)
+    (old / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")
+    with pytest.raises(UserError, match="user_dict_sha256"):
+        Predictor.load(old)
 
 
 @pytest.mark.parametrize("damage, named", [
@@ -251,18 +285,48 @@ def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp
 
 
 def test_long_texts_are_scored_as_averaged_windows(trained, tmp_path: Path) -> None:
-    """--long-text window: a text past max_tokens (20) is cut into 20-token windows every 10 tokens,
-    the last ending at its end, and its probabilities are their mean; a short text is unchanged."""
-    version = _export(trained, tmp_path / "lstm")
-    p = Predictor.load(version)
+    """--long-text window: a text past max_tokens (20) is cut into windows of 20 tokens every 10, the last
+    ending at its end — spans of the cleaned text for a raw-text export, segmented text for an old one —
+    and its probabilities are their mean; a short text is unchanged."""
+    from sentiment_tf.data.cleaning import clean_text
+
     long_text = "，".join(TEXTS) * 2
-    tokens = [t for t in p.tokenizer.segment([long_text])[0].split(" ") if t]
-    assert len(tokens) > 45
-    windows = p.windows(long_text)
-    assert windows[0].split(" ") == tokens[:20] and windows[-1].split(" ") == tokens[-20:]
-    assert all(len(w.split(" ")) == 20 for w in windows) and len(windows) == -(-(len(tokens) - 20) // 10) + 1
-    expected = p.predict(windows, prepared=True).probabilities.mean(axis=0)
-    got = p.predict([long_text, TEXTS[0]], long_text="window").probabilities
-    np.testing.assert_allclose(got[0], expected, atol=1e-6)
-    np.testing.assert_allclose(got[1], p.predict([TEXTS[0]]).probabilities[0], atol=1e-6)
-    assert not np.allclose(got[0], p.predict([long_text]).probabilities[0])  # not just the beginning
+    for p in (Predictor.load(_export(trained, tmp_path / "lstm")), Predictor.load(_segmented_export(tmp_path))):
+        tokens = p.preprocessor.tokenizer.tokenize(long_text)
+        assert len(tokens) > 45
+        windows = p.windows(long_text)
+        assert len(windows) == -(-(len(tokens) - 20) // 10) + 1
+        if p.tokenizer is None:  # raw text: spans of the cleaned text, from the first token to the last
+            cleaned = clean_text(long_text)
+            assert all(w in cleaned for w in windows)
+            assert cleaned.startswith(windows[0]) and cleaned.endswith(windows[-1])
+            assert p.preprocessor.tokenizer.tokenize(windows[0]) == tokens[:20]
+        else:
+            assert windows[0].split(" ") == tokens[:20] and windows[-1].split(" ") == tokens[-20:]
+        expected = p.predict(windows, prepared=True).probabilities.mean(axis=0)
+        got = p.predict([long_text, TEXTS[0]], long_text="window").probabilities
+        np.testing.assert_allclose(got[0], expected, atol=1e-6)
+        np.testing.assert_allclose(got[1], p.predict([TEXTS[0]]).probabilities[0], atol=1e-6)
+        assert not np.allclose(got[0], p.predict([long_text]).probabilities[0])  # not just the beginning
+
+
+def test_old_exports_serve_and_upgrade_to_raw_text(tmp_path: Path) -> None:
+    """An export that takes segmented text still predicts (segmenting in Python); `publish --upgrade`
+    writes a new version taking raw text with the same probabilities, and refuses a second upgrade."""
+    from sentiment_tf import publish
+    from tests.helpers import assert_user_error, cli
+
+    old = _segmented_export(tmp_path)
+    texts = [*TEXTS[:8], "房间太小了，再也不来了", "", "ＡＢＣ 好评！😀 http://x.cn"]
+    before = Predictor.load(old)
+    assert before.tokenizer is not None and "再也 不来" not in before.prepare(["再也不来了"])[0]
+    expected = before.predict(texts).probabilities
+    listed = tmp_path / "texts.txt"
+    listed.write_text("\n".join(texts), encoding="utf-8")
+    assert publish.main(["--upgrade", str(old.parent), "--texts", str(listed)]) == 0
+    after = Predictor.load(old.parent)
+    assert after.version_dir.name == "2" and after.tokenizer is None
+    assert after.metadata["input_format"] == "raw" and after.metadata["temperature"] == 1.25
+    np.testing.assert_allclose(after.predict(texts).probabilities, expected, atol=1e-5)
+    assert_user_error(cli("publish", "--upgrade", str(old.parent), cwd=tmp_path), "takes raw text already")
+    assert_user_error(cli("publish", "--upgrade", str(old.parent), "--run", "x", cwd=tmp_path), "either --run")

@@ -59,7 +59,7 @@ def test_export_as_tf_serving_sees_it(lstm_export: Path):
     from sentiment_tf.serving.predictor import Predictor
 
     loaded = tf.saved_model.load(str(lstm_export / "1"))
-    assert sorted(loaded.signatures) == ["embed", "serving_default"]
+    assert sorted(loaded.signatures) == ["embed", "serving_default", "tokenize"]
     sig = loaded.signatures["serving_default"]
     _, inputs = sig.structured_input_signature
     assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {"text": (tf.string, [None])}
@@ -69,7 +69,7 @@ def test_export_as_tf_serving_sees_it(lstm_export: Path):
     assert golden["signature_name"] == "serving_default"
     out = sig(text=tf.constant(golden["instances"]))
     predictions = [{k: v[i].numpy() for k, v in out.items()} for i in range(len(golden["instances"]))]
-    expected = Predictor.load(lstm_export).predict(golden["raw_texts"])
+    expected = Predictor.load(lstm_export).predict(golden["instances"])
     np.testing.assert_allclose(np.stack([p["probabilities"] for p in predictions]), expected.probabilities, atol=1e-5)
     assert [p["label"].decode() for p in predictions] == expected.labels
 
@@ -79,7 +79,7 @@ def test_golden_request_is_what_the_client_sends(lstm_export: Path):
 
     golden = json.loads((GOLDEN / "lstm_predict_request.json").read_text(encoding="utf-8"))
     client = ServingClient("http://unused", "lstm", lstm_export)
-    assert client.request_body(golden["raw_texts"]) == {k: golden[k] for k in ("signature_name", "instances")}
+    assert client.request_body(golden["instances"]) == {k: golden[k] for k in ("signature_name", "instances")}
     assert client.endpoint == "http://unused/v1/models/lstm:predict"
 
 
