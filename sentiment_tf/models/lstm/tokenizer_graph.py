@@ -33,7 +33,9 @@ class TokenizerGraph(tf.Module):
             self.stopwords = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(words, tf.ones([len(words)], tf.int64)), 0)
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        # Traced once and shared by every signature that calls it: one copy of the graph in the export.
         cleaned = clean_text_graph(texts, self.lowercase)
         if self.jieba is not None:
             tokens = self.jieba(cleaned)
