@@ -5,9 +5,9 @@
 
 Builds each export kind with this environment's TensorFlow — an LSTM (`train` on 600 bundled
 reviews) and a BERT (`pretrain --epochs 0` vocabulary + small model, then `train --model bert`) —
-scores raw texts with ``serving_default`` here, then loads the same directory with the other
-interpreter's TensorFlow + tensorflow-text (what that TF Serving release bundles) and compares the
-probabilities. Not a CI test: the second environment is ≈2 GB.
+scores raw texts with ``serving_default`` and tokenizes them with ``tokenize`` here, then loads the
+same directory with the other interpreter's TensorFlow + tensorflow-text (what that TF Serving release
+bundles) and compares the probabilities and the tokens (jieba's in the LSTM, word pieces in BERT). Not a CI test: the second environment is ≈2 GB.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401
 texts = json.load(open(sys.argv[2], encoding="utf-8"))
 sig = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 probs = sig(text=tf.constant(texts))["probabilities"].numpy()
+tokens = tf.saved_model.load(sys.argv[1]).signatures["tokenize"](text=tf.constant(texts))
+tokens = {k: [[x.decode() if isinstance(x, bytes) else int(x) for x in row] for row in v.numpy().reshape(len(texts), -1)]
+          for k, v in tokens.items()}
 print(json.dumps({"tensorflow": tf.__version__, "tensorflow_text": tensorflow_text.__version__,
-                  "probabilities": probs.tolist()}))
+                  "probabilities": probs.tolist(), "tokens": tokens}, ensure_ascii=False))
 """
 
 
@@ -68,8 +71,9 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    texts = pd.read_csv(REPO / "data" / "reviews.csv")["text"].tail(200).tolist()
-    texts += ["", "ＡＢＣ 好评！😀 http://x.cn", "I LOVE iPhone15 Pro Max!!! 太棒了", "Ünïcödé ÇAFÉ straße"]
+    texts = pd.read_csv(REPO / "data" / "reviews.csv")["text"].tail(2000).tolist()
+    texts += ["", "ＡＢＣ 好评！😀 http://x.cn", "I LOVE iPhone15 Pro Max!!! 太棒了", "Ünïcödé ÇAFÉ straße",
+              "iPhone13 3.14元 95% C++", "工信处女干事每月经过下属科室", "长" * 300]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -82,7 +86,9 @@ def main() -> None:
                 continue
             there = json.loads(out.splitlines()[-1])
             err = float(np.abs(np.array(there["probabilities"]) - np.array(here["probabilities"])).max())
-            rows.append((kind, here, there, f"max abs Δp = {err:.1e} {'PASS' if err <= args.atol else 'FAIL'}"))
+            same = there["tokens"] == here["tokens"]
+            rows.append((kind, here, there, f"max abs Δp = {err:.1e}, tokens {'identical' if same else 'DIFFER'} "
+                                            f"{'PASS' if err <= args.atol and same else 'FAIL'}"))
 
     print(f"\n{len(texts)} raw texts through serving_default\n")
     print("| export | written and scored with | loaded and scored with | result |")

@@ -149,6 +149,36 @@ print(json.dumps([s.decode() for s in out["label"].numpy()], ensure_ascii=False)
 """
 
 
+_LIST_OPS = """
+import sys, json
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+sm = saved_model_pb2.SavedModel()
+sm.ParseFromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
+ops = set()
+for mg in sm.meta_graphs:
+    ops |= {n.op for n in mg.graph_def.node}
+    for f in mg.graph_def.library.function:
+        ops |= {n.op for n in f.node_def}
+# tensorflow_text is NOT imported: any op unknown here is not core TensorFlow.
+print(json.dumps({"all": sorted(ops), "non_core": sorted(o for o in ops if op_def_registry.get(o) is None)}))
+"""
+
+
+def saved_model_ops(version_dir: Path) -> dict[str, list[str]]:
+    """The ops in an export's graphs, all of them and those core TensorFlow lacks (read in a process
+    that does not import tensorflow_text)."""
+    proc = subprocess.run([sys.executable, "-c", _LIST_OPS, str(version_dir)], capture_output=True, text=True,
+                          timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# What stock TF Serving links of tensorflow-text.
+ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8"}
+
+
 def serve_in_fresh_process(export_dir: Path, inputs: list[str], tmp: Path) -> tuple[np.ndarray, list[str]]:
     """Loads an export in a new Python process that never imports sentiment_tf and runs its
     ``serving_default`` on ``inputs``."""

@@ -10,21 +10,25 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import MIXED, assert_user_error, cli, serve_in_fresh_process
+from tests.helpers import (
+    ALLOWED_TEXT_OPS,
+    MIXED,
+    assert_user_error,
+    cli,
+    saved_model_ops,
+    serve_in_fresh_process,
+)
 
 pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 
 tf = pytest.importorskip("tensorflow")
 
 # Ops a stock TF Serving build has besides core TensorFlow: those of tensorflow-text's BertTokenizer.
-ALLOWED_TEXT_OPS = {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8"}
 
 
 def _pt_layout_copy(tf_dir: Path, out: Path) -> Path:
@@ -185,29 +189,9 @@ def test_encoded_signature_matches_serving_default(bert_run):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-_LIST_OPS = """
-import sys, json
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.framework import op_def_registry
-sm = saved_model_pb2.SavedModel()
-sm.ParseFromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
-ops = set()
-for mg in sm.meta_graphs:
-    ops |= {n.op for n in mg.graph_def.node}
-    for f in mg.graph_def.library.function:
-        ops |= {n.op for n in f.node_def}
-# tensorflow_text is NOT imported: any op unknown here is not core TensorFlow.
-print(json.dumps({"all": sorted(ops), "non_core": sorted(o for o in ops if op_def_registry.get(o) is None)}))
-"""
-
-
 def test_export_uses_only_ops_stock_tf_serving_has(bert_run):
     work, _ = bert_run
-    proc = subprocess.run([sys.executable, "-c", _LIST_OPS, str(work / "out" / "1")], capture_output=True,
-                          text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ops = json.loads(proc.stdout.strip().splitlines()[-1])
+    ops = saved_model_ops(work / "out" / "1")
     non_core = set(ops["non_core"])
     assert non_core <= ALLOWED_TEXT_OPS, f"ops TF Serving lacks: {sorted(non_core - ALLOWED_TEXT_OPS)}"
     assert {"WordpieceTokenizeWithOffsets", "RegexSplitWithOffsets"} <= non_core  # tokenization is in-graph

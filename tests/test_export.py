@@ -14,7 +14,7 @@ from sentiment_tf.core.errors import UserError
 from sentiment_tf.export import versions as export_lib
 from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
 from sentiment_tf.serving.predictor import Predictor
-from tests.helpers import assert_export_matches
+from tests.helpers import ALLOWED_TEXT_OPS, assert_export_matches, saved_model_ops
 
 GOLDEN_SEGMENTED = Path(__file__).parent / "golden" / "lstm_segmented_export"
 
@@ -62,6 +62,13 @@ def test_export_matches_keras_in_fresh_process(trained, tmp_path: Path) -> None:
     # Unknown words, markup, full-width forms, an empty text and one past max_tokens (truncated).
     extra = ["全新的未知词语", "", "   ", "<b>ＡＢＣ</b>&amp; 再也不来了😀", "很好" * 60]
     assert_export_matches(model, preprocessor, version, TEXTS + extra, LABELS, tmp_path)
+
+
+def test_export_uses_only_ops_stock_tf_serving_has(trained, tmp_path: Path) -> None:
+    ops = saved_model_ops(_export(trained, tmp_path / "lstm"))
+    non_core = set(ops["non_core"])
+    assert non_core <= ALLOWED_TEXT_OPS, f"ops TF Serving lacks: {sorted(non_core - ALLOWED_TEXT_OPS)}"
+    assert {"RegexSplitWithOffsets", "NormalizeUTF8", "CaseFoldUTF8", "LookupTableFindV2"} <= set(ops["all"])
 
 
 def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:

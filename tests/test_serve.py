@@ -59,7 +59,7 @@ def test_export_as_tf_serving_sees_it(lstm_export: Path):
     from sentiment_tf.serving.predictor import Predictor
 
     loaded = tf.saved_model.load(str(lstm_export / "1"))
-    assert sorted(loaded.signatures) == ["embed", "serving_default", "tokenize"]
+    assert sorted(loaded.signatures) == ["embed", "predict_with_counts", "serving_default", "tokenize"]
     sig = loaded.signatures["serving_default"]
     _, inputs = sig.structured_input_signature
     assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {"text": (tf.string, [None])}
@@ -72,6 +72,21 @@ def test_export_as_tf_serving_sees_it(lstm_export: Path):
     expected = Predictor.load(lstm_export).predict(golden["instances"])
     np.testing.assert_allclose(np.stack([p["probabilities"] for p in predictions]), expected.probabilities, atol=1e-5)
     assert [p["label"].decode() for p in predictions] == expected.labels
+
+
+def test_the_client_of_a_raw_text_export_needs_no_jieba(lstm_export: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    code = ("import sys; from sentiment_tf.serving.client import ServingClient; "
+            f"body = ServingClient('http://unused', 'lstm', {str(lstm_export)!r}).request_body(['这家酒店很干净']); "
+            "assert body['instances'] == ['这家酒店很干净'], body; "
+            "assert 'jieba' not in sys.modules and 'tensorflow' not in sys.modules, 'imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_golden_request_is_what_the_client_sends(lstm_export: Path):

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 httpx = pytest.importorskip("httpx")
 
 TEXTS = ["这家酒店很干净，服务也好", "太差了，再也不来了", "一般般吧", "物流很快包装完好"]
+GOLDEN_SEGMENTED = Path(__file__).parent / "golden" / "lstm_segmented_export"
 
 
 @pytest.fixture(scope="module")
@@ -138,22 +139,44 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
-def test_a_killed_segmentation_worker_is_replaced_within_5_seconds(shared):
-    srv, base = shared
-    ref = _reference(base / "1", TEXTS)
-    workers = [pid for pid, cmd in _children(srv.proc.pid) if "spawn_main" in cmd]
-    assert len(workers) == 2, _children(srv.proc.pid)
-    os.kill(workers[0], signal.SIGKILL)
-    killed_at = time.time()
+def test_raw_text_exports_need_no_segmentation_workers(shared):
+    srv, _ = shared
+    assert not [pid for pid, cmd in _children(srv.proc.pid) if "spawn_main" in cmd], _children(srv.proc.pid)
+    from sentiment_tf.models.lstm.preprocessor import Tokenizer
 
-    def answers():
-        r = srv.post("/predict", {"texts": TEXTS})
-        return r if r.status_code == 200 else None
+    def counted(name: str) -> float:  # the OOV metric's counters, counted in the graph
+        lines = httpx.get(srv.url + "/metrics").text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "_total{"))
 
-    r = _wait(answers, 5, "predictions after a worker was killed")
-    np.testing.assert_allclose(_probs(r.json()), ref, atol=1e-5)
-    _wait(lambda: httpx.get(srv.url + "/healthz").status_code == 200, 5 - (time.time() - killed_at) + 1, "healthy")
-    assert not any(pid == workers[0] for pid, _ in _children(srv.proc.pid))
+    before = counted("sentiment_tf_tokens"), counted("sentiment_tf_oov_tokens")
+    assert srv.post("/predict", {"texts": TEXTS}).status_code == 200
+    assert counted("sentiment_tf_tokens") - before[0] == sum(len(Tokenizer("word").tokenize(t)) for t in TEXTS)
+    assert counted("sentiment_tf_oov_tokens") >= before[1]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
+def test_a_killed_segmentation_worker_is_replaced_within_5_seconds(tmp_path: Path):
+    """An export made before jieba ran in the graph is segmented in worker processes; one killed is replaced."""
+    base = tmp_path / "models"
+    shutil.copytree(GOLDEN_SEGMENTED, base)
+    srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--segment-workers", "2", cwd=tmp_path)
+    try:
+        ref = _reference(base / "1", TEXTS)
+        workers = [pid for pid, cmd in _children(srv.proc.pid) if "spawn_main" in cmd]
+        assert len(workers) == 2, _children(srv.proc.pid)
+        os.kill(workers[0], signal.SIGKILL)
+        killed_at = time.time()
+
+        def answers():
+            r = srv.post("/predict", {"texts": TEXTS})
+            return r if r.status_code == 200 else None
+
+        r = _wait(answers, 5, "predictions after a worker was killed")
+        np.testing.assert_allclose(_probs(r.json()), ref, atol=1e-5)
+        _wait(lambda: httpx.get(srv.url + "/healthz").status_code == 200, 5 - (time.time() - killed_at) + 1, "healthy")
+        assert not any(pid == workers[0] for pid, _ in _children(srv.proc.pid))
+    finally:
+        srv.stop()
 
 
 def _raw(port: int) -> socket.socket:

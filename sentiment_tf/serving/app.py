@@ -51,10 +51,12 @@ class ServeConfig:
                             "pay off: an LSTM call costs mostly per time step, not per text).", at_least=1, default=1024)
     batch_timeout_ms: float = option("Wait up to this long for more requests to fill a batch (0: batch only what "
                                      "is already waiting).", at_least=0, default=0.0)
-    segment: bool = option("TF Serving routes take raw text and LSTM models segment it here; --no-segment "
+    segment: bool = option("TF Serving routes take raw text, and LSTM exports made before jieba ran in the graph "
+                           "segment it here; --no-segment "
                            "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
                            "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
-    segment_workers: int = option("Processes that segment text for LSTM models (jieba is pure Python, so threads "
+    segment_workers: int = option("Processes that segment text for LSTM exports made before jieba ran in the graph "
+                                  "(jieba is pure Python, so threads "
                                   "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
     max_body_bytes: int = option("Largest request body; a bigger one is a 413, refused from its Content-Length "
                                  "before it is read.", at_least=1, default=8 * 1024 * 1024)
@@ -247,6 +249,8 @@ class ModelSlot:
         loaded = self.available()
         if prepared:
             pending = _Pending(texts, texts, None, loop.create_future())
+        elif loaded.predictor.tokenizer is None:  # the graph takes raw text: nothing to do before the model
+            pending = _Pending(texts, texts, loaded.predictor, loop.create_future())
         else:
             # Segment here, in its own thread, so jieba (Python, holds the GIL) for the next requests
             # overlaps the model call for the current batch (TensorFlow releases the GIL).
@@ -344,6 +348,8 @@ def _run_batch(predictor: Any, items: list[_Pending]) -> tuple[Any, int, int]:
         ready = it.inputs is not None and (it.prepared_by is None or it.prepared_by is predictor)
         inputs.extend(it.inputs if ready else predictor.prepare(it.texts))
     result = predictor.predict(inputs, prepared=True)
+    if result.token_counts is not None:  # counted in the graph: no Python tokenizer in this process
+        return result, int(result.token_counts.sum()), int(result.unknown_counts.sum())
     tokens = predictor.tokens(inputs, prepared=True)
     return result, sum(len(t) for t in tokens.tokens), sum(tokens.oov)
 

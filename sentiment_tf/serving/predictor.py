@@ -39,6 +39,8 @@ class Predictions:
     label_ids: np.ndarray  # [n] int
     probabilities: np.ndarray  # [n, num_labels], columns in ``label_names`` order
     label_names: list[str]
+    token_counts: np.ndarray | None = None  # [n] tokens per text, from an export whose graph counts them
+    unknown_counts: np.ndarray | None = None  # [n] of them not in the vocabulary (read as [UNK])
 
 
 class ExportInputs:
@@ -203,8 +205,16 @@ class Predictor(ExportInputs):
         # Similar lengths per batch: the signature pads each batch only to its longest text.
         order = np.argsort([len(s) for s in inputs], kind="stable")
         probs = np.zeros((len(inputs), len(self.label_names)), dtype=np.float32)
+        counted = "predict_with_counts" in self._loaded.signatures
+        signature = self._loaded.signatures["predict_with_counts" if counted else "serving_default"]
+        lengths, unknown = np.zeros(len(inputs), np.int64), np.zeros(len(inputs), np.int64)
         for start in progress(range(0, len(inputs), batch_size), len(inputs), "predicting", per_item=batch_size):
             idx = order[start:start + batch_size]
-            out = self._signature(**{self.input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
+            out = signature(**{self.input_name: tf.constant([inputs[i] for i in idx], dtype=tf.string)})
             probs[idx] = out["probabilities"].numpy()
-        return self.predictions(probs)
+            if counted:
+                lengths[idx], unknown[idx] = out["token_count"].numpy(), out["unknown_count"].numpy()
+        result = self.predictions(probs)
+        if counted:
+            result.token_counts, result.unknown_counts = lengths, unknown
+        return result

@@ -1,10 +1,13 @@
 """Writes a tiny LSTM export with sentiment_tf 7d8a538 (segmented input), for the backward-compatibility tests."""
 import sys
 from pathlib import Path
-import keras, numpy as np
+
+import keras
+import numpy as np
+
 from sentiment_tf.core.config import ModelConfig
-from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
 from sentiment_tf.models.lstm import classifier as lstm
+from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
 
 LABELS = ["正面", "负面"]
 TEXTS = ["这家酒店很干净，服务也好", "房间太小了，还很吵，再也不来了", "早餐丰富位置方便", "空调坏了也没人修",

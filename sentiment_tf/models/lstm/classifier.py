@@ -157,6 +157,9 @@ SERVING_INPUT = "text"  # every signature takes raw strings: cleaning and jieba 
 KERAS_FILE = "keras_model.keras"  # in assets.extra/: the trainable model, for fine-tuning
 EMBED_SIGNATURE = "embed"  # text → the pooled features the head reads, and the probabilities (for `select`)
 TOKENIZE_SIGNATURE = "tokenize"  # text → the tokens the model reads (to check the segmentation)
+# text → probabilities and each text's token and unknown-token counts: what `serve` needs per batch, so
+# its out-of-vocabulary metric needs no Python jieba.
+COUNTED_SIGNATURE = "predict_with_counts"
 
 
 def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: list[str], path: str | Path,
@@ -195,8 +198,15 @@ def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: li
         tokens = preprocessor.graph_tokens(text)
         return {"tokens": tokens.to_tensor(default_value=""), "length": tokens.row_lengths()}
 
+    def counted(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        tokens = preprocessor.graph(text)
+        unknown = tf.equal(tf.ragged.map_flat_values(preprocessor.lookup, tokens), 1)
+        return {"probabilities": serve(text)["probabilities"], "token_count": tokens.row_lengths(),
+                "unknown_count": tf.reduce_sum(tf.cast(unknown, tf.int64), axis=1)}
+
     archive.add_endpoint(name=EMBED_SIGNATURE, fn=embed, input_signature=text_spec)
     archive.add_endpoint(name=TOKENIZE_SIGNATURE, fn=tokenize, input_signature=text_spec)
+    archive.add_endpoint(name=COUNTED_SIGNATURE, fn=counted, input_signature=text_spec)
     archive.write_out(str(path), verbose=False)
 
 
@@ -259,7 +269,9 @@ def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], ba
                                   "label": "string [n]"},
                       "other_signatures": {EMBED_SIGNATURE: "text → embedding float32 [n, d], probabilities",
                                            TOKENIZE_SIGNATURE: "text → tokens string [n, t] (padded with ''), "
-                                                               "length int64 [n]"}},
+                                                               "length int64 [n]",
+                                           COUNTED_SIGNATURE: "text → probabilities, token_count int64 [n], "
+                                                              "unknown_count int64 [n]"}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "metrics": metrics,
         "language_model": language_model,
