@@ -222,6 +222,8 @@ def card(metadata: dict[str, Any], config: dict[str, Any]) -> model_card.FamilyC
     model_cfg, tok_cfg, tok = config.get("ModelConfig", {}), config.get("TokenizerConfig", {}), metadata["tokenizer"]
     start = metadata.get("language_model")
     user_dict = f", user dictionary (sha256 {str(tok.get('user_dict_sha256'))[:12]}…)" if tok.get("user_dict_sha256") else ""
+    where = ("runs in the graph, checked token for token against Python's jieba on the test texts at export"
+             if metadata.get("input_format") == "raw" else "runs in Python, checked on load")
     return model_card.FamilyCard(
         architecture=(f"jieba {tok.get('mode', '?')} tokens → Embedding({model_cfg.get('embedding_dim')}) → "
                       f"{'bidirectional ' if model_cfg.get('bidirectional') else ''}{str(model_cfg.get('rnn', '')).upper()}"
@@ -230,7 +232,7 @@ def card(metadata: dict[str, Any], config: dict[str, Any]) -> model_card.FamilyC
                         f"{start.get('held_out_after', {}).get('perplexity', float('nan')):.1f})" if start
                         else "random initialisation"),
         tokenizer=(f"jieba {tok.get('jieba_version')} {tok.get('mode')} mode, HMM {'on' if tok.get('hmm') else 'off'}"
-                   f"{user_dict}; checked on load. Vocabulary {metadata.get('vocabulary_size')} ids (min frequency "
+                   f"{user_dict}; {where}. Vocabulary {metadata.get('vocabulary_size')} ids (min frequency "
                    f"{tok_cfg.get('min_freq', '?')}); at most {metadata.get('max_tokens')} tokens per text"),
         length_limit=f"{metadata.get('max_tokens')} jieba tokens", empty_text="becomes a single [UNK] token",
         token_unit="jieba tokens", train_options=("unfreeze", "lr_decay"))

@@ -61,11 +61,6 @@ def _hmm_tables():
     return start, trans, emit
 
 
-def _shift_right(x: tf.Tensor, fill) -> tf.Tensor:
-    """Each row moved one step right (the value at k is the old k-1), ``fill`` first."""
-    return tf.concat([tf.fill([tf.shape(x)[0], 1], fill), x[:, :-1]], axis=1)
-
-
 class JiebaGraph(tf.Module):
     """``cut(text, HMM=hmm)`` of one ``jieba.Tokenizer`` (user dictionary loaded) as graph ops.
 
@@ -128,8 +123,7 @@ class JiebaGraph(tf.Module):
         return tf.concat([first[:, None], dag[:, 1:]], axis=1)
 
     @staticmethod
-    def _route(dag: tf.Tensor, lengths: tf.Tensor, row_starts: tf.Tensor, block_of: tf.Tensor,
-               k: tf.Tensor) -> tf.Tensor:
+    def _route(dag: tf.Tensor, lengths: tf.Tensor, block_of: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
         """[N]: the length - 1 of the route's word at each block character (jieba's ``calc``).
 
         Right to left over positions; step k touches only the blocks longer than k, kept as a prefix
@@ -230,9 +224,10 @@ class JiebaGraph(tf.Module):
         """Word starts after ``finalseg.cut`` of each run of characters.
 
         Args:
-            chars, cps: [N] characters and their code points; starts: [N] bool, the starts so far;
-                runs: [R] the first position
-                of each run; run_of: [N] the run of each position, -1 outside the runs.
+            chars, cps: [N] block characters and their code points.
+            starts: [N] bool, the word starts so far.
+            runs: [R] the first position of each run to cut.
+            run_of: [N] the run of each position, -1 outside the runs.
         """
         n_runs = tf.shape(runs, out_type=tf.int64)[0]
         inside = run_of >= 0
@@ -288,12 +283,12 @@ class JiebaGraph(tf.Module):
         block_of = tf.gather(block_of, in_block_pos)
         blocks = tf.RaggedTensor.from_value_rowids(tf.gather(cps, in_block_pos), block_of,
                                                    nrows=tf.reduce_sum(tf.cast(block_start, tf.int64)))
-        lengths, row_starts = blocks.row_lengths(), blocks.row_starts()
-        k = tf.range(tf.shape(block_of, out_type=tf.int64)[0]) - tf.gather(row_starts, block_of)
+        lengths = blocks.row_lengths()
+        k = tf.range(tf.shape(block_of, out_type=tf.int64)[0]) - tf.gather(blocks.row_starts(), block_of)
         room = tf.gather(lengths, block_of) - k
         block_cps = blocks.flat_values
         dag = self._dag_weights(block_cps, room)
-        choice = self._route(dag, lengths, row_starts, block_of, k)
+        choice = self._route(dag, lengths, block_of, k)
         starts = self._route_starts(choice, room, k)
         one_char = starts & tf.equal(choice, 0)
         if self.hmm:
