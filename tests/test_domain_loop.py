@@ -44,9 +44,9 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     import keras
 
     loaded = tf.saved_model.load(str(loop.version))
-    segmented = tf.constant(["酒店 很 干净", "太 差 了", "", "从来 没见过 的 词"])
-    embedded = loaded.signatures["embed"](text=segmented)
-    served = loaded.signatures["serving_default"](text=segmented)["probabilities"].numpy()
+    texts = ["酒店很干净", "太差了", "", "从来没见过的词"]
+    embedded = loaded.signatures["embed"](text=tf.constant(texts))
+    served = loaded.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
     np.testing.assert_allclose(embedded["probabilities"].numpy(), served, atol=1e-6)
     model = keras.saving.load_model(loop.version / "assets.extra" / "keras_model.keras")
     features = keras.Model(model.inputs, model.get_layer("probabilities").input)
@@ -57,7 +57,7 @@ def test_embed_signature_is_the_heads_input_and_gives_the_served_probabilities(l
     from sentiment_tf.models.lstm.classifier import load_trained
 
     trained = load_trained(loop.version, lookup.metadata)
-    ids = trained.preprocessor.ids(segmented).to_tensor()
+    ids = trained.preprocessor.ids(tf.constant(trained.preprocessor.segment(texts))).to_tensor()
     np.testing.assert_allclose(embedded["embedding"].numpy(), features(ids).numpy(), atol=1e-5)
 
 

@@ -54,28 +54,33 @@ def _export(trained, base: Path) -> Path:
     return lstm.export(model, preprocessor, LABELS, base, config={"test": True}, metrics={}, check_texts=TEXTS[:8])
 
 
-def test_export_matches_keras_in_fresh_process(trained, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export for the tests that only read it."""
+    return _export(trained, tmp_path_factory.mktemp("exported") / "lstm")
+
+
+def test_export_matches_keras_in_fresh_process(trained, exported: Path, tmp_path: Path) -> None:
     """Raw text in, the trained model's probabilities out, in a process that never imports sentiment_tf."""
     model, preprocessor, _, tokenizer = trained
-    version = _export(trained, tmp_path / "lstm")
-    assert version == tmp_path / "lstm" / "1"
+    version = exported
     # Unknown words, markup, full-width forms, an empty text and one past max_tokens (truncated).
     extra = ["全新的未知词语", "", "   ", "<b>ＡＢＣ</b>&amp; 再也不来了😀", "很好" * 60]
     assert_export_matches(model, preprocessor, version, TEXTS + extra, LABELS, tmp_path)
 
 
-def test_export_uses_only_ops_stock_tf_serving_has(trained, tmp_path: Path) -> None:
-    ops = saved_model_ops(_export(trained, tmp_path / "lstm"))
+def test_export_uses_only_ops_stock_tf_serving_has(exported: Path) -> None:
+    ops = saved_model_ops(exported)
     non_core = set(ops["non_core"])
     assert non_core <= ALLOWED_TEXT_OPS, f"ops TF Serving lacks: {sorted(non_core - ALLOWED_TEXT_OPS)}"
     assert {"RegexSplitWithOffsets", "NormalizeUTF8", "CaseFoldUTF8", "LookupTableFindV2"} <= set(ops["all"])
 
 
-def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:
+def test_export_ships_what_serving_needs(trained, exported: Path) -> None:
     import tensorflow as tf
 
     _, preprocessor, vocab, tokenizer = trained
-    version = _export(trained, tmp_path / "lstm")
+    version = exported
     meta = export_lib.read_metadata(version)
     assert meta["labels"] == LABELS and meta["label2id"] == {"中性": 0, "正面": 1, "负面": 2}
     assert meta["tokenizer"]["jieba_version"] and meta["tokenizer"]["user_dict_sha256"]
@@ -83,7 +88,7 @@ def test_export_ships_what_serving_needs(trained, tmp_path: Path) -> None:
     lines = (version / "assets.extra" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert lines[:2] == ["", "[UNK]"] and lines[2:2 + len(vocab)] == vocab
     # The user dictionary is in the graph: its tokenize signature segments with it, as jieba does.
-    predictor = Predictor.load(tmp_path / "lstm")
+    predictor = Predictor.load(version.parent)
     assert predictor.prepare(TEXTS[:3]) == TEXTS[:3]  # raw text goes in
     texts = ["房间太小了，再也不来了", *TEXTS[:8], "", "很好" * 30]
     out = predictor._loaded.signatures["tokenize"](text=tf.constant(texts))
@@ -249,8 +254,8 @@ def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp
         running.wait(timeout=30)
 
 
-def test_predict_takes_one_string_as_one_text(trained, tmp_path: Path) -> None:
-    predictor = Predictor.load(_export(trained, tmp_path / "lstm"))
+def test_predict_takes_one_string_as_one_text(exported: Path) -> None:
+    predictor = Predictor.load(exported)
     one = predictor.predict("这家酒店很干净")
     assert len(one.labels) == 1  # not one prediction per character
     assert one.probabilities.tolist() == predictor.predict(["这家酒店很干净"]).probabilities.tolist()
@@ -291,14 +296,14 @@ def test_failed_export_check_keeps_the_model_and_publish_exports_it(trained, tmp
         publish.main(["--run", str(run)])
 
 
-def test_long_texts_are_scored_as_averaged_windows(trained, tmp_path: Path) -> None:
+def test_long_texts_are_scored_as_averaged_windows(exported: Path, tmp_path: Path) -> None:
     """--long-text window: a text past max_tokens (20) is cut into windows of 20 tokens every 10, the last
     ending at its end — spans of the cleaned text for a raw-text export, segmented text for an old one —
     and its probabilities are their mean; a short text is unchanged."""
     from sentiment_tf.data.cleaning import clean_text
 
     long_text = "，".join(TEXTS) * 2
-    for p in (Predictor.load(_export(trained, tmp_path / "lstm")), Predictor.load(_segmented_export(tmp_path))):
+    for p in (Predictor.load(exported), Predictor.load(_segmented_export(tmp_path))):
         tokens = p.preprocessor.tokenizer.tokenize(long_text)
         assert len(tokens) > 45
         windows = p.windows(long_text)

@@ -93,7 +93,10 @@ def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, sou
     from sentiment_tf.serving.predictor import Predictor
 
     pred = Predictor.load(work / "adapted")
-    assert pred.tokenizer.tokenize("行政酒廊很好") [:1] == ["行政酒廊"]
+    assert pred.preprocessor.tokenizer.tokenize("行政酒廊很好")[:1] == ["行政酒廊"]
+    # The merged dictionary is in the graph too: the export segments the domain word itself.
+    out = pred._loaded.signatures["tokenize"](text=tf.constant(["行政酒廊很好"]))
+    assert out["tokens"].numpy()[0][0].decode() == "行政酒廊"
     assert pred.predict(["房间很干净，服务也好"]).labels[0] in {"正面", "负面"}
 
 

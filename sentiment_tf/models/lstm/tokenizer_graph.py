@@ -26,7 +26,9 @@ class TokenizerGraph(tf.Module):
         self.lowercase = tokenizer.lowercase
         self.jieba = None
         if tokenizer.mode == "word":
-            self.jieba = JiebaGraph(tokenizer.jieba, tokenizer.hmm, tokenizer.force_split)
+            settings = tokenizer.settings  # jieba's version and the user dictionary's hash fix the dictionary
+            self.jieba = JiebaGraph(tokenizer.jieba, tokenizer.hmm, tokenizer.force_split,
+                                    cache_key=(settings.jieba_version, settings.user_dict_sha256))
         self.stopwords = None
         if tokenizer.stopwords:
             words = sorted(tokenizer.stopwords)
