@@ -73,6 +73,11 @@ def _hmm_tables():
     return start, trans, emit
 
 
+def _mask(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """``tf.boolean_mask`` of a vector, in a few nodes (its general form adds dozens to the graph)."""
+    return tf.gather(values, tf.where(mask)[:, 0])
+
+
 class JiebaGraph(tf.Module):
     """``cut(text, HMM=hmm)`` of one ``jieba.Tokenizer`` (user dictionary loaded) as graph ops.
 
@@ -114,22 +119,28 @@ class JiebaGraph(tf.Module):
             room: [N] characters from each position to the end of its block.
         """
         n = tf.shape(cps, out_type=tf.int64)[0]
-        pos = tf.range(n)
-        nodes = tf.zeros_like(pos)
-        found_idx, found_w = [], []
-        for level in range(self.max_word_length):  # only dictionary prefixes go on to the next level
-            fits = tf.gather(room, pos) > level
-            pos, nodes = tf.boolean_mask(pos, fits), tf.boolean_mask(nodes, fits)
-            keys = tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(cps, pos + level)
-            nodes = self.trie.lookup(keys)
-            known = nodes >= 0
-            pos, nodes = tf.boolean_mask(pos, known), tf.boolean_mask(nodes, known)
+
+        def level(depth, pos, nodes, found_idx, found_w):  # only dictionary prefixes go on to the next level
+            keep = tf.where(tf.gather(room, pos) > depth)[:, 0]
+            pos, nodes = tf.gather(pos, keep), tf.gather(nodes, keep)
+            nodes = self.trie.lookup(tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(cps, pos + depth))
+            keep = tf.where(nodes >= 0)[:, 0]
+            pos, nodes = tf.gather(pos, keep), tf.gather(nodes, keep)
             w = tf.gather(self.weights, nodes)
-            word = tf.math.is_finite(w)
-            word_pos = tf.boolean_mask(pos, word)
-            found_idx.append(tf.stack([word_pos, tf.fill(tf.shape(word_pos), tf.constant(level, tf.int64))], 1))
-            found_w.append(tf.boolean_mask(w, word))
-        idx, w = tf.concat(found_idx, 0), tf.concat(found_w, 0)
+            word = tf.where(tf.math.is_finite(w))[:, 0]
+            word_pos = tf.gather(pos, word)
+            i = tf.cast(depth, tf.int32)
+            found_idx = found_idx.write(i, tf.stack([word_pos, tf.fill(tf.shape(word_pos), depth)], 1))
+            return depth + 1, pos, nodes, found_idx, found_w.write(i, tf.gather(w, word))
+
+        _, _, _, found_idx, found_w = tf.while_loop(
+            lambda depth, pos, *_: (tf.size(pos) > 0) & (depth < self.max_word_length), level,
+            (tf.constant(0, tf.int64), tf.range(n), tf.zeros([n], tf.int64),
+             tf.TensorArray(tf.int64, size=0, dynamic_size=True, infer_shape=False, element_shape=[None, 2]),
+             tf.TensorArray(tf.float64, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])))
+        found = found_idx.size() > 0  # an empty batch has no level at all
+        idx = tf.cond(found, found_idx.concat, lambda: tf.zeros([0, 2], tf.int64))
+        w = tf.cond(found, found_w.concat, lambda: tf.zeros([0], tf.float64))
         levels = tf.reduce_max(tf.concat([idx[:, 1], [0]], 0)) + 1
         dag = tf.tensor_scatter_nd_update(tf.fill(tf.stack([n, levels]), tf.constant(-np.inf, tf.float64)), idx, w)
         lonely = ~tf.reduce_any(tf.math.is_finite(dag), axis=1)
@@ -245,7 +256,7 @@ class JiebaGraph(tf.Module):
         """
         n_runs = tf.shape(runs, out_type=tf.int64)[0]
         inside = run_of >= 0
-        bufs = tf.strings.unsorted_segment_join(tf.boolean_mask(chars, inside), tf.boolean_mask(run_of, inside),
+        bufs = tf.strings.unsorted_segment_join(_mask(chars, inside), _mask(run_of, inside),
                                                 n_runs)
         pieces = tf_text.regex_split(bufs, FINALSEG_PIECE, keep_delim_regex_pattern=FINALSEG_PIECE)
         piece_len = tf.cast(tf.strings.length(pieces.flat_values, unit="UTF8_CHAR"), tf.int64)
@@ -255,9 +266,9 @@ class JiebaGraph(tf.Module):
         starts = starts & ~inside  # inside a run only finalseg's pieces and words start
         starts = tf.tensor_scatter_nd_update(starts, piece_start[:, None], tf.ones_like(piece_start, tf.bool))
         han = tf.strings.regex_full_match(pieces.flat_values, r"[\x{4E00}-\x{9FD5}]+")
-        han_start, han_len = tf.boolean_mask(piece_start, han), tf.boolean_mask(piece_len, han)
+        han_start, han_len = _mask(piece_start, han), _mask(piece_len, han)
         han_cps = tf.RaggedTensor.from_row_lengths(
-            tf.gather(cps, tf.ragged.range(han_start, han_start + han_len).flat_values), han_len).to_tensor(0)
+            tf.gather(cps, tf.ragged.range(han_start, han_start + han_len).flat_values), han_len, validate=False).to_tensor(0)
         ends = self._viterbi_ends(han_cps, han_len)
         t = tf.shape(ends, out_type=tf.int64)[1]
         word_start = tf.where(ends & (tf.range(t)[None, :] + 1 < han_len[:, None]))  # (run, t): a word starts at t + 1
@@ -274,7 +285,7 @@ class JiebaGraph(tf.Module):
         words = tf.strings.unsorted_segment_join(tf.gather(chars, in_han), word_of,
                                                  tf.reduce_max(tf.concat([word_of, [-1]], 0)) + 1)
         forced = tf.gather(self.force_split.lookup(words), word_of) > 0
-        positions = tf.boolean_mask(in_han, forced)
+        positions = _mask(in_han, forced)
         return tf.tensor_scatter_nd_update(starts, positions[:, None], tf.ones_like(positions, tf.bool))
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
@@ -296,7 +307,7 @@ class JiebaGraph(tf.Module):
         in_block_pos = tf.where(in_block)[:, 0]
         block_of = tf.gather(block_of, in_block_pos)
         blocks = tf.RaggedTensor.from_value_rowids(tf.gather(cps, in_block_pos), block_of,
-                                                   nrows=tf.reduce_sum(tf.cast(block_start, tf.int64)))
+                                                   nrows=tf.reduce_sum(tf.cast(block_start, tf.int64)), validate=False)
         lengths = blocks.row_lengths()
         k = tf.range(tf.shape(block_of, out_type=tf.int64)[0]) - tf.gather(blocks.row_starts(), block_of)
         room = tf.gather(lengths, block_of) - k
@@ -316,8 +327,8 @@ class JiebaGraph(tf.Module):
         token_of = tf.math.cumsum(tf.cast(start, tf.int64)) - 1
         n_tokens = tf.reduce_sum(tf.cast(start, tf.int64))
         tokens = tf.RaggedTensor.from_value_rowids(
-            tf.strings.unsorted_segment_join(flat_chars, token_of, n_tokens), tf.boolean_mask(rows, start),
-            nrows=tf.shape(texts, out_type=tf.int64)[0])
+            tf.strings.unsorted_segment_join(flat_chars, token_of, n_tokens), _mask(rows, start),
+            nrows=tf.shape(texts, out_type=tf.int64)[0], validate=False)
         return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, " "))
 
     def _hmm(self, dag, starts, one_char, k, chars, cps):
@@ -335,4 +346,4 @@ class JiebaGraph(tf.Module):
         to_cut = (run_len >= 2) & ~is_word
         cut_rank = tf.concat([tf.math.cumsum(tf.cast(to_cut, tf.int64)) - 1, [-1]], 0)
         run_of = tf.gather(tf.where(tf.concat([to_cut, [False]], 0), cut_rank, -1), tf.where(single, run_of, n_runs))
-        return self._finalseg_starts(chars, cps, starts, tf.boolean_mask(run_first, to_cut), run_of)
+        return self._finalseg_starts(chars, cps, starts, _mask(run_first, to_cut), run_of)
