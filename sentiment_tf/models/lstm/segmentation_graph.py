@@ -44,19 +44,24 @@ def _cached_trie(freq: dict[str, int], total: int, cache_key) -> tuple[np.ndarra
 
 
 def _trie(freq: dict[str, int], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """jieba's prefix dictionary as a trie: keys (parent << 21 | code point) of nodes 1…n in order, and
-    each node's route weight (-inf for a prefix that is not a word, i.e. frequency 0)."""
+    """jieba's prefix dictionary as a trie whose node ids are positions in one sorted array of keys
+    (parent << 21 | code point), and each node's route weight (-inf for a prefix that is not a word,
+    i.e. frequency 0; node 0 is the root).
+
+    Nodes are numbered level by level, in key order within a level; every key of a level then exceeds
+    every key of the level before, so the keys come out sorted and a lookup is a binary search."""
     log_total = math.log(total)
-    words = sorted(freq, key=len)  # parents before children: the dictionary holds every prefix
-    node = {"": 0}
-    keys = np.empty(len(words), np.int64)
-    weights = np.full(len(words) + 1, -np.inf)
-    for i, word in enumerate(words, start=1):
-        node[word] = i
-        keys[i - 1] = (node[word[:-1]] << CHAR_BITS) | ord(word[-1])
-        if freq[word]:
-            weights[i] = math.log(freq[word]) - log_total  # as jieba's calc(), bit for bit
-    return keys, weights
+    node, keys, weights = {"": 0}, [], [-np.inf]
+    by_length: dict[int, list[str]] = {}
+    for word in freq:
+        by_length.setdefault(len(word), []).append(word)
+    for length in sorted(by_length):  # parents before children: the dictionary holds every prefix
+        level = sorted(((node[w[:-1]] << CHAR_BITS) | ord(w[-1]), w) for w in by_length[length])
+        for key, word in level:
+            node[word] = len(keys) + 1
+            keys.append(key)
+            weights.append(math.log(freq[word]) - log_total if freq[word] else -np.inf)  # as jieba's calc()
+    return np.array(keys, np.int64), np.array(weights)
 
 
 def _hmm_tables():
@@ -96,8 +101,7 @@ class JiebaGraph(tf.Module):
         self.max_word_length = max(map(len, jieba_tokenizer.FREQ))
         self.log_total = math.log(jieba_tokenizer.total)
         keys, weights = _cached_trie(jieba_tokenizer.FREQ, jieba_tokenizer.total, cache_key)
-        self.trie = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(keys, np.arange(1, len(keys) + 1, dtype=np.int64)), -1)
+        self.trie_keys = tf.Variable(keys, trainable=False, name="trie_keys")
         self.weights = tf.Variable(weights, trainable=False, name="route_weights")
         start, trans, emit = _hmm_tables()
         self.start, self.trans = start, trans
@@ -109,6 +113,12 @@ class JiebaGraph(tf.Module):
                 tf.lookup.KeyValueTensorInitializer(words, np.ones(len(words), np.int64)), 0)
 
     # -- the DAG and the route ------------------------------------------------------------------
+
+    def _child(self, keys: tf.Tensor) -> tf.Tensor:
+        """The trie node of each key (parent << 21 | code point), -1 where the dictionary has none."""
+        at = tf.searchsorted(self.trie_keys, keys, side="left", out_type=tf.int64)
+        hit = tf.gather(self.trie_keys, tf.minimum(at, tf.size(self.trie_keys, out_type=tf.int64) - 1))
+        return tf.where(tf.equal(hit, keys), at + 1, -1)
 
     def _dag_weights(self, cps: tf.Tensor, room: tf.Tensor) -> tf.Tensor:
         """[N, L]: for each block character, the weight of the word of l+1 characters starting there,
@@ -123,7 +133,7 @@ class JiebaGraph(tf.Module):
         def level(depth, pos, nodes, found_idx, found_w):  # only dictionary prefixes go on to the next level
             keep = tf.where(tf.gather(room, pos) > depth)[:, 0]
             pos, nodes = tf.gather(pos, keep), tf.gather(nodes, keep)
-            nodes = self.trie.lookup(tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(cps, pos + depth))
+            nodes = self._child(tf.bitwise.left_shift(nodes, CHAR_BITS) | tf.gather(cps, pos + depth))
             keep = tf.where(nodes >= 0)[:, 0]
             pos, nodes = tf.gather(pos, keep), tf.gather(nodes, keep)
             w = tf.gather(self.weights, nodes)
