@@ -6,8 +6,9 @@ Built from the installed jieba's own state — the prefix dictionary after any u
 with core TensorFlow ops plus tensorflow-text's ``RegexSplitWithOffsets``. The steps mirror jieba's:
 
 1. blocks: runs of ``re_han_default`` characters; every other character is its own token;
-2. the DAG of dictionary words over each block, walked as a trie (one int64 hash lookup per character
-   of a dictionary prefix, so only substrings that are prefixes are ever looked up);
+2. the DAG of dictionary words over each block, walked as a trie (one binary search in a sorted array
+   of int64 keys per character of a dictionary prefix, so only substrings that are prefixes are ever
+   looked up);
 3. the maximum-probability route, right to left, with jieba's tie rule (the longer word). Weights are
    Python's own float64 ``log(freq) - log(total)``, so the graph only adds and ties break bit for bit;
 4. without the HMM, consecutive one-character ASCII letters/digits merge; with it, runs of
