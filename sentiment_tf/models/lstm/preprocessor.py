@@ -65,6 +65,9 @@ class TokenizerSettings:
         return out
 
 
+_GRAPHS: dict = {}  # (settings, forced splits) → the tokenizer's graph
+
+
 class Tokenizer:
     """Cleans and segments text into tokens.
 
@@ -157,10 +160,15 @@ class Tokenizer:
         return [" ".join(fn(t)) for t in progress(texts, len(texts), "segmenting")]
 
     def graph(self) -> "tf.Module":
-        """This tokenizer as TensorFlow ops: raw strings → ragged tokens, equal token for token."""
+        """This tokenizer as TensorFlow ops: raw strings → ragged tokens, equal token for token. Built
+        (and traced) once per process for each set of settings, which fix the tokens completely."""
         from sentiment_tf.models.lstm.tokenizer_graph import TokenizerGraph  # TensorFlow
 
-        return TokenizerGraph(self)
+        key = (self.settings, self.force_split)
+        if key not in _GRAPHS:
+            _GRAPHS.clear()  # one at a time: each holds a dictionary of tens of MB
+            _GRAPHS[key] = TokenizerGraph(self)
+        return _GRAPHS[key]
 
     def ensure_matches(self, saved: TokenizerSettings) -> None:
         """Refuses to tokenize for a model whose recorded settings differ from this tokenizer's."""
