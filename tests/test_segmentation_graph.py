@@ -92,7 +92,7 @@ def test_every_text_of_the_bundled_corpus_and_peoples_daily(corpus: list[str], p
 
 @pytest.mark.slow
 def test_without_the_hmm(corpus: list[str], peoples_daily: list[str]) -> None:
-    _assert_equal(Tokenizer("word", hmm=False), corpus[::3] + peoples_daily[::6] + ADVERSARIAL + _random_texts(1000, seed=2))
+    _assert_equal(Tokenizer("word", hmm=False), corpus[::6] + peoples_daily[::12] + ADVERSARIAL + _random_texts(500, seed=2))
 
 
 @pytest.mark.slow
@@ -104,7 +104,7 @@ def test_user_dictionaries(tmp_path: Path, corpus: list[str]) -> None:
                      "iphone13 100 n\nc++ 50\n3.14元 20\n超级无敌好用的产品 2\n\n", encoding="utf-8")
     texts = ["云计算和石墨烯，八一双鹿在台中", "李小福是创新办主任也是云计算方面的专家", "凯特琳说自定义词和中国人都被拆开",
              "iPhone13 卖3.14元？C++ 写的", "这是超级无敌好用的产品啊", "自定义词自定义词自定义"]
-    sample = corpus[::8] + texts + ADVERSARIAL
+    sample = corpus[::16] + texts + ADVERSARIAL
     for hmm in (True, False):
         tokenizer = Tokenizer("word", hmm=hmm, user_dict=udict)
         assert tokenizer.force_split == {"自定义词", "中国人"}
