@@ -111,7 +111,6 @@ class Predictor(ExportInputs):
         windows of the model's length (LSTM: ``max_tokens`` jieba tokens; BERT: ``max_length`` − 2 word
         pieces), each starting half a window after the last — segmented for exports that take segmented
         text, else as spans of the cleaned text."""
-        lowercase = bool(self.metadata.get("cleaning", {}).get("lowercase", True))
         if "max_tokens" in self.metadata:  # jieba tokens (LSTM)
             tokens = self.preprocessor.tokenizer.tokenize(text)
             size = self.preprocessor.max_tokens
@@ -126,7 +125,7 @@ class Predictor(ExportInputs):
                 offsets.append((at, at + len(token)))
                 at += len(token)
         else:
-            cleaned = clean_text(text, lowercase)
+            cleaned = clean_text(text, bool(self.metadata.get("cleaning", {}).get("lowercase", True)))
             offsets = self._wordpiece()(cleaned, add_special_tokens=False, return_offsets_mapping=True,
                                         split_special_tokens=True, verbose=False)["offset_mapping"]
             size = int(self.metadata["max_length"]) - 2

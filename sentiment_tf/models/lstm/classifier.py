@@ -45,6 +45,7 @@ from sentiment_tf.models.lstm.preprocessor import (
     TokenizerSettings,
     build_vocabulary,
     extend_rows,
+    tokens_to_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -170,10 +171,12 @@ def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: li
     label_names = tf.constant(labels, dtype=tf.string)
     text_spec = [tf.TensorSpec(shape=(None,), dtype=tf.string, name=SERVING_INPUT)]
 
+    def calibrated(tokens: tf.RaggedTensor) -> tf.Tensor:
+        ids = tokens_to_ids(tokens, preprocessor.lookup, preprocessor.max_tokens).to_tensor(default_value=0)
+        return tf.nn.softmax(tf.math.log(tf.maximum(model(ids, training=False), 1e-12)) / temperature, axis=-1)
+
     def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        ids = preprocessor.graph_ids(text).to_tensor(default_value=0)
-        probs = model(ids, training=False)
-        probs = tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12)) / temperature, axis=-1)
+        probs = calibrated(preprocessor.graph(text))
         label_id = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label_id": label_id, "label": tf.gather(label_names, label_id)}
 
@@ -199,9 +202,9 @@ def write_saved_model(model: keras.Model, preprocessor: Preprocessor, labels: li
         return {"tokens": tokens.to_tensor(default_value=""), "length": tokens.row_lengths()}
 
     def counted(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        tokens = preprocessor.graph(text)
+        tokens = preprocessor.graph(text)  # segmented once, for the counts and the model
         unknown = tf.equal(tf.ragged.map_flat_values(preprocessor.lookup, tokens), 1)
-        return {"probabilities": serve(text)["probabilities"], "token_count": tokens.row_lengths(),
+        return {"probabilities": calibrated(tokens), "token_count": tokens.row_lengths(),
                 "unknown_count": tf.reduce_sum(tf.cast(unknown, tf.int64), axis=1)}
 
     archive.add_endpoint(name=EMBED_SIGNATURE, fn=embed, input_signature=text_spec)

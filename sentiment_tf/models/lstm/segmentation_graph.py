@@ -32,18 +32,6 @@ STATES = "BMES"  # finalseg's order; ties compare the letters
 MIN_FLOAT = -3.14e100  # finalseg.MIN_FLOAT
 
 
-_TRIES: dict = {}  # cache_key → (keys, weights): the same dictionary is walked once per process
-
-
-def _cached_trie(freq: dict[str, int], total: int, cache_key) -> tuple[np.ndarray, np.ndarray]:
-    if cache_key is None:
-        return _trie(freq, total)
-    if cache_key not in _TRIES:
-        _TRIES.clear()  # one dictionary at a time: each is tens of MB
-        _TRIES[cache_key] = _trie(freq, total)
-    return _TRIES[cache_key]
-
-
 def _trie(freq: dict[str, int], total: int) -> tuple[np.ndarray, np.ndarray]:
     """jieba's prefix dictionary as a trie whose node ids are positions in one sorted array of keys
     (parent << 21 | code point), and each node's route weight (-inf for a prefix that is not a word,
@@ -91,17 +79,15 @@ class JiebaGraph(tf.Module):
         jieba_tokenizer: an initialised ``jieba.Tokenizer``; its dictionary is copied.
         hmm: jieba's HMM for runs of single characters.
         force_split: the words finalseg must split into characters (user words of frequency 0).
-        cache_key: what determines the dictionary (jieba's version, the user dictionary's hash), to
-            build its trie once per process; None builds it every time.
     """
 
-    def __init__(self, jieba_tokenizer, hmm: bool, force_split: frozenset[str] = frozenset(), cache_key=None):
+    def __init__(self, jieba_tokenizer, hmm: bool, force_split: frozenset[str] = frozenset()):
         super().__init__(name="jieba")
         jieba_tokenizer.check_initialized()
         self.hmm = hmm
         self.max_word_length = max(map(len, jieba_tokenizer.FREQ))
         self.log_total = math.log(jieba_tokenizer.total)
-        keys, weights = _cached_trie(jieba_tokenizer.FREQ, jieba_tokenizer.total, cache_key)
+        keys, weights = _trie(jieba_tokenizer.FREQ, jieba_tokenizer.total)
         self.trie_keys = tf.Variable(keys, trainable=False, name="trie_keys")
         self.weights = tf.Variable(weights, trainable=False, name="route_weights")
         start, trans, emit = _hmm_tables()

@@ -26,9 +26,7 @@ class TokenizerGraph(tf.Module):
         self.lowercase = tokenizer.lowercase
         self.jieba = None
         if tokenizer.mode == "word":
-            settings = tokenizer.settings  # jieba's version and the user dictionary's hash fix the dictionary
-            self.jieba = JiebaGraph(tokenizer.jieba, tokenizer.hmm, tokenizer.force_split,
-                                    cache_key=(settings.jieba_version, settings.user_dict_sha256))
+            self.jieba = JiebaGraph(tokenizer.jieba, tokenizer.hmm, tokenizer.force_split)
         self.stopwords = None
         if tokenizer.stopwords:
             words = sorted(tokenizer.stopwords)
