@@ -8,31 +8,32 @@
     curl -s localhost:8501/v1/models/lstm          # version status, as TF Serving reports it
     curl -s localhost:8501/metrics                 # Prometheus: requests, latency, labels, confidence, OOV
 
-Clients send **raw text** to every route: LSTM models are segmented here with the jieba settings
-recorded in the export (TF Serving itself would need pre-segmented text, see `sentiment_tf.client`);
-BERT exports clean and tokenize in their graph.
+Clients send **raw text** to every route: exports clean and tokenize in their graph (LSTM exports made
+before jieba ran in the graph are segmented here, with the jieba settings recorded in the export).
 
 Like TF Serving, each model directory is watched and served at its newest version that loads: a new
 (or replaced) version is loaded in the background and swapped in once it answered a warm-up request;
 requests already batched finish on the old version. A version that fails to load is reported in the
 status route and retried when its files change; a version deleted from disk is never answered from.
 Concurrent requests are batched: whatever arrived while the previous batch ran is predicted together
-(no artificial wait unless --batch-timeout-ms is set). One client's cost is bounded: body size,
-request read time, connections (see sentiment_tf.serving.limits).
+(no artificial wait unless --batch-timeout-ms is set), large requests in chunks taken in turn so they
+never hold up small ones. One client's cost is bounded: body size, request read time, connections
+(idle ones never lock others out), work in progress (see sentiment_tf.serving.limits); SIGTERM
+finishes what fits in --shutdown-timeout and exits 0 (sentiment_tf.serving.lifecycle).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import time
 
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import parse_configs
 from sentiment_tf.core.errors import entry_point, setup_logging
-from sentiment_tf.serving.app import ModelSlot, ServeConfig, create_app
-from sentiment_tf.serving.limits import RequestLimits, protocol_with_timeout
-from sentiment_tf.serving.metrics import HttpMetrics, ServeMetrics
+from sentiment_tf.serving.config import ServeConfig
 
 log = logging.getLogger("sentiment_tf.serve")
 
@@ -40,23 +41,47 @@ log = logging.getLogger("sentiment_tf.serve")
 def main(argv: list[str] | None = None) -> int:
     (cfg,), _ = parse_configs(build_parser(), argv, (ServeConfig,))
     setup_logging(cfg.verbose)
+    api_key = cfg.resolved_api_key()
+    if cfg.api_key is not None:
+        log.warning("--api-key on the command line is visible to every user of this machine (ps); prefer "
+                    "--api-key-file or SENTIMENT_TF_API_KEY")
+    from sentiment_tf.export.versions import resolve_version_dir
+    from sentiment_tf.serving.lifecycle import bind
+
+    models = cfg.model_dirs()
+    for base in models.values():
+        resolve_version_dir(base)  # a missing or foreign directory: one line now, before the port or any load
+    sock = bind(cfg.host, cfg.port)  # a busy port fails now, not after the imports and models load
     import uvicorn
 
+    from sentiment_tf.serving.app import ModelSlot, create_app
+    from sentiment_tf.serving.lifecycle import Drain, DrainingServer, DrainMiddleware, connections_allowed
+    from sentiment_tf.serving.limits import RequestLimits, protocol_with_timeout
+    from sentiment_tf.serving.metrics import HttpMetrics, ServeMetrics
+
     slots = {}
-    for name, base in cfg.model_dirs().items():
+    for name, base in models.items():
         t0 = time.perf_counter()
         slots[name] = slot = ModelSlot.open(name, base, cfg.segment_workers)
-        log.info("model %s: version %d of %s (%s) loaded in %.1fs", name, slot.current.version, slot.base,
-                 slot.current.predictor.metadata.get("family"), time.perf_counter() - t0)
-    metrics = ServeMetrics()
-    app = HttpMetrics(RequestLimits(create_app(cfg, slots, metrics), cfg.max_body_bytes, cfg.timeout_request,
-                                    cfg.resolved_api_key()), metrics)
-    print(f"serving {', '.join(slots)} on http://{cfg.host}:{cfg.port}  (POST /predict, "
+        log.info("model %s: version %d of %s (%s) loaded in %.1fs%s", name, slot.current.version, slot.base,
+                 slot.current.predictor.metadata.get("family"), time.perf_counter() - t0,
+                 "; pinned: newer versions are not served" if slot.pinned is not None else "")
+    metrics, drain = ServeMetrics(), Drain(cfg.shutdown_timeout)
+    app = HttpMetrics(DrainMiddleware(RequestLimits(create_app(cfg, slots, metrics), cfg.max_body_bytes,
+                                                    cfg.timeout_request, api_key), drain), metrics)
+    config = uvicorn.Config(app, log_level="debug" if cfg.verbose else "warning",
+                            http=protocol_with_timeout(cfg.timeout_request, connections_allowed(cfg.limit_connections)),
+                            timeout_keep_alive=cfg.timeout_keep_alive,
+                            timeout_graceful_shutdown=cfg.shutdown_timeout + 1.0)  # a backstop: the drain answers first
+    print(f"serving {', '.join(slots)} on http://{cfg.host}:{sock.getsockname()[1]}  (POST /predict, "
           f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz, /metrics)", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="debug" if cfg.verbose else "warning",
-                http=protocol_with_timeout(cfg.timeout_request), limit_concurrency=cfg.limit_concurrency,
-                timeout_keep_alive=cfg.timeout_keep_alive, timeout_graceful_shutdown=cfg.shutdown_timeout)
-    return 0
+    DrainingServer(config, drain).run(sockets=[sock])
+    # Every answer is sent. Exiting normally would wait for an abandoned model call still running in a
+    # thread, and then for TensorFlow's teardown (seconds): --shutdown-timeout is a promise.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

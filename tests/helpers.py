@@ -110,7 +110,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        self.log = open(cwd / f"server-{self.port}.log", "w")
+        self.log_path = cwd / f"server-{self.port}.log"
+        self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "sentiment_tf.serve", "--port", str(self.port), *args],
                                      cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120

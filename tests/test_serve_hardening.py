@@ -1,6 +1,7 @@
 """The local service under a fault probe, on 127.0.0.1: poisoned and malformed requests, a killed
-segmentation worker, oversize bodies, idle and half-sent connections, shutdown, versions deleted and
-re-used, a corrupt newest version, leaks and the API key."""
+segmentation worker, oversize bodies, idle and half-sent connections, clients that hang up, large
+requests beside small ones, load shedding, a busy port, a pinned version, shutdown with requests in
+flight, versions deleted and re-used, a corrupt newest version, leaks and the API key."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY_MODEL_ARGS, Server
+from tests.helpers import TINY_MODEL_ARGS, Server, assert_user_error, cli
 
 pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 
@@ -61,13 +62,13 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-def _start(exports: Path, work: Path):
+def _start(exports: Path, work: Path, *options: str):
     """A server on a private copy of export ``a`` with short limits; returns (server, base dir)."""
     base = work / "models"
     shutil.copytree(exports / "a", base)
     srv = Server("--model", f"lstm={base}", "--poll-seconds", "0.5", "--timeout-request", "2",
                  "--timeout-keep-alive", "1", "--shutdown-timeout", "2", "--max-body-bytes", "100000",
-                 "--segment-workers", "2", cwd=work)
+                 "--segment-workers", "2", *options, cwd=work)
     return srv, base
 
 
@@ -77,6 +78,28 @@ def shared(exports: Path, tmp_path_factory):
     srv, base = _start(exports, tmp_path_factory.mktemp("shared"))
     yield srv, base
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def roomy(exports: Path, tmp_path_factory):
+    """A server for large requests and many connections: full-size bodies, a 30 s request timeout (idle
+    sockets stay until evicted), at most 100 connections and 4 requests in progress. The last test of
+    this module shuts it down."""
+    srv, base = _start(exports, tmp_path_factory.mktemp("roomy"), "--max-body-bytes", str(8 << 20), "--timeout-request",
+                       "30", "--limit-connections", "100", "--limit-concurrency", "4", "--max-queued-chars", "10000000")
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def long_texts(reviews: pd.DataFrame):
+    """``long_texts(n, chars)``: n texts of that many characters, cut from the bundled reviews."""
+    corpus = "".join(reviews.text.astype(str))
+
+    def make(n: int, chars: int) -> list[str]:
+        return [corpus[(i * 997) % (len(corpus) - chars):][:chars] for i in range(n)]
+    return make
 
 
 @pytest.fixture
@@ -218,17 +241,113 @@ def test_idle_and_half_sent_connections_are_closed_after_the_timeout(shared):
     assert srv.post("/predict", {"texts": ["好"]}).status_code == 200  # others unaffected
 
 
-def test_sigterm_does_not_wait_for_a_client_that_never_finishes(served):
-    srv, _ = served
-    stuck = _raw(srv.port)
-    stuck.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-    time.sleep(0.2)
+def test_a_client_hanging_up_mid_body_is_not_a_server_error(shared):
+    srv, _ = shared
+    for _ in range(3):
+        sock = _raw(srv.port)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+        time.sleep(0.2)
+        sock.close()
+    time.sleep(0.5)
+    metrics = httpx.get(srv.url + "/metrics").text
+    assert 'sentiment_tf_http_requests_total{route="/predict",status="499"} 3.0' in metrics
+    assert 'status="5' not in metrics  # no 5xx of any kind
+    assert "Traceback" not in srv.log_path.read_text()
+
+
+def test_small_details_of_the_protocol(shared):
+    srv, _ = shared
+    assert httpx.head(srv.url + "/healthz").status_code == 200
+    assert httpx.get(srv.url + "/healthz").json() == {"status": "ok"}
+    r = httpx.post(srv.url + "/predict/", json={"texts": ["好"]}, headers={"Host": "evil.example"})
+    assert r.status_code == 404 and "location" not in r.headers  # no redirect built from the Host header
+    r = srv.post("/v1/models/" + "x" * 10_000 + ":predict", {"instances": ["好"]})
+    assert r.status_code == 404 and len(r.text) < 200 and "lstm" not in r.text
+
+
+def test_idle_sockets_never_lock_clients_out(roomy):
+    """300 connections that send nothing: they once filled uvicorn's --limit-concurrency (256), and every
+    request, /healthz included, got 503. Past --limit-connections (100) a new one evicts the longest-idle."""
+    srv = roomy
+    idle = [_raw(srv.port) for _ in range(300)]
+    try:
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+        assert srv.post("/predict", {"texts": ["好"]}).status_code == 200
+
+        def closed(sock: socket.socket) -> bool:
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionError:
+                return True
+
+        # The oldest were closed to make room (the request timeout is 30 s); the newest are still open.
+        assert _wait(lambda: sum(map(closed, idle[:190])) == 190, 5, "the oldest connections evicted")
+        assert not any(map(closed, idle[-50:]))
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_large_requests_do_not_hold_up_small_ones_and_load_is_shed(roomy, long_texts):
+    srv = roomy
+    big = {"texts": long_texts(256, 2000)}
+    with ThreadPoolExecutor(4) as pool:
+        t0 = time.time()
+        bigs = [pool.submit(srv.post, "/predict", big) for _ in range(3)]
+        time.sleep(0.3)
+        waits = []
+        for _ in range(3):
+            t = time.time()
+            assert srv.post("/predict", {"texts": ["好", "差"]}).status_code == 200
+            waits.append(time.time() - t)
+        assert [f.result().status_code for f in bigs] == [200] * 3
+        busy = time.time() - t0
+    # Batched whole, the three large requests went first (the small one waited for all of them).
+    assert max(waits) < busy / 3, (waits, busy)
+
+    # Past --limit-concurrency 4: 503 at once, with Retry-After, counted in the metrics.
+    with ThreadPoolExecutor(6) as pool:
+        answers = [f.result() for f in [pool.submit(srv.post, "/predict", big) for _ in range(6)]]
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(200) >= 4 and set(codes) <= {200, 503}, codes
+    shed = [r for r in answers if r.status_code == 503]
+    assert shed and all(r.headers["retry-after"] == "1" and "--limit-concurrency" in r.json()["error"] for r in shed)
+    assert f'sentiment_tf_http_requests_total{{route="/predict",status="503"}} {len(shed)}.0' in httpx.get(
+        srv.url + "/metrics").text
+
+
+def test_a_busy_port_is_one_line_before_anything_loads(exports: Path, tmp_path: Path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
     t0 = time.time()
-    srv.proc.send_signal(signal.SIGTERM)
-    srv.proc.wait(timeout=15)
-    assert time.time() - t0 < 5  # --shutdown-timeout 2 (and the 1 s request timeout)
-    stuck.close()
-    srv.log.close()
+    proc = cli("serve", "--model", str(exports / "a"), "--port", str(taken.getsockname()[1]), cwd=tmp_path,
+               process=True)
+    assert time.time() - t0 < 5
+    assert_user_error(proc, "port", "in use")
+    taken.close()
+
+
+def test_a_version_directory_pins_that_version(exports: Path, tmp_path: Path):
+    from sentiment_tf.serving.app import ModelSlot, ServeConfig
+
+    base = tmp_path / "m"
+    shutil.copytree(exports / "a" / "1", base / "1")
+    shutil.copytree(exports / "b" / "1", base / "2")
+    (name, path), = ServeConfig(model=[str(base / "1")]).model_dirs().items()
+    assert name == "m"  # the model's name, not "1"
+    slot = ModelSlot.open(name, path)
+    assert (slot.pinned, slot.current.version) == (1, 1)
+    np.testing.assert_allclose(slot.current.predictor.predict(TEXTS).probabilities, _reference(exports / "a" / "1", TEXTS),
+                               atol=1e-6)
+    assert [e["version"] for e in slot.status()["model_version_status"]] == ["1"]
+    shutil.rmtree(base / "1")
+    slot.refresh()
+    assert slot.current is None  # its version is gone: nothing served, never version 2
+    assert ModelSlot.open(name, base).current.version == 2  # the base directory: the newest
 
 
 def test_delete_and_retrain_serves_the_new_weights_within_one_poll(served, exports: Path):
@@ -284,14 +403,18 @@ def test_corrupt_newest_version_does_not_stop_startup(exports: Path, tmp_path: P
 
 
 def test_no_server_paths_no_cdn_docs_and_the_api_key(exports: Path, tmp_path: Path):
-    srv = Server("--model", f"lstm={exports / 'a'}", "--api-key", "s3cret", "--poll-seconds", "0", cwd=tmp_path)
+    (tmp_path / "key").write_text("s3cret\n", encoding="utf-8")
+    srv = Server("--model", f"lstm={exports / 'a'}", "--api-key-file", "key", "--poll-seconds", "0", cwd=tmp_path)
     try:
-        assert httpx.get(srv.url + "/healthz").status_code == 200  # for load balancers
+        assert b"s3cret" not in Path(f"/proc/{srv.proc.pid}/cmdline").read_bytes()
+        health = httpx.get(srv.url + "/healthz")  # for load balancers: no key, and nothing but the status
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
         r = srv.post("/predict", {"texts": ["好"]})
         assert r.status_code == 401 and "API key" in r.json()["error"]
         wrong = httpx.post(srv.url + "/predict", json={"texts": ["好"]}, headers={"X-API-Key": "s3creT"})
         assert wrong.status_code == 401
-        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"}):
+        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"},
+                        {"X-API-Key": "", "Authorization": "Bearer s3cret"}):
             assert httpx.post(srv.url + "/predict", json={"texts": ["好"]}, headers=headers).status_code == 200
         meta = httpx.get(srv.url + "/v1/models/lstm/metadata", headers={"X-API-Key": "s3cret"}).json()
         text = json.dumps(meta, ensure_ascii=False)
@@ -350,3 +473,37 @@ def test_one_request_failing_in_a_batch_fails_alone():
     assert ok.labels == ["正面"] and ok2.labels == ["正面"]
     assert isinstance(poisoned, ApiError) and poisoned.status == 400 and "could not be predicted" in poisoned.message
     assert all(isinstance(r, ApiError) and r.status == 500 for r in asyncio.run(scenario(True)))
+
+
+def test_sigterm_finishes_what_fits_answers_the_rest_503_and_exits_0(roomy, long_texts):
+    """Last in this module: it stops ``roomy``. Heavy requests in flight and a client stuck mid-body;
+    --shutdown-timeout 2: once 500s for every cut request, a "killed by SIGTERM" exit, 19 s."""
+    srv = roomy
+    stuck = _raw(srv.port)
+    stuck.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    heavy = {"texts": long_texts(256, 5000)}
+
+    def post():
+        try:
+            return srv.post("/predict", heavy)
+        except httpx.HTTPError as err:
+            return err
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = [pool.submit(post) for _ in range(6)]
+        time.sleep(1.0)
+        t0 = time.time()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(timeout=15)
+        took = time.time() - t0
+        answers = [f.result() for f in answers]
+    assert code == 0 and took < 3.0, (code, took)
+    assert all(isinstance(r, httpx.Response) for r in answers), answers
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {200, 503}, codes
+    cut = [r for r in answers if r.status_code == 503 and "shutting down" in r.json()["error"]]
+    assert cut and all(r.headers["connection"] == "close" for r in cut), codes
+    stuck.settimeout(5)
+    assert stuck.recv(65536).startswith(b"HTTP/1.1 503")
+    stuck.close()
+    srv.log.close()

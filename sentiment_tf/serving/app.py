@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import (  # module level: FastAPI resolves the route annotations here
     FastAPI,
     Request,
@@ -24,10 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sentiment_tf.core.config import option
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.cleaning import has_words
 from sentiment_tf.export.versions import metadata_path, resolve_version_dir, versions
+from sentiment_tf.serving.config import ServeConfig
 from sentiment_tf.serving.limits import LimitExceeded
 from sentiment_tf.serving.metrics import ServeMetrics
 from sentiment_tf.serving.predictor import Predictor
@@ -36,73 +36,14 @@ from sentiment_tf.serving.segment_pool import segment_pool, segment_texts
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class ServeConfig:
-    """Models to serve and the service's limits."""
-
-    model: list[str] = option("Model base directory (TF Serving layout, newest version served), optionally "
-                              "NAME=DIR; repeat for several models. The name defaults to the directory's name.",
-                              metavar="[NAME=]DIR", default_factory=list)
-    host: str = option("Interface to listen on (0.0.0.0 for all).", default="127.0.0.1")
-    port: int = option("Port.", at_least=0, at_most=65535, default=8501)
-    max_texts: int = option("Most texts in one request (more → 413).", at_least=1, default=256)
-    max_chars: int = option("Most characters in one text (longer → 413).", at_least=1, default=5000)
-    max_batch: int = option("Most texts predicted together when batching concurrent requests (large batches "
-                            "pay off: an LSTM call costs mostly per time step, not per text).", at_least=1, default=1024)
-    batch_timeout_ms: float = option("Wait up to this long for more requests to fill a batch (0: batch only what "
-                                     "is already waiting).", at_least=0, default=0.0)
-    segment: bool = option("TF Serving routes take raw text, and LSTM exports made before jieba ran in the graph "
-                           "segment it here; --no-segment "
-                           "passes instances to the graph unchanged, exactly as TF Serving does (for clients "
-                           "that segment, like sentiment_tf.client). /predict always takes raw text.", default=True)
-    segment_workers: int = option("Processes that segment text for LSTM exports made before jieba ran in the graph "
-                                  "(jieba is pure Python, so threads "
-                                  "would share one core); 0 segments in a thread of the server process.", at_least=0, default=2)
-    max_body_bytes: int = option("Largest request body; a bigger one is a 413, refused from its Content-Length "
-                                 "before it is read.", at_least=1, default=8 * 1024 * 1024)
-    timeout_request: float = option("Seconds a client has to send a request's headers (from connecting, or from "
-                                    "the previous response), and then its body; the connection is closed or the "
-                                    "request answered 408.", above=0, default=15.0)
-    timeout_keep_alive: float = option("Seconds an idle keep-alive connection stays open (uvicorn's).", above=0,
-                                       default=5.0)
-    limit_concurrency: int = option("Most concurrent connections and requests; more get 503 (uvicorn's).",
-                                    at_least=1, default=256)
-    shutdown_timeout: float = option("On SIGTERM, wait at most this long for requests in flight (uvicorn's "
-                                     "graceful shutdown).", at_least=0, default=10.0)
-    api_key: str | None = option("Require this key on every route but /healthz (header 'Authorization: Bearer "
-                                 "KEY' or 'X-API-Key: KEY'); default: the SENTIMENT_TF_API_KEY environment "
-                                 "variable, else none. Use it when the port is reachable by others.", default=None)
-    docs: bool = option("Serve the OpenAPI docs at /docs (Swagger UI loads its scripts from a CDN).", default=False)
-    poll_seconds: float = option("How often to look for new version directories (0 disables hot reload).",
-                                 at_least=0, default=2.0)
-    verbose: bool = option("Debug logging.", default=False)
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise UserError("--model: give at least one exported model directory (e.g. saved_models/lstm)")
-
-    def resolved_api_key(self) -> str | None:
-        return self.api_key or os.environ.get("SENTIMENT_TF_API_KEY") or None
-
-    def model_dirs(self) -> dict[str, Path]:
-        out: dict[str, Path] = {}
-        for spec in self.model:
-            name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-            path_obj = Path(path)
-            name = name or path_obj.resolve().name
-            if name in out:
-                raise UserError(f"--model: two models are named {name!r}; name them with NAME=DIR")
-            out[name] = path_obj
-        return out
-
-
 class ApiError(Exception):
     """An error answered as ``{"error": message}`` with an HTTP status (TF Serving's error shape)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +104,7 @@ class ModelSlot:
     name: str
     base: Path
     workers: int = 0
+    pinned: int | None = None  # served from one version directory: that version only
     current: Loaded | None = None
     failed: dict[int, tuple[tuple[int, ...], str]] = dataclasses.field(default_factory=dict)  # → (identity, error)
     queue: asyncio.Queue | None = None
@@ -172,8 +114,11 @@ class ModelSlot:
 
     @classmethod
     def open(cls, name: str, base: Path, workers: int = 0) -> "ModelSlot":
-        """The newest version of ``base`` that loads (broken newer ones are reported, not fatal)."""
-        slot = cls(name, resolve_version_dir(base).parent, workers)  # refuses a directory that is not ours
+        """The newest version of ``base`` that loads (broken newer ones are reported, not fatal); given a
+        version directory, that version only."""
+        version_dir = resolve_version_dir(base)  # refuses a directory that is not ours
+        pinned = int(version_dir.name) if version_dir == Path(base) and version_dir.name.isdigit() else None
+        slot = cls(name, version_dir.parent, workers, pinned)
         slot.refresh()
         if slot.current is None:
             errors = "; ".join(f"version {v}: {msg}" for v, (_, msg) in sorted(slot.failed.items(), reverse=True))
@@ -183,7 +128,8 @@ class ModelSlot:
     def candidates(self) -> list[tuple[int, tuple[int, ...]]]:
         """(version, identity) of every complete export version, newest first."""
         out = []
-        for v in reversed(versions(self.base) if self.base.is_dir() else []):
+        found = versions(self.base) if self.base.is_dir() else []
+        for v in reversed([v for v in found if v == self.pinned] if self.pinned is not None else found):
             try:
                 if metadata_path(self.base / str(v)).is_file():
                     out.append((v, version_identity(self.base / str(v))))
@@ -216,8 +162,8 @@ class ModelSlot:
             self.swap(loaded)
             return
         if current is not None:
-            log.error("model %s: version %d is gone and no other version loads; unloaded", self.name,
-                      current.version)
+            log.error("model %s: version %d is gone and %s; unloaded", self.name, current.version,
+                      "it was the version asked for" if self.pinned is not None else "no other version loads")
             self.swap(None)
 
     def swap(self, loaded: Loaded | None) -> None:
@@ -270,8 +216,9 @@ class ModelSlot:
     def available(self) -> Loaded:
         loaded = self.current
         if loaded is None:
-            raise ApiError(503, f"no version of model {self.name} is available (every version was removed or "
-                                f"fails to load; see GET /v1/models/{self.name})")
+            gone = (f"version {self.pinned}, the one served, was removed or fails to load" if self.pinned is not None
+                    else "every version was removed or fails to load")
+            raise ApiError(503, f"no version of model {self.name} is available ({gone}; see GET /v1/models/{self.name})")
         return loaded
 
     async def segment(self, loaded: Loaded, texts: list[str], segmenter: ThreadPoolExecutor) -> list[str]:
@@ -334,19 +281,30 @@ class _Pending:
     inputs: list[str] | None  # in the signature's input format (e.g. segmented), or None
     prepared_by: Any  # the predictor whose tokenizer made ``inputs`` (None: the client did)
     future: asyncio.Future
+    taken: int = 0  # texts[:taken] are in a batch already
+    version: int | None = None  # the version that answered the parts so far
+    parts: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)  # (label ids, probabilities) in order
+
+    def restart(self) -> None:
+        """Forgets the parts answered by a version that has since been replaced: one answer, one version."""
+        self.taken, self.version, self.parts = 0, None, []
 
 
-def _run_batch(predictor: Any, items: list[_Pending]) -> tuple[Any, int, int]:
-    """One model call (per 256 texts) for every waiting request: its predictions, and the number of
+# A share of one request in a batch: texts[start:end].
+_Chunk = tuple[_Pending, int, int]
+
+
+def _run_batch(predictor: Any, chunks: list[_Chunk]) -> tuple[Any, int, int]:
+    """One model call (per 256 texts) for the chunks of a batch: its predictions, and the number of
     model tokens and unknown tokens in it (for the OOV metric).
 
     Requests arrive already segmented (see :meth:`ModelSlot.submit`); one segmented by a
     version that has since been replaced is segmented again with the serving version's tokenizer.
     """
     inputs = []
-    for it in items:
+    for it, start, end in chunks:
         ready = it.inputs is not None and (it.prepared_by is None or it.prepared_by is predictor)
-        inputs.extend(it.inputs if ready else predictor.prepare(it.texts))
+        inputs.extend(it.inputs[start:end] if ready else predictor.prepare(it.texts[start:end]))
     result = predictor.predict(inputs, prepared=True)
     if result.token_counts is not None:  # counted in the graph: no Python tokenizer in this process
         return result, int(result.token_counts.sum()), int(result.unknown_counts.sum())
@@ -354,40 +312,61 @@ def _run_batch(predictor: Any, items: list[_Pending]) -> tuple[Any, int, int]:
     return result, sum(len(t) for t in tokens.tokens), sum(tokens.oov)
 
 
-async def _take_batch(queue: asyncio.Queue, cfg: ServeConfig) -> list[_Pending]:
-    """The next request and whatever else is waiting (up to ``--max-batch`` texts, ``--batch-timeout-ms``)."""
+CHUNK_TEXTS = 16  # texts a request contributes per turn when requests share a batch
+
+
+def _take_chunks(active: list[_Pending], max_texts: int, max_chars: int) -> list[_Chunk]:
+    """The next batch: requests in arrival order take turns adding up to ``CHUNK_TEXTS`` texts each,
+    until the batch holds ``max_texts`` texts or ``max_chars`` characters (a single text always fits), so
+    a small request waits for at most the batch in progress, whatever large requests are queued."""
+    taken = {id(p): p.taken for p in active}
+    n = chars = 0
+    while True:
+        added = False
+        for p in active:
+            end = start = taken[id(p)]
+            while end < len(p.texts) and end - start < CHUNK_TEXTS and n < max_texts and (
+                    n == 0 or chars + len(p.texts[end]) <= max_chars):
+                chars += len(p.texts[end])
+                n, end = n + 1, end + 1
+            added = added or end > start
+            taken[id(p)] = end
+        if not added or n >= max_texts or chars >= max_chars:
+            break
+    return [(p, p.taken, taken[id(p)]) for p in active if taken[id(p)] > p.taken]
+
+
+async def _wait_for_requests(queue: asyncio.Queue, active: list[_Pending], cfg: ServeConfig) -> None:
+    """Adds waiting requests to ``active``: blocks for the first when there is none, then waits up to
+    ``--batch-timeout-ms`` for more while the batch is short of ``--max-batch`` texts."""
     loop = asyncio.get_running_loop()
-    items = [await queue.get()]
-    n = len(items[0].texts)
-    deadline = loop.time() + cfg.batch_timeout_ms / 1000
-    while n < cfg.max_batch:
-        try:
-            item = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
+    if not active:
+        active.append(await queue.get())
+        deadline = loop.time() + cfg.batch_timeout_ms / 1000
+        while sum(len(p.texts) for p in active) < cfg.max_batch and (remaining := deadline - loop.time()) > 0:
             try:
-                item = await asyncio.wait_for(queue.get(), remaining)
+                active.append(await asyncio.wait_for(queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
-        items.append(item)
-        n += len(item.texts)
-    return items
+    while not queue.empty():
+        active.append(queue.get_nowait())
 
 
-def _answer(items: list[_Pending], version: int, batch: tuple[Any, int, int], slot: "ModelSlot",
+def _answer(chunks: list[_Chunk], version: int, batch: tuple[Any, int, int], slot: "ModelSlot",
             metrics: ServeMetrics) -> None:
+    """Hands each chunk its predictions; a request whose last chunk this was gets its answer."""
     result, tokens, oov = batch
     metrics.batch(slot.name, len(result.labels))
     metrics.predicted(slot.name, version, result.labels, result.probabilities, tokens, oov)
-    start = 0
-    for it in items:
-        end = start + len(it.texts)
-        if not it.future.done():
-            it.future.set_result(BatchResult(version, result.labels[start:end], result.label_ids[start:end],
-                                             result.probabilities[start:end], result.label_names))
-        start = end
+    at = 0
+    for it, start, end in chunks:
+        n = end - start
+        it.parts.append((result.label_ids[at:at + n], result.probabilities[at:at + n]))
+        it.taken, at = end, at + n
+        if it.taken == len(it.texts) and not it.future.done():
+            ids = np.concatenate([i for i, _ in it.parts])
+            it.future.set_result(BatchResult(version, [result.label_names[i] for i in ids], ids,
+                                             np.concatenate([pr for _, pr in it.parts]), result.label_names))
 
 
 def _still_predicts(predictor: Any) -> bool:
@@ -404,33 +383,44 @@ async def _batch_worker(slot: ModelSlot, cfg: ServeConfig, executor: ThreadPoolE
     loop = asyncio.get_running_loop()
     assert slot.queue is not None
     published: set[int] = set()
+    active: list[_Pending] = []  # requests with texts still to predict, in arrival order
     while True:
-        items = await _take_batch(slot.queue, cfg)
+        await _wait_for_requests(slot.queue, active, cfg)
+        active[:] = [p for p in active if not p.future.done()]  # answered, failed, or its client is gone
+        if not active:
+            continue
         loaded = slot.current
         if loaded is None:
-            for it in items:
-                if not it.future.done():
-                    it.future.set_exception(ApiError(503, f"no version of model {slot.name} is available"))
+            for it in active:
+                it.future.set_exception(ApiError(503, f"no version of model {slot.name} is available"))
+            active.clear()
             continue
         if loaded.version not in published:
             published.add(loaded.version)
             metrics.loaded(slot.name, loaded.version, loaded.predictor.metadata)
+        for it in active:
+            if it.version is None:
+                it.version = loaded.version
+            elif it.version != loaded.version:
+                it.restart()
+                it.version = loaded.version
+        chunks = _take_chunks(active, cfg.max_batch, cfg.batch_chars)
         try:
-            _answer(items, loaded.version, await loop.run_in_executor(executor, _run_batch, loaded.predictor, items),
+            _answer(chunks, loaded.version, await loop.run_in_executor(executor, _run_batch, loaded.predictor, chunks),
                     slot, metrics)
             continue
         except Exception as err:  # noqa: BLE001 - find the culprit below
-            if len(items) == 1:
-                failures = [(items[0], err)]
+            if len(chunks) == 1:
+                failures = [(chunks[0][0], err)]
             else:
                 failures = []
                 # One request's texts must not fail the others batched with it: retry each alone.
-                for it in items:
+                for chunk in chunks:
                     try:
-                        _answer([it], loaded.version, await loop.run_in_executor(executor, _run_batch,
-                                                                                 loaded.predictor, [it]), slot, metrics)
+                        _answer([chunk], loaded.version, await loop.run_in_executor(
+                            executor, _run_batch, loaded.predictor, [chunk]), slot, metrics)
                     except Exception as one_err:  # noqa: BLE001 - reported to that request only
-                        failures.append((it, one_err))
+                        failures.append((chunk[0], one_err))
         server_fault = not await loop.run_in_executor(executor, _still_predicts, loaded.predictor)
         for it, one_err in failures:
             log.error("model %s: prediction failed: %s", slot.name, public_message(one_err))
@@ -452,17 +442,40 @@ def slot_for(slots: dict[str, ModelSlot], name: Any) -> ModelSlot:
             return next(iter(slots.values()))
         raise ApiError(400, f"several models are served; name one with \"model\": {sorted(slots)}")
     if name not in slots:
-        raise ApiError(404, f"Servable not found for request: Latest({name}); served models: {sorted(slots)}")
+        shown = name if len(name) <= 64 else name[:64] + "…"  # TF Serving's wording; never echo a whole body
+        raise ApiError(404, f"Servable not found for request: Latest({shown})")
     return slots[name]
 
 
+MAX_INT_DIGITS = 64
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS:  # Python refuses > 4,300 digits with a ValueError; nobody sends 65
+        raise ApiError(400, f"malformed JSON request body: an integer of {len(digits)} digits (at most "
+                            f"{MAX_INT_DIGITS})")
+    return int(digits)
+
+
 def json_body(raw: bytes) -> Any:
+    """The parsed body; every way it can be malformed is a 400. The hooks are Python calls, so a parse in
+    a thread lets the event loop run between values (C's scanner alone holds the GIL throughout)."""
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"malformed JSON request body: {err}") from None
+        return json.loads(raw, parse_int=_parse_int, object_pairs_hook=dict)
     except RecursionError:
         raise ApiError(400, "malformed JSON request body: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ApiError(400, f"malformed JSON request body: {str(err)[:200]}") from None
+
+
+INLINE_PARSE_BYTES = 65536  # larger bodies are parsed off the event loop
+
+
+async def read_json(request: Request, parser: ThreadPoolExecutor) -> Any:
+    raw = await request.body()
+    if len(raw) <= INLINE_PARSE_BYTES:
+        return json_body(raw)
+    return await asyncio.get_running_loop().run_in_executor(parser, json_body, raw)
 
 
 def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
@@ -470,6 +483,8 @@ def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
     ``{"text": "..."}`` rows are unwrapped."""
     if not isinstance(texts, list) or not texts:
         raise ApiError(400, f"{what} must be a non-empty list of strings")
+    if len(texts) > cfg.max_texts:
+        raise ApiError(413, f"{len(texts)} texts in one request; the limit is {cfg.max_texts} (--max-texts)")
     out = []
     for i, t in enumerate(texts):
         if isinstance(t, dict) and len(t) == 1:  # TF Serving row format: {"text": "..."}
@@ -482,8 +497,6 @@ def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
             raise ApiError(400, f"{what}[{i}] is not valid Unicode text (it holds a lone surrogate, "
                                 "e.g. \\ud800)") from None
         out.append(t)
-    if len(out) > cfg.max_texts:
-        raise ApiError(413, f"{len(out)} texts in one request; the limit is {cfg.max_texts} (--max-texts)")
     long = next((i for i, t in enumerate(out) if len(t) > cfg.max_chars), None)
     if long is not None:
         raise ApiError(413, f"{what}[{long}] has {len(out[long])} characters; the limit is {cfg.max_chars} "
@@ -524,7 +537,7 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     @app.exception_handler(LimitExceeded)
     async def api_error(_: Request, err: ApiError | LimitExceeded) -> JSONResponse:
-        return JSONResponse({"error": err.message}, status_code=err.status)
+        return JSONResponse({"error": err.message}, status_code=err.status, headers=getattr(err, "headers", None))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -551,12 +564,11 @@ def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, A
 def add_status_routes(app: FastAPI, slots: dict[str, ModelSlot], metrics: ServeMetrics) -> None:
     """The read-only routes: health, Prometheus metrics, TF Serving's version status and metadata."""
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> JSONResponse:
+        # ok or not, nothing more: it answers without a key (versions are on GET /v1/models/<name>).
         healthy = all(s.healthy() for s in slots.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable",
-                             "models": {name: s.current.version if s.current else None for name, s in slots.items()}},
-                            status_code=200 if healthy else 503)
+        return JSONResponse({"status": "ok" if healthy else "unavailable"}, status_code=200 if healthy else 503)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -572,11 +584,39 @@ def add_status_routes(app: FastAPI, slots: dict[str, ModelSlot], metrics: ServeM
         return slot_for(slots, name).metadata()
 
 
+class WorkLimit:
+    """The work in progress: prediction requests past their body (waiting or predicted) and their
+    characters. Past either limit a request is a 503 with Retry-After, at once (load shedding); idle and
+    still-sending connections cost nothing here (see limits.TimedH11Protocol)."""
+
+    def __init__(self, max_requests: int, max_chars: int):
+        self.max_requests, self.max_chars = max_requests, max_chars
+        self.requests = self.chars = 0
+
+    @contextlib.contextmanager
+    def admit(self, texts: list[str]):
+        chars = sum(map(len, texts))
+        busy = None
+        if self.requests >= self.max_requests:
+            busy = f"{self.requests} requests in progress (--limit-concurrency {self.max_requests})"
+        elif self.requests and self.chars + chars > self.max_chars:  # one request alone is always admitted
+            busy = f"{self.chars} characters waiting for the model (--max-queued-chars {self.max_chars})"
+        if busy:
+            raise ApiError(503, f"busy: {busy}; retry shortly", {"retry-after": "1"})
+        self.requests, self.chars = self.requests + 1, self.chars + chars
+        try:
+            yield
+        finally:
+            self.requests, self.chars = self.requests - 1, self.chars - chars
+
+
 def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetrics | None = None) -> Any:
     metrics = metrics or ServeMetrics()
+    work = WorkLimit(cfg.limit_concurrency, cfg.max_queued_chars)
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="predict")
     segmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment")  # jieba: one GIL anyway
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-json")
 
     async def maintain() -> None:
         """Replaces dead segmentation workers every second; looks for new or removed versions every
@@ -603,15 +643,17 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
         for task in [maintainer, *(s.worker for s in slots.values())]:
             if task:
                 task.cancel()
-        executor.shutdown(wait=False, cancel_futures=True)
-        segmenter.shutdown(wait=False, cancel_futures=True)
+        for pool in (executor, segmenter, parser):
+            pool.shutdown(wait=False, cancel_futures=True)
         for slot in slots.values():
             if slot.current is not None and slot.current.pool is not None:
-                slot.current.pool.shutdown(wait=True, cancel_futures=True)  # idle by now; wait so workers exit
+                # Not waiting: a worker may still segment an abandoned request; it exits with this process.
+                slot.current.pool.shutdown(wait=False, cancel_futures=True)
 
     # Swagger UI loads its assets from a CDN: off unless asked for.
+    # No trailing-slash redirects: Starlette builds their Location from the client's Host header.
     app = FastAPI(title="sentiment_tf", lifespan=lifespan, docs_url="/docs" if cfg.docs else None, redoc_url=None,
-                  openapi_url="/openapi.json" if cfg.docs else None)
+                  openapi_url="/openapi.json" if cfg.docs else None, redirect_slashes=False)
 
     add_error_handlers(app)
     add_status_routes(app, slots, metrics)
@@ -619,8 +661,9 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
     @app.post("/v1/models/{name}:predict")
     async def tf_serving_predict(name: str, request: Request) -> JSONResponse:
         slot = slot_for(slots, name)
-        texts, columnar = parse_tf_serving_body(json_body(await request.body()), cfg)
-        out = await slot.submit(texts, segmenter, prepared=not cfg.segment)
+        texts, columnar = parse_tf_serving_body(await read_json(request, parser), cfg)
+        with work.admit(texts):
+            out = await slot.submit(texts, segmenter, prepared=not cfg.segment)
         probs, ids = out.probabilities.tolist(), out.label_ids.tolist()
         # JSONResponse directly: FastAPI's default encoder walks every number in Python first.
         if columnar:
@@ -630,10 +673,11 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
 
     @app.post("/predict")
     async def friendly_predict(request: Request) -> JSONResponse:
-        name, raw_texts = parse_friendly_body(json_body(await request.body()))
+        name, raw_texts = parse_friendly_body(await read_json(request, parser))
         slot = slot_for(slots, name)
         texts = check_texts(raw_texts, "texts", cfg)
-        out = await slot.submit(texts, segmenter)
+        with work.admit(texts):
+            out = await slot.submit(texts, segmenter)
         return JSONResponse({"model": slot.name, "version": out.version,
                              "predictions": friendly_predictions(texts, out)})
 

@@ -1,9 +1,11 @@
-"""What bounds one HTTP client's cost to the service: body size, request read time, API key.
+"""What bounds one HTTP client's cost to the service: body size, request read time, API key, open
+connections.
 
-uvicorn bounds concurrency (``limit_concurrency``), idle keep-alive connections
-(``timeout_keep_alive``) and shutdown (``timeout_graceful_shutdown``); it has no limit on a request
-body nor on a connection that opens and never sends its request. Those are added here, as a pure ASGI
-middleware (it sees the body as it streams) and an h11 protocol subclass.
+uvicorn bounds idle keep-alive connections (``timeout_keep_alive``); it has no limit on a request body,
+on a connection that opens and never sends its request, nor on open connections other than its
+``limit_concurrency``, which counts idle ones too (so idle sockets could lock everyone out). Those are
+here, as a pure ASGI middleware (it sees the body as it streams) and an h11 protocol subclass. The
+work in progress is bounded by the app (see ``ModelSlot.admit``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class LimitExceeded(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ClientDisconnected(Exception):
+    """The client hung up before its request body arrived: nobody to answer, and not the server's fault
+    (counted as status 499 in the metrics, as nginx logs it)."""
 
 
 class RequestLimits:
@@ -63,10 +70,10 @@ class RequestLimits:
         received = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout
-        started = False
+        started = body_done = gone = False
 
         async def limited_receive() -> dict:
-            nonlocal received
+            nonlocal received, body_done, gone
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
@@ -74,12 +81,18 @@ class RequestLimits:
                                          "(--timeout-request)") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise LimitExceeded(413, f"request body over {self.max_body_bytes} bytes (--max-body-bytes)")
+            elif message["type"] == "http.disconnect" and not body_done:
+                gone = True
+                raise ClientDisconnected()
             return message
 
         async def tracking_send(message: dict) -> None:
             nonlocal started
+            if gone:
+                return  # the app's answer to the hang-up (a 500 from Starlette's error middleware): nobody to read it
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -91,26 +104,35 @@ class RequestLimits:
             await send_error(send, err.status, err.message)
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
-        given = headers.get(b"x-api-key")
+        """Either header carrying the key is enough (an empty or wrong one beside it does not spoil it)."""
         auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        return given is not None and hmac.compare_digest(given, self.api_key)
+        given = [headers.get(b"x-api-key", b"").strip(), auth[7:].strip() if auth[:7].lower() == b"bearer " else b""]
+        return any(hmac.compare_digest(g, self.api_key) for g in given if g)
 
 
 class TimedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose next request's headers have not arrived
     within ``REQUEST_TIMEOUT`` seconds (from connecting, or from the previous response), so idle or
-    half-sent connections cannot pile up. Set by :func:`protocol_with_timeout`."""
+    half-sent connections cannot pile up; past ``MAX_CONNECTIONS`` open connections, a new one closes
+    the longest-idle connection that has no request in progress (as nginx reuses idle keep-alive
+    connections), so idle sockets never lock a working client out. Set by :func:`protocol_with_timeout`."""
 
     REQUEST_TIMEOUT = 15.0
+    MAX_CONNECTIONS = 4096
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._idle_since = self.loop.time()
         self._request_timer = self.loop.call_later(self.REQUEST_TIMEOUT, self._close_if_waiting)
+        if len(self.connections) > self.MAX_CONNECTIONS:
+            idle = [c for c in self.connections if c is not self and isinstance(c, TimedH11Protocol) and c._waiting()]
+            victim = min(idle, key=lambda c: c._idle_since) if idle else self  # all busy: refuse the newcomer
+            victim.transport.close()
+            victim.connections.discard(victim)  # counted out now, not when the close completes
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._idle_since = self.loop.time()
         self._restart_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,10 +143,14 @@ class TimedH11Protocol(H11Protocol):
         self._request_timer.cancel()
         self._request_timer = self.loop.call_later(self.REQUEST_TIMEOUT, self._close_if_waiting)
 
+    def _waiting(self) -> bool:
+        """No request in progress: waiting for the next one's headers (or for its first byte)."""
+        return self.cycle is None or self.cycle.response_complete
+
     def _close_if_waiting(self) -> None:
-        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+        if self._waiting() and not self.transport.is_closing():
             self.transport.close()
 
 
-def protocol_with_timeout(seconds: float) -> type[H11Protocol]:
-    return type("TimedH11Protocol", (TimedH11Protocol,), {"REQUEST_TIMEOUT": seconds})
+def protocol_with_timeout(seconds: float, max_connections: int) -> type[H11Protocol]:
+    return type("TimedH11Protocol", (TimedH11Protocol,), {"REQUEST_TIMEOUT": seconds, "MAX_CONNECTIONS": max_connections})

@@ -24,6 +24,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from sentiment_tf.serving.limits import ClientDisconnected
+
 # Route templates, not raw paths: one label value per route whatever clients send.
 _ROUTES = [(re.compile(r"^/v1/models/[^/]+:predict$"), "/v1/models/{name}:predict"),
            (re.compile(r"^/v1/models/[^/]+/metadata$"), "/v1/models/{name}/metadata"),
@@ -116,6 +118,8 @@ class HttpMetrics:
 
         try:
             await self.app(scope, receive, observed_send)
+        except ClientDisconnected:
+            status = 499  # the client hung up mid-body: its doing, not an error of ours (nginx's code)
         finally:
             route = route_of(scope.get("path", ""))
             self.metrics.requests.labels(route, str(status)).inc()
