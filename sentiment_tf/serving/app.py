@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from fastapi import (  # module level: FastAPI resolves the route annotations here
@@ -457,11 +457,15 @@ def _parse_int(digits: str) -> int:
     return int(digits)
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return dict(pairs)  # a Python function: the thread parsing can hand the GIL over between objects
+
+
 def json_body(raw: bytes) -> Any:
     """The parsed body; every way it can be malformed is a 400. The hooks are Python calls, so a parse in
     a thread lets the event loop run between values (C's scanner alone holds the GIL throughout)."""
     try:
-        return json.loads(raw, parse_int=_parse_int, object_pairs_hook=dict)
+        return json.loads(raw, parse_int=_parse_int, object_pairs_hook=_object)
     except RecursionError:
         raise ApiError(400, "malformed JSON request body: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
@@ -471,11 +475,24 @@ def json_body(raw: bytes) -> Any:
 INLINE_PARSE_BYTES = 65536  # larger bodies are parsed off the event loop
 
 
-async def read_json(request: Request, parser: ThreadPoolExecutor) -> Any:
+def _parse_apart(read: Callable[[Any], Any], raw: bytes) -> tuple[Any, ApiError | None]:
+    """``read(json_body(raw))``, or the error it raised without its traceback: the parsed body (a million
+    objects, maybe) is freed in this thread, not on the event loop."""
+    try:
+        return read(json_body(raw)), None
+    except ApiError as err:
+        return None, ApiError(err.status, err.message, err.headers)
+
+
+async def read_json(request: Request, parser: ThreadPoolExecutor, read: Callable[[Any], Any] = lambda body: body) -> Any:
+    """``read`` (validation: it returns what the route needs) of the request's parsed JSON body."""
     raw = await request.body()
     if len(raw) <= INLINE_PARSE_BYTES:
-        return json_body(raw)
-    return await asyncio.get_running_loop().run_in_executor(parser, json_body, raw)
+        return read(json_body(raw))
+    out, err = await asyncio.get_running_loop().run_in_executor(parser, _parse_apart, read, raw)
+    if err is not None:
+        raise err
+    return out
 
 
 def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
@@ -521,11 +538,11 @@ def parse_tf_serving_body(body: Any, cfg: ServeConfig) -> tuple[list[str], bool]
     return check_texts(body["instances"], "instances", cfg), False
 
 
-def parse_friendly_body(body: Any) -> tuple[Any, Any]:
-    """``{"texts": [...], "model": name}`` → (model name or None, texts still to check)."""
+def parse_friendly_body(body: Any, cfg: ServeConfig) -> tuple[Any, list[str]]:
+    """``{"texts": [...], "model": name}`` → (model name or None, the checked texts)."""
     if not isinstance(body, dict) or "texts" not in body:
         raise ApiError(400, 'send {"texts": ["...", ...]} (and "model" when several are served)')
-    return body.get("model"), body["texts"]
+    return body.get("model"), check_texts(body["texts"], "texts", cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,7 +678,7 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
     @app.post("/v1/models/{name}:predict")
     async def tf_serving_predict(name: str, request: Request) -> JSONResponse:
         slot = slot_for(slots, name)
-        texts, columnar = parse_tf_serving_body(await read_json(request, parser), cfg)
+        texts, columnar = await read_json(request, parser, lambda body: parse_tf_serving_body(body, cfg))
         with work.admit(texts):
             out = await slot.submit(texts, segmenter, prepared=not cfg.segment)
         probs, ids = out.probabilities.tolist(), out.label_ids.tolist()
@@ -673,9 +690,8 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
 
     @app.post("/predict")
     async def friendly_predict(request: Request) -> JSONResponse:
-        name, raw_texts = parse_friendly_body(await read_json(request, parser))
+        name, texts = await read_json(request, parser, lambda body: parse_friendly_body(body, cfg))
         slot = slot_for(slots, name)
-        texts = check_texts(raw_texts, "texts", cfg)
         with work.admit(texts):
             out = await slot.submit(texts, segmenter)
         return JSONResponse({"model": slot.name, "version": out.version,
