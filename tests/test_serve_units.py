@@ -178,3 +178,31 @@ def test_api_key_file(tmp_path: Path):
         ServeConfig(model=["m"], api_key_file=str(key)).resolved_api_key()
     with pytest.raises(UserError, match="give one of them"):
         ServeConfig(model=["m"], api_key="a", api_key_file=str(key))
+
+
+def test_the_port_is_bound_before_loading_and_answers_without_nagle_delay():
+    """asyncio sets TCP_NODELAY only on sockets created with IPPROTO_TCP: without it every response
+    waited ~40 ms for the client's delayed ACK (single-text p50 8 → 52 ms)."""
+    import socket
+
+    from sentiment_tf.serving.lifecycle import bind
+
+    sock = bind("127.0.0.1", 0)
+    with pytest.raises(UserError, match="in use"):
+        bind("127.0.0.1", sock.getsockname()[1])
+
+    async def scenario() -> int:
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer):
+            accepted.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        nodelay = await asyncio.wait_for(accepted, 5)
+        writer.close()
+        server.close()
+        return nodelay
+
+    assert asyncio.run(scenario()) != 0
