@@ -267,3 +267,45 @@ def pytorch_state(tf_dir: Path) -> dict[str, np.ndarray]:
         value = w.numpy()
         state[name] = np.ascontiguousarray(value.T if transpose.name == "SIMPLE" else value)
     return state
+
+
+_TORCH_STORAGES = {"float32": "FloatStorage", "float16": "HalfStorage", "float64": "DoubleStorage",
+                   "int64": "LongStorage", "bfloat16": "BFloat16Storage"}
+
+
+def write_torch_save(state: dict[str, np.ndarray], path: Path, bfloat16: bool = False) -> None:
+    """``torch.save(state_dict, path)`` without torch: the zip archive (``archive/data.pkl`` + one raw
+    storage per tensor) with the pickle opcodes torch writes, so readers can be tested here. With
+    ``bfloat16``, float32 tensors are stored as bfloat16 (truncated)."""
+    import struct
+    import zipfile
+
+    def text(s: str) -> bytes:
+        raw = s.encode("utf-8")
+        return b"X" + struct.pack("<I", len(raw)) + raw
+
+    def integer(n: int) -> bytes:
+        return b"J" + struct.pack("<i", n)
+
+    def ints(values) -> bytes:
+        return b"(" + b"".join(integer(int(v)) for v in values) + b"t"
+
+    ordered_dict = b"ccollections\nOrderedDict\n)R"
+    body, storages = [b"\x80\x02", ordered_dict, b"("], {}
+    for i, (name, value) in enumerate(state.items()):
+        value = np.ascontiguousarray(value)
+        kind = "bfloat16" if bfloat16 and value.dtype == np.float32 else value.dtype.name
+        storages[str(i)] = ((value.view(np.uint32) >> 16).astype("<u2").tobytes() if kind == "bfloat16"
+                            else value.astype(value.dtype.newbyteorder("<")).tobytes())
+        strides = [s // value.dtype.itemsize for s in value.strides]
+        storage = (b"(" + text("storage") + f"ctorch\n{_TORCH_STORAGES[kind]}\n".encode() + text(str(i)) + text("cpu")
+                   + integer(value.size) + b"tQ")
+        body += [text(name), b"ctorch._utils\n_rebuild_tensor_v2\n(", storage, integer(0), ints(value.shape),
+                 ints(strides), b"\x89", ordered_dict, b"tR"]
+    body += [b"u."]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"".join(body))
+        archive.writestr("archive/byteorder", "little")
+        for key, raw in storages.items():
+            archive.writestr(f"archive/data/{key}", raw)
+        archive.writestr("archive/version", "3\n")

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import assert_user_error, cli, pytorch_state
+from sentiment_tf.core.errors import UserError
+from tests.helpers import assert_user_error, cli, pytorch_state, write_torch_save
 
 tf = pytest.importorskip("tensorflow")
 
@@ -174,20 +175,65 @@ def test_missing_encoder_weight_is_an_error(tiny_bert, tmp_path, state):
         load_pretrained(str(_checkpoint(tiny_bert, tmp_path / "missing", bad)), ["a", "b"])
 
 
-def test_pytorch_bin_only_without_torch_is_one_line_error(tiny_bert, tmp_path, tiny_csv):
-    try:
-        import torch  # noqa: F401
-        pytest.skip("torch is installed: pytorch_model.bin loads through from_pt")
-    except ImportError:
-        pass
-    ckpt = tmp_path / "bin_only"
+def _bin_checkpoint(tf_dir: Path, out: Path, state: dict[str, np.ndarray], shards: int = 1, **kw) -> Path:
+    """A checkpoint as many on the Hub ship: config, tokenizer and only ``pytorch_model.bin`` (or shards)."""
+    shutil.copytree(tf_dir, out, ignore=shutil.ignore_patterns("tf_model.h5"))
+    if shards == 1:
+        write_torch_save(state, out / "pytorch_model.bin", **kw)
+        return out
+    names, weight_map = sorted(state), {}
+    for i in range(shards):
+        file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        write_torch_save({k: state[k] for k in names[i::shards]}, out / file, **kw)
+        weight_map.update({k: file for k in names[i::shards]})
+    (out / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return out
+
+
+def test_pytorch_bin_checkpoints_load_without_torch(tiny_bert, tmp_path, state, reference):
+    from sentiment_tf.models.bert.checkpoints import load_pretrained
+
+    ref_model, tokenizer = reference
+    bare = {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith("classifier.")}  # a BertModel
+    bare["embeddings.position_ids"] = np.arange(bare["embeddings.position_embeddings.weight"].shape[0])[None]
+    for name, ckpt_state, shards in (("single", state, 1), ("sharded", state, 3), ("bare", bare, 1)):
+        model, _ = load_pretrained(str(_bin_checkpoint(tiny_bert, tmp_path / name, ckpt_state, shards)), ["a", "b"])
+        got, want = _encoder_values(model), _encoder_values(ref_model)
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}: {k}")
+        if name != "bare":
+            np.testing.assert_allclose(_logits(model, tokenizer), _logits(ref_model, tokenizer), atol=1e-5)
+    model, _ = load_pretrained(str(_bin_checkpoint(tiny_bert, tmp_path / "bf16", state, bfloat16=True)), ["a", "b"])
+    for k, v in _encoder_values(ref_model).items():  # bfloat16 keeps 8 bits of mantissa
+        np.testing.assert_allclose(_encoder_values(model)[k], v, rtol=2 ** -7, atol=1e-30)
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tiny_bert, tmp_path, tiny_csv):
+    """A pytorch_model.bin whose pickle calls os.system: one line naming the call, exit 2, before any run
+    directory, and the command never ran (torch.load without weights_only would have run it)."""
+    import zipfile
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil"
     shutil.copytree(tiny_bert, ckpt, ignore=shutil.ignore_patterns("tf_model.h5"))
-    (ckpt / "pytorch_model.bin").write_bytes(b"not read without torch")
+    command = f"touch {marker}".encode()
+    evil = b"\x80\x02cos\nsystem\nX" + len(command).to_bytes(4, "little") + command + b"\x85R."
+    with zipfile.ZipFile(ckpt / "pytorch_model.bin", "w") as archive:
+        archive.writestr("archive/data.pkl", evil)
     proc = cli("train", "--model", "bert", "--pretrained", str(ckpt), "--data", str(tiny_csv), "--text-col", "review",
                "--label-col", "sentiment", "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"),
                cwd=tmp_path)
-    assert_user_error(proc, "pytorch_model.bin", "pip install torch")
+    assert_user_error(proc, "pytorch_model.bin", "os.system", "refused")
+    assert not marker.exists()
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+    from sentiment_tf.models.bert.pytorch_bin import read_pytorch_bin
+
+    (ckpt / "pytorch_model.bin").write_bytes(b"\x80\x02}q\x00.")  # a pickle stream: torch < 1.6's format
+    with pytest.raises(UserError, match="before torch 1.6"):
+        read_pytorch_bin(ckpt / "pytorch_model.bin")
+    assert not marker.exists()
 
 
 def test_inexpressible_tokenizer_is_refused(tiny_bert, tmp_path):

@@ -1,5 +1,6 @@
 """Pretrained BERT checkpoints in every layout users bring: a Hub id or a directory, TF weights
-(``tf_model.h5``) or PyTorch-layout ``model.safetensors`` (read without torch), checked before training."""
+(``tf_model.h5``) or PyTorch-layout ``model.safetensors`` and ``pytorch_model.bin`` (both read without
+torch), checked before training."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.models.bert.preprocessor import WordPieceSettings
+from sentiment_tf.models.bert.pytorch_bin import check_pytorch_bin
 
 if TYPE_CHECKING:
     pass
@@ -65,8 +67,6 @@ def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
         if missing:
             raise UserError(f"--pretrained {name_or_dir}: not a BERT checkpoint directory (no {'; no '.join(missing)}); "
                             "pass a Hub id such as bert-base-chinese or a directory saved by save_pretrained")
-        if not any((local / f).is_file() for f in WEIGHT_FILES[:3]):
-            _require_torch(name_or_dir)
     try:
         config = AutoConfig.from_pretrained(name_or_dir)
         tokenizer = BertTokenizerFast.from_pretrained(name_or_dir)
@@ -77,6 +77,8 @@ def check_pretrained(name_or_dir: str) -> tuple[Any, Any]:
     if config.model_type != "bert":
         raise UserError(f"--pretrained {name_or_dir} is a {config.model_type!r} model; --model bert needs a "
                         "BERT checkpoint (e.g. bert-base-chinese)")
+    for path in _pytorch_bin_files(name_or_dir):
+        check_pytorch_bin(path)  # a pickle that would run code is refused now, before any run directory
     return config, tokenizer
 
 
@@ -110,11 +112,12 @@ def load_pretrained(name_or_dir: str, labels: list[str]) -> tuple[Any, Any]:
 def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes: tuple[str, ...] = ()) -> Any:
     """``model_class`` (a Hugging Face TF BERT class) with the checkpoint's weights.
 
-    Accepts TF weights (``tf_model.h5``, TF-format safetensors); PyTorch-layout safetensors, single or
-    sharded, from any BERT class (``bert.`` keys or a bare ``BertModel``), in float32/16 or bfloat16 —
-    read as numpy arrays, because transformers 4.57's own TF loader fails on them and its fallback
-    needs torch; and ``pytorch_model.bin`` when torch is installed. Weights under ``fresh_prefixes``
-    (task heads) and the pooler may be missing (initialised afresh, with a warning naming them).
+    Accepts TF weights (``tf_model.h5``, TF-format safetensors); PyTorch-layout safetensors or
+    ``pytorch_model.bin``, single or sharded, from any BERT class (``bert.`` keys or a bare
+    ``BertModel``), in float32/16 or bfloat16 — read as numpy arrays, because transformers 4.57's own
+    TF loader fails on safetensors and needs torch for ``.bin`` (whose pickle it would also trust; ours
+    builds tensors and dicts only, see :mod:`.pytorch_bin`). Weights under ``fresh_prefixes`` (task
+    heads) and the pooler may be missing (initialised afresh, with a warning naming them).
     """
     if _weights_file(name_or_dir, "tf_model.h5"):
         return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=False,
@@ -123,32 +126,32 @@ def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes
     if single and _safetensors_format(single) == "tf":
         return model_class.from_pretrained(name_or_dir, config=config, use_safetensors=True,
                                            ignore_mismatched_sizes=bool(fresh_prefixes))
-    shards = [single] if single else _safetensors_shards(name_or_dir)
+    shards = [single] if single else _shards(name_or_dir, "model.safetensors.index.json")
     if shards:
-        return _from_pytorch_safetensors(model_class, config, shards, fresh_prefixes, name_or_dir)
-    if _weights_file(name_or_dir, "pytorch_model.bin") or _weights_file(name_or_dir, "pytorch_model.bin.index.json"):
-        _require_torch(name_or_dir)
-        return model_class.from_pretrained(name_or_dir, config=config, from_pt=True,
-                                           ignore_mismatched_sizes=bool(fresh_prefixes))
+        return _from_pytorch_state(model_class, config, _read_state(shards), fresh_prefixes, name_or_dir)
+    shards = _pytorch_bin_files(name_or_dir)
+    if shards:
+        return _from_pytorch_state(model_class, config, _read_state(shards), fresh_prefixes, name_or_dir)
     raise UserError(f"{name_or_dir} holds no weights ({', '.join(WEIGHT_FILES)})")
 
 
-def _require_torch(name_or_dir: str) -> None:
-    import importlib.util
+def _pytorch_bin_files(name_or_dir: str) -> list[str]:
+    """The ``torch.save`` weight files a checkpoint would be loaded from (none when it ships safer ones)."""
+    if any(_weights_file(name_or_dir, f) for f in WEIGHT_FILES[:3]):
+        return []
+    single = _weights_file(name_or_dir, "pytorch_model.bin")
+    return [single] if single else _shards(name_or_dir, "pytorch_model.bin.index.json")
 
-    if importlib.util.find_spec("torch") is None:
-        raise UserError(f"{name_or_dir} ships its weights only as pytorch_model.bin, which needs torch to read: "
-                        "pip install torch, or convert it once with save_pretrained(safe_serialization=True)")
 
-
-def _safetensors_shards(name_or_dir: str) -> list[str]:
-    index = _weights_file(name_or_dir, "model.safetensors.index.json")
+def _shards(name_or_dir: str, index_name: str) -> list[str]:
+    """The weight files a shard index (``model.safetensors.index.json`` or ``pytorch_model.bin.index.json``) names."""
+    index = _weights_file(name_or_dir, index_name)
     if not index:
         return []
     try:
         files = sorted(set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values()))
     except (OSError, ValueError, KeyError, AttributeError) as err:
-        raise UserError(f"{index}: not a safetensors shard index ({err})") from None
+        raise UserError(f"{index}: not a shard index ({err})") from None
     paths = [_weights_file(name_or_dir, f) for f in files]
     if None in paths:
         raise UserError(f"{index} names shard {files[paths.index(None)]}, which is not there")
@@ -156,25 +159,29 @@ def _safetensors_shards(name_or_dir: str) -> list[str]:
 
 
 def _read_state(paths: list[str]) -> dict[str, np.ndarray]:
-    """Every tensor of the shards; float16/bfloat16/float64 weights become float32 (the TF model's dtype)."""
+    """Every tensor of the shards (safetensors or ``torch.save`` files); float16/bfloat16/float64 weights
+    become float32 (the TF model's dtype)."""
     from safetensors.numpy import load_file
+
+    from sentiment_tf.models.bert.pytorch_bin import read_pytorch_bin
 
     state: dict[str, np.ndarray] = {}
     for path in paths:
-        for k, v in load_file(path).items():
+        for k, v in (read_pytorch_bin(path) if path.endswith(".bin") else load_file(path)).items():
+            if k.endswith("position_ids"):
+                continue  # a buffer older transformers saved (arange), not a weight
             state[k] = v.astype(np.float32) if v.dtype.name in ("float16", "bfloat16", "float64") else v
     return state
 
 
-def _from_pytorch_safetensors(model_class: Any, config: Any, paths: list[str], fresh_prefixes: tuple[str, ...],
-                              source: str) -> Any:
+def _from_pytorch_state(model_class: Any, config: Any, state: dict[str, np.ndarray], fresh_prefixes: tuple[str, ...],
+                        source: str) -> Any:
     from transformers.modeling_tf_pytorch_utils import (
         load_pytorch_state_dict_in_tf2_model,
     )
 
     model = model_class(config)
     model(model.dummy_inputs, training=False)  # build the variables
-    state = _read_state(paths)
     if not any(k.startswith("bert.") for k in state):  # a bare BertModel: its keys lack the prefix
         state = {k if k.startswith(fresh_prefixes or ("\0",)) else f"bert.{k}": v for k, v in state.items()}
     # A head for another label set cannot be reused: drop it and keep the fresh one.
