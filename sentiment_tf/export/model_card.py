@@ -73,6 +73,13 @@ def _details(c: _Card) -> list[str]:
     out += [f"- Architecture: {c.about.architecture}.", f"- Initialisation: {c.about.initialisation}."]
     if c.metrics.get("finetuned_from"):
         out.append(f"- Adapted with `finetune` from `{c.metrics['finetuned_from']}`.")
+    teacher = c.metrics.get("distillation")
+    if teacher:
+        out.append(f"- Distilled with `distill` from the {teacher.get('family')} export `{teacher.get('path')}`: the "
+                   f"teacher has {_pct(teacher.get('test_accuracy'))} accuracy on this model's test split, and this "
+                   f"model agrees with it on {_pct(teacher.get('student_agreement'))} of those texts (temperature "
+                   f"{teacher.get('temperature')}, soft-target weight {teacher.get('alpha')}; transfer set "
+                   f"{teacher.get('transfer_labelled')} labelled + {teacher.get('transfer_unlabelled')} unlabelled texts).")
     out += [f"- Labels ({len(c.labels)}): {', '.join(f'`{name}`' for name in c.labels)}.",
             f"- Calibration temperature (in the graph): {c.metadata.get('temperature', 1.0):.4g}.",
             f"- Exported {c.metadata.get('created', '?')} by sentiment_tf {c.metadata.get('sentiment_tf_version', '?')}.", ""]

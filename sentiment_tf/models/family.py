@@ -29,6 +29,8 @@ from sentiment_tf.evaluation import drift
 if TYPE_CHECKING:
     import numpy as np
 
+    from sentiment_tf.models.distillation import SoftTargets
+
 
 
 class Trained(Protocol):
@@ -60,8 +62,9 @@ class Family(Protocol):
         so the recorded configs say what really runs."""
 
     def fit(self, splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: "ModelConfig", train_cfg: "TrainConfig",
-            run_dir: Path, lowercase: bool, seed: int) -> Trained:
-        """Tokenizes the splits and trains a new model with ``model.fit``."""
+            run_dir: Path, lowercase: bool, seed: int, soft: "SoftTargets | None" = None) -> Trained:
+        """Tokenizes the splits and trains a new model with ``model.fit`` (on a teacher's ``soft``
+        targets too, where the family's recipe says ``student``)."""
 
     def load(self, version_dir: Path, metadata: dict) -> Trained:
         """The trainable model inside one of this family's exports."""
@@ -91,6 +94,7 @@ class Recipe:
     train: dict[str, Any]
     finetune: dict[str, Any]
     replay: int = 0  # finetune's default --replay, when the source model's training data is found
+    student: bool = False  # can learn from a teacher's soft targets (the distill command)
 
 
 # Adaptation starts from a trained model: BERT with smaller steps than training (the original paper's
@@ -102,7 +106,7 @@ REGISTRY: dict[str, tuple[str, str, Recipe]] = {  # name: (classifier module, pr
         # 5e-4 beat 1e-3 and 2e-3 with less forgetting.
         finetune={"epochs": 10, "batch_size": 32, "learning_rate": 5e-4, "patience": 3},
         # Replaying 1,000 source examples removed the forgetting on those domains at no cost.
-        replay=1000)),
+        replay=1000, student=True)),
     "bert": ("sentiment_tf.models.bert.classifier", "sentiment_tf.models.bert.pretraining", Recipe(
         train={"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "patience": 2},
         finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3})),

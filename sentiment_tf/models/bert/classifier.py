@@ -377,7 +377,7 @@ class BertFamily:
         return dataclasses.replace(data_cfg, lowercase=lowercase), tok_cfg, model_cfg
 
     def fit(self, splits: "Splits", tok_cfg: Any, model_cfg: "ModelConfig", train_cfg: "TrainConfig",
-            run_dir: Path, lowercase: bool, seed: int) -> TrainedBert:
+            run_dir: Path, lowercase: bool, seed: int, soft: Any = None) -> TrainedBert:
         return fit(splits, model_cfg, train_cfg, run_dir, lowercase=lowercase, seed=seed)
 
     def load(self, version_dir: Path, metadata: dict) -> TrainedBert:

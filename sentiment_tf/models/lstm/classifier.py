@@ -36,6 +36,7 @@ from sentiment_tf.export.versions import (
     META_DIR,
 )
 from sentiment_tf.models import batching, training
+from sentiment_tf.models.distillation import SoftTargets
 from sentiment_tf.models.fused_adam import FusedAdam
 from sentiment_tf.models.lstm import language_model as lstm_lm
 from sentiment_tf.models.lstm.preprocessor import (
@@ -295,23 +296,53 @@ def export(model: keras.Model, preprocessor: Preprocessor, labels: list[str], ba
             metadata, files, verify, keep_failed=keep_failed, about=card(metadata, config))
 
 
+def distillation_loss(num_classes: int, temperature: float, alpha: float) -> Any:
+    """Hinton et al.'s loss on ``SoftTargets.rows`` targets: ``alpha`` × T² × cross-entropy between the
+    teacher's and the student's distributions at temperature T, plus (1 − ``alpha``) × the label's
+    cross-entropy; a text without a label learns from the teacher alone."""
+    k = num_classes
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        soft, onehot, labelled = y_true[:, :k], y_true[:, k:2 * k], y_true[:, 2 * k]
+        log_p = tf.math.log(tf.maximum(tf.cast(y_pred, tf.float32), 1e-12))
+        soft_term = -tf.reduce_sum(soft * tf.nn.log_softmax(log_p / temperature, axis=-1), axis=-1) * temperature ** 2
+        hard_term = -tf.reduce_sum(onehot * log_p, axis=-1)
+        return tf.where(labelled > 0, alpha * soft_term + (1 - alpha) * hard_term, soft_term)
+
+    return loss
+
+
+def target_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Accuracy against the label, or the teacher's choice for a text without one."""
+    k = y_pred.shape[-1]
+    target = tf.where(y_true[:, 2 * k:] > 0, y_true[:, k:2 * k], y_true[:, :k])
+    return tf.cast(tf.equal(tf.argmax(target, -1), tf.argmax(y_pred, -1)), tf.float32)
+
+
+target_accuracy.__name__ = "accuracy"  # the metric keeps its usual name in the logs and history
+
+
 def fit(splits: "Splits", segmented: dict[str, list[str]], preprocessor: Preprocessor,
         model_cfg: ModelConfig, train_cfg: "TrainConfig", run_dir: Path, seed: int = 42,
         extra_callbacks: list | None = None, model: keras.Model | None = None,
-        initialise: Any = None) -> tuple[keras.Model, dict[str, list[float]]]:
+        initialise: Any = None, soft: "SoftTargets | None" = None) -> tuple[keras.Model, dict[str, list[float]]]:
     """Builds (or continues, when ``model`` is given) and trains the classifier with ``model.fit`` on
     ``segmented`` texts; returns (model, history). Layers with ``trainable=False`` stay frozen. ``initialise(model)``
-    sets a newly built model's starting weights (a pretrained language model's)."""
+    sets a newly built model's starting weights (a pretrained language model's). With ``soft`` (a
+    teacher's probabilities), it learns from them and the labels (:func:`distillation_loss`)."""
     keras.utils.set_random_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
     num_classes = len(splits.labels.names)
+    y_train, y_val = splits.train["y"].to_numpy(), splits.val["y"].to_numpy()
+    if soft is not None:
+        y_train, y_val = soft.rows(soft.train, y_train), soft.rows(soft.val, y_val)
     train_ids = preprocessor.ids(tf.constant(segmented["train"], dtype=tf.string))
     train_ds = training.shard_by_data(tf, batching.prefetched(batching.training_batches(
-        train_ids, (tf.constant(splits.train["y"].to_numpy(), tf.int64),), train_cfg.batch_size, seed,
+        train_ids, (tf.constant(y_train),), train_cfg.batch_size, seed,
         sort_by_length=train_cfg.bucketing, first_pass=training.epochs_done(run_dir))))
     steps = batching.steps_per_pass(len(segmented["train"]), train_cfg.batch_size)
-    val_ds = training.shard_by_data(tf, preprocessor.dataset(segmented["val"], splits.val["y"].to_numpy(),
-                                                             max(train_cfg.batch_size, 256), train_cfg.bucketing))
+    val_ds = training.shard_by_data(tf, preprocessor.dataset(segmented["val"], y_val, max(train_cfg.batch_size, 256),
+                                                             train_cfg.bucketing))
     with training.distribution_strategy(tf).scope(), training.precision_policy(
             keras.mixed_precision, train_cfg.mixed_precision and bool(gpus)):
         if model is None:
@@ -324,9 +355,15 @@ def fit(splits: "Splits", segmented: dict[str, list[str]], preprocessor: Preproc
             model = copy
         optimizer = FusedAdam(train_cfg.learning_rate)
         training.log_batch(tf.distribute.get_strategy(), train_cfg.batch_size, train_cfg.learning_rate)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if soft is None:
+            model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        else:
+            model.compile(optimizer=optimizer, loss=distillation_loss(num_classes, soft.temperature, soft.alpha),
+                          metrics=[target_accuracy])
         schedule = layer_schedule(model, optimizer, train_cfg.unfreeze, train_cfg.lr_decay)
     class_weight = None
+    if train_cfg.class_weight == "balanced" and soft is not None:
+        raise UserError("--class-weight balanced cannot weigh a teacher's soft targets; leave it out when distilling")
     if train_cfg.class_weight == "balanced":
         class_weight = training.balanced_class_weight(splits.train["y"].to_numpy(), num_classes)
         log.info("class weights: %s", class_weight)
@@ -428,7 +465,7 @@ class TrainedLSTM:
 
 def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
               run_dir: Path, lowercase: bool = True, seed: int = 42,
-              extra_callbacks: list | None = None) -> TrainedLSTM:
+              extra_callbacks: list | None = None, soft: "SoftTargets | None" = None) -> TrainedLSTM:
     """Segments the splits with jieba (or characters), builds the vocabulary from the training split
     only, and trains with :func:`fit`. From a ``--pretrained`` language model: its vocabulary first
     (training-split words it lacks get new rows), its embedding and both RNN directions."""
@@ -454,7 +491,7 @@ def fit_texts(splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConf
                   "held_out_after": lm.description.get("held_out_after"), "vocab_size": len(lm.vocabulary) + 2}
     preprocessor = Preprocessor(tokenizer, vocabulary, tok_cfg.max_tokens)
     model, history = fit(splits, segmented, preprocessor, model_cfg, train_cfg, run_dir, seed=seed,
-                         extra_callbacks=extra_callbacks, initialise=initialise)
+                         extra_callbacks=extra_callbacks, initialise=initialise, soft=soft)
     return TrainedLSTM(model, preprocessor, splits.labels.names, history, origin)
 
 
@@ -532,8 +569,8 @@ class LSTMFamily:
         return dataclasses.replace(data_cfg, lowercase=settings["lowercase"]), tok_cfg, model_cfg
 
     def fit(self, splits: "Splits", tok_cfg: "TokenizerConfig", model_cfg: ModelConfig, train_cfg: "TrainConfig",
-            run_dir: Path, lowercase: bool, seed: int) -> TrainedLSTM:
-        return fit_texts(splits, tok_cfg, model_cfg, train_cfg, run_dir, lowercase=lowercase, seed=seed)
+            run_dir: Path, lowercase: bool, seed: int, soft: "SoftTargets | None" = None) -> TrainedLSTM:
+        return fit_texts(splits, tok_cfg, model_cfg, train_cfg, run_dir, lowercase=lowercase, seed=seed, soft=soft)
 
     def load(self, version_dir: Path, metadata: dict) -> TrainedLSTM:
         return load_trained(version_dir, metadata)

@@ -281,7 +281,7 @@ def make_dataset(segmented: list[str], labels: np.ndarray | None, lookup: "keras
     from sentiment_tf.models import batching  # TensorFlow
 
     ids = segmented_to_ids(tf.constant(segmented, dtype=tf.string), lookup, max_tokens)
-    columns = () if labels is None else (tf.constant(labels, dtype=tf.int64),)
+    columns = () if labels is None else (tf.constant(labels, dtype=tf.float32 if labels.dtype.kind == "f" else tf.int64),)
     return batching.prefetched(batching.evaluation_batches(ids, columns, batch_size, max_tokens, bucketing))
 
 
