@@ -73,7 +73,8 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
 
 
 TINY_MODEL_ARGS = ["--epochs", "2", "--embedding-dim", "8", "--rnn-units", "4", "--batch-size", "32",
-                   "--min-freq", "1", "--max-tokens", "40"]
+                   "--min-freq", "1", "--max-tokens", "40",
+                   "--errors", "0"]  # the errors page (explain) has its own tests: test_explain.py
 
 
 MIXED = ["<b>ＡＢＣ１２３</b>　很好！&#183; http://x.cn/a", "a\u200bb\x07c &amp;lt; &#65292;\u3000d\te\x85f",

@@ -444,14 +444,18 @@ class TrainedLSTM:
                 mask = mask if len(x.shape) == 3 else None
             return tf.matmul(x, head.kernel) + head.bias
 
+        # One graph for every text (lengths vary: traced for any shape), not layer by layer in eager mode.
+        @tf.function(reduce_retracing=True)
+        def target_logit(path: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+            return tf.gather(logits(path, tf.ones(tf.shape(path)[:2], tf.bool)), target, axis=1)
+
         out = []
         probabilities = self.predict_proba(texts)
         for i, (text, segmented) in enumerate(zip(texts, self.preprocessor.segment(texts))):
             tokens = self.preprocessor.kept_tokens(segmented)
             embedded = embedding(self.preprocessor.lookup(tf.constant([tokens])))[0]
             target = int(probabilities[i].argmax()) if targets is None else int(targets[i])
-            mask = tf.ones([steps + 2, len(tokens)], tf.bool)
-            scores, delta = integrated_gradients(lambda path: logits(path, mask)[:, target], embedded,
+            scores, delta = integrated_gradients(lambda path: target_logit(path, tf.constant(target)), embedded,
                                                  tf.zeros_like(embedded), steps)
             out.append(Explanation(text, tokens, scores.tolist(), self.labels[target], float(probabilities[i, target]),
                                    delta))
