@@ -49,17 +49,24 @@ def test_distill_exports_a_student_that_names_its_teacher(work: Path, monkeypatc
     student = Predictor.load(work / "student")
     assert student.metadata["input_format"] == "raw" and len(student.predict(TEXTS).labels) == 2
 
-    # Scores are cached beside the run directories: a second run never calls the teacher.
+    # Scores are cached beside the run directories: the same texts never go to the teacher again.
+    from sentiment_tf.data.splits import TEXT
     from sentiment_tf.models import distillation
+
+    cached = sorted((work / "runs" / "teacher-cache").glob("teacher-*.npy"))
+    assert len(cached) == 3  # transfer set, validation, test
 
     def no_teacher(self):
         raise AssertionError("the teacher was called although its scores are cached")
 
     monkeypatch.setattr(distillation.Teacher, "predictor", property(no_teacher))
-    again = cli("distill", "--teacher", "teacher", "--data", "labelled.csv", "--unlabelled", "pool.txt",
-                *TINY_MODEL_ARGS, "--epochs", "1", "--output", "student", "--run-dir", "runs/student-2", cwd=work)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert (work / "student" / "2").is_dir()
+    teacher = distillation.Teacher(str(work / "teacher"), ["正面", "负面"])
+    sizes = sorted(len(np.load(path)) for path in cached)
+    from sentiment_tf.core.config import DataConfig
+    from sentiment_tf.data.splits import load_splits
+
+    splits = load_splits(DataConfig(data=str(work / "labelled.csv")))
+    assert teacher.probabilities(splits.test[TEXT].tolist(), work / "runs" / "teacher-cache").shape == (sizes[0], 2)
 
 
 @pytest.mark.slow
