@@ -129,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(scored.calibration.summary())
     print(f"teacher {teacher_accuracy:.4f} accuracy on this test split; the student agrees with it on {agreement:.1%}")
     extra = {"distillation": distillation, **({"calibration": scored.calibration_json()} if scored.calibration else {})}
-    metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
-               "per_label": evaluation.per_label, "data": splits.stats, "distillation": distillation}
+    metrics = publishing.export_metrics(evaluation, run_dir, splits.stats, calibration=extra.get("calibration"),
+                                        distillation=distillation)
     version_dir = publishing.publish_run(trained, scored, splits.test, training.output_for(train_cfg.output, run_dir),
                                          run_dir, configs, metrics, train_cfg.errors,
                                          extra={"data": splits.stats["split_sizes"], **extra})

@@ -95,10 +95,8 @@ def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: Ada
 
 def export_metrics(after: dict, summary: dict[str, Any], domain: Splits, source: Source, run_dir: Any) -> dict[str, Any]:
     """What the export's metadata and model card record of the adapted model."""
-    metrics = {"test_accuracy": after["domain"].accuracy, "test_weighted_f1": after["domain"].weighted_f1,
-               "test_size": after["domain"].support, "run_dir": str(run_dir), "finetuned_from": str(source.version_dir),
-               "calibration": summary["calibration"], "per_label": after["domain"].per_label,
-               "by_domain": summary.get("by_domain"), "data": domain.stats}
+    metrics = publishing.export_metrics(after["domain"], run_dir, domain.stats, finetuned_from=str(source.version_dir),
+                                        calibration=summary["calibration"], by_domain=summary.get("by_domain"))
     if "original" in after:
         metrics["original_test_accuracy"] = after["original"].accuracy
     return metrics

@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"By domain ({data_cfg.domain_col}):\n{table}\n")
 
     # 5. Export a new SavedModel version (verified against the model before it becomes visible), and the reports.
-    metrics = {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
-               "test_size": evaluation.support, "run_dir": str(run_dir), "calibration": extra.get("calibration"),
-               "per_label": evaluation.per_label, "by_domain": extra.get("by_domain"), "data": splits.stats}
+    metrics = publishing.export_metrics(evaluation, run_dir, splits.stats, calibration=extra.get("calibration"),
+                                        by_domain=extra.get("by_domain"))
     version_dir = publishing.publish_run(trained, scored, splits.test, training.output_for(train_cfg.output, run_dir),
                                          run_dir, configs, metrics, train_cfg.errors,
                                          extra={"data": splits.stats["split_sizes"], **extra})

@@ -44,6 +44,13 @@ def score_test(trained: Any, val: pd.DataFrame, test: pd.DataFrame, labels: list
     return Scored(probs, report.evaluate(test[Y].to_numpy(), probs, labels), fitted)
 
 
+def export_metrics(evaluation: Any, run_dir: Path, data_stats: dict, **more: Any) -> dict[str, Any]:
+    """What an export records of its run's test evaluation (train, finetune and distill alike), plus ``more``."""
+    return {"test_accuracy": evaluation.accuracy, "test_weighted_f1": evaluation.weighted_f1,
+            "test_size": evaluation.support, "run_dir": str(run_dir), "per_label": evaluation.per_label,
+            "data": data_stats, **more}
+
+
 def publish_run(trained: Any, scored: Scored, test: pd.DataFrame, output: Path, run_dir: Path, configs: dict,
                 metrics: dict, errors: int, extra: dict[str, Any] | None = None) -> Path:
     """Publishes ``trained`` as a new verified version of ``output`` (its input profile from ``test``,
