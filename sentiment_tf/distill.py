@@ -4,9 +4,10 @@
     python -m sentiment_tf.distill --teacher saved_models/bert-hotel --data hotel.csv --unlabelled hotel_pool.txt \\
         --pretrained lm/ --temperature 2 --alpha 0.7 --output saved_models/lstm-hotel
 
-The teacher scores a transfer set — the labelled training texts and the unlabelled texts (cleaned,
-de-duplicated, none of the validation or test texts) — once, in batches, cached under the run
-directory's parent so an interrupted run continues without scoring again. The student (the LSTM with
+The teacher scores a transfer set — the labelled training texts, the unlabelled texts and `--augment`
+rewritten copies of the labelled texts (cleaned, de-duplicated, none of the validation or test texts) —
+once, in batches, cached under the run directory's parent so an interrupted run continues without
+scoring again. The student (the LSTM with
 any `train` option, `--pretrained` LM included) learns from the teacher's probabilities at
 `--temperature` and, for labelled texts, from the label (Hinton et al. 2015; Tang et al. 2019).
 Early stopping, calibration, the report, the export and the model card are `train`'s; the card names
@@ -18,6 +19,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+
+import numpy as np
 
 from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
@@ -32,6 +35,7 @@ from sentiment_tf.core.config import (
     to_dict,
 )
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
+from sentiment_tf.data.augmentation import augment
 from sentiment_tf.data.splits import TEXT, Y, load_splits, read_texts
 from sentiment_tf.export import publishing
 from sentiment_tf.export import versions as export
@@ -52,6 +56,8 @@ class DistillConfig:
                                 "loss (higher: more of the teacher's view of the wrong labels).", above=0, default=2.0)
     alpha: float = option("Weight of the teacher's soft targets for a labelled text; the label gets 1 - alpha "
                           "(texts without a label learn from the teacher only).", at_least=0, at_most=1, default=0.5)
+    augment: int = option("Augmented copies of each labelled training text in the transfer set (word masking, "
+                          "same-POS swap, n-gram sampling; the teacher labels them).", at_least=0, default=0)
     teacher_batch: int = option("Texts per teacher call while scoring.", at_least=1, default=64)
 
     def __post_init__(self) -> None:
@@ -93,20 +99,27 @@ def main(argv: list[str] | None = None) -> int:
     labels = splits.labels.names
     teacher = Teacher(cfg.teacher, labels)
     transfer = transfer_texts(raw_unlabelled, splits, data_cfg.lowercase)
-    student_splits = with_transfer(splits, transfer)
-    log.info("transfer set: %d labelled + %d unlabelled texts", len(splits.train), len(transfer))
+    augmented = transfer_texts(augment(splits.train[TEXT].tolist(), cfg.augment, data_cfg.seed), splits,
+                               data_cfg.lowercase, exclude=transfer)
+    student_splits = with_transfer(splits, transfer + augmented)
+    log.info("transfer set: %d labelled + %d unlabelled + %d augmented texts", len(splits.train), len(transfer),
+             len(augmented))
 
     run_dir = training.new_run_dir(f"distill-{model_cfg.model}", train_cfg.run_dir)
     configs = {**to_dict(data_cfg, tok_cfg, model_cfg, train_cfg), "DistillConfig": dataclasses.asdict(cfg)}
     atomic.write_json(run_dir / "config.json", configs)
-    atomic.write_json(run_dir / "data_stats.json", {**splits.stats, "transfer_unlabelled": len(transfer)})
+    atomic.write_json(run_dir / "data_stats.json", {**splits.stats, "transfer_unlabelled": len(transfer),
+                                                     "transfer_augmented": len(augmented)})
     log.info("run directory: %s", run_dir)
 
     # 2. The teacher scores the transfer set, validation and test (cached beside the run directories).
     cache = run_dir.parent / "teacher-cache"
+    # The augmented copies apart: the scores of the rest stay cached whatever --augment is.
+    labelled_and_pool = splits.train[TEXT].tolist() + transfer
     scores = {name: teacher.probabilities(texts, cache, cfg.teacher_batch) for name, texts in (
-        ("train", student_splits.train[TEXT].tolist()), ("val", splits.val[TEXT].tolist()),
+        ("train", labelled_and_pool), ("augmented", augmented), ("val", splits.val[TEXT].tolist()),
         ("test", splits.test[TEXT].tolist()))}
+    scores["train"] = np.concatenate([scores["train"], scores.pop("augmented")])
     soft = SoftTargets(soften(scores["train"], cfg.temperature), soften(scores["val"], cfg.temperature),
                        cfg.temperature, cfg.alpha)
 
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     agreement = float((scores["test"].argmax(1) == scored.probabilities.argmax(1)).mean())
     distillation = {**teacher.describe(), "test_accuracy": teacher_accuracy, "student_agreement": agreement,
                     "temperature": cfg.temperature, "alpha": cfg.alpha, "transfer_labelled": len(splits.train),
-                    "transfer_unlabelled": len(transfer)}
+                    "transfer_unlabelled": len(transfer), "transfer_augmented": len(augmented)}
     print(f"\nTest set ({evaluation.support} texts):\n{evaluation.text}")
     if scored.calibration:
         print(scored.calibration.summary())

@@ -32,7 +32,7 @@ def work(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 @pytest.mark.slow
 def test_distill_exports_a_student_that_names_its_teacher(work: Path, monkeypatch):
     proc = cli("distill", "--teacher", "teacher", "--data", "labelled.csv", "--unlabelled", "pool.txt",
-               *TINY_MODEL_ARGS, "--learning-rate", "0.02", "--temperature", "2", "--alpha", "0.7",
+               *TINY_MODEL_ARGS, "--learning-rate", "0.02", "--temperature", "2", "--alpha", "0.7", "--augment", "1",
                "--output", "student", "--run-dir", "runs/student", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "the student agrees with it on" in proc.stdout
@@ -41,6 +41,7 @@ def test_distill_exports_a_student_that_names_its_teacher(work: Path, monkeypatc
     assert d["path"].endswith("teacher/1") and d["family"] == "lstm" and (d["temperature"], d["alpha"]) == (2.0, 0.7)
     assert 0 <= d["student_agreement"] <= 1 and 0 <= d["test_accuracy"] <= 1
     assert d["transfer_unlabelled"] == 400  # the 20 labelled texts in the pool were left out
+    assert 150 < d["transfer_augmented"] <= 240  # one copy of each of the 240 training texts, repeats dropped
     card = (work / "student" / "1" / "assets.extra" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "Distilled with `distill`" in card and "teacher/1" in card
 
@@ -54,7 +55,7 @@ def test_distill_exports_a_student_that_names_its_teacher(work: Path, monkeypatc
     from sentiment_tf.models import distillation
 
     cached = sorted((work / "runs" / "teacher-cache").glob("teacher-*.npy"))
-    assert len(cached) == 3  # transfer set, validation, test
+    assert len(cached) == 4  # labelled and unlabelled texts, augmented copies, validation, test
 
     def no_teacher(self):
         raise AssertionError("the teacher was called although its scores are cached")
@@ -96,6 +97,27 @@ def test_teacher_scoring_interrupted_continues_where_it_stopped(work: Path, tmp_
     resumed = teacher.probabilities(texts, tmp_path / "b")
     assert sum(calls) == len(texts) - 128  # the two chunks saved before the crash were not scored again
     np.testing.assert_allclose(resumed, whole, atol=1e-6)
+
+
+def test_augmented_copies_follow_tang_et_al():
+    from sentiment_tf.data.augmentation import AugmentRates, augment
+
+    texts = ["这家酒店很干净，服务也好，下次还来", "太差了，再也不来了，房间又脏又小", "书的内容很精彩，值得一读"]
+    copies = augment(texts, 4, seed=3)
+    assert copies == augment(texts, 4, seed=3) and copies != augment(texts, 4, seed=4)  # a seed fixes them
+    assert 6 <= len(copies) <= 12 and not set(copies) & set(texts) and all(copies)
+    # Swapping only: every word keeps its part of speech, drawn from the other texts' words of that tag.
+    import jieba.posseg
+
+    swapped = augment(texts, 3, seed=0, rates=AugmentRates(mask=0.0, swap=1.0, ngram=0.0))
+    tags = lambda t: [p.flag for p in jieba.posseg.cut(t)]  # noqa: E731
+    assert any(tags(s) == tags(texts[0]) for s in swapped)
+    # Masking only drops words; n-gram sampling keeps a span of at most five words.
+    dropped = augment(texts, 5, seed=1, rates=AugmentRates(mask=0.3, swap=0.0, ngram=0.0))
+    assert all(len(s) < max(map(len, texts)) for s in dropped)
+    spans = augment(texts, 5, seed=2, rates=AugmentRates(mask=0.0, swap=0.0, ngram=1.0))
+    assert all(any(s in t for t in texts) and len(list(jieba.cut(s))) <= 5 for s in spans)
+    assert augment(texts, 0, seed=0) == []
 
 
 def test_distillation_loss_is_hintons():

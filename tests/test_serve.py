@@ -145,6 +145,8 @@ def test_tf_serving_routes_row_and_columnar(server: Server, lstm_export: Path):
     cols = server.post("/v1/models/lstm:predict", {"inputs": {"text": TEXTS[:2]}}).json()["outputs"]
     np.testing.assert_allclose(cols["probabilities"], ref, atol=1e-5)
     assert cols["label"] == [r["label"] for r in rows]
+    named = server.post("/v1/models/lstm:predict", {"instances": [{"text": t} for t in TEXTS[:2]]}).json()
+    np.testing.assert_allclose([r["probabilities"] for r in named["predictions"]], ref, atol=1e-5)
     status = httpx.get(server.url + "/v1/models/lstm").json()
     assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
                                                  "status": {"error_code": "OK", "error_message": ""}}
@@ -216,6 +218,10 @@ def test_metrics_count_requests_errors_texts_labels_and_oov(server: Server, lstm
     ("/v1/models/lstm:predict", {"instances": ["好"], "signature_name": "encoded"}, 400, "serving_default"),
     ("/v1/models/lstm:predict", {"instances": ["好"], "inputs": ["好"]}, 400, "exactly one"),
     ("/v1/models/lstm:predict", [1, 2], 400, "JSON object"),
+    # TF Serving refuses an input name its signature lacks: once answered 200.
+    ("/v1/models/lstm:predict", {"instances": [{"a": "好"}]}, 400, "only input is 'text'; got 'a'"),
+    ("/v1/models/lstm:predict", {"inputs": {"a": ["好"]}}, 400, "only input is 'text'"),
+    ("/v1/models/lstm:predict", {"inputs": {"text": ["好"], "b": ["好"]}}, 400, "got 'text', 'b'"),
     ("/nothing", {}, 404, "Not Found"),
     # Python refuses integers of > 4,300 digits with a ValueError: once a 500 with a traceback.
     ("/predict", b'{"texts": [' + b"1" * 5000 + b"]}", 400, "5000 digits"),

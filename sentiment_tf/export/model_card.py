@@ -79,7 +79,8 @@ def _details(c: _Card) -> list[str]:
                    f"teacher has {_pct(teacher.get('test_accuracy'))} accuracy on this model's test split, and this "
                    f"model agrees with it on {_pct(teacher.get('student_agreement'))} of those texts (temperature "
                    f"{teacher.get('temperature')}, soft-target weight {teacher.get('alpha')}; transfer set "
-                   f"{teacher.get('transfer_labelled')} labelled + {teacher.get('transfer_unlabelled')} unlabelled texts).")
+                   f"{teacher.get('transfer_labelled')} labelled + {teacher.get('transfer_unlabelled')} unlabelled + "
+                   f"{teacher.get('transfer_augmented', 0)} augmented texts).")
     out += [f"- Labels ({len(c.labels)}): {', '.join(f'`{name}`' for name in c.labels)}.",
             f"- Calibration temperature (in the graph): {c.metadata.get('temperature', 1.0):.4g}.",
             f"- Exported {c.metadata.get('created', '?')} by sentiment_tf {c.metadata.get('sentiment_tf_version', '?')}.", ""]

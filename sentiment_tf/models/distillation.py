@@ -56,10 +56,11 @@ def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def transfer_texts(raw: list[str], splits: Splits, lowercase: bool) -> list[str]:
+def transfer_texts(raw: list[str], splits: Splits, lowercase: bool, exclude: list[str] = ()) -> list[str]:
     """Unlabelled texts for the transfer set, cleaned as training texts are, de-duplicated, and without
-    any text of the labelled splits: one in validation or test would leak the teacher's view of it."""
-    seen = set(splits.train["text"]) | set(splits.val["text"]) | set(splits.test["text"])
+    any text of the labelled splits (one in validation or test would leak the teacher's view of it) or
+    of ``exclude``."""
+    seen = set(splits.train["text"]) | set(splits.val["text"]) | set(splits.test["text"]) | set(exclude)
     out, dropped = [], 0
     for text in dict.fromkeys(clean_text(t, lowercase) for t in raw):
         if not text.strip():

@@ -504,7 +504,7 @@ def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
         raise ApiError(413, f"{len(texts)} texts in one request; the limit is {cfg.max_texts} (--max-texts)")
     out = []
     for i, t in enumerate(texts):
-        if isinstance(t, dict) and len(t) == 1:  # TF Serving row format: {"text": "..."}
+        if isinstance(t, dict) and len(t) == 1:  # TF Serving row format: {"text": "..."} (name checked)
             t = next(iter(t.values()))
         if not isinstance(t, str):
             raise ApiError(400, f"{what}[{i}] must be a string, got {type(t).__name__}")
@@ -521,8 +521,9 @@ def check_texts(texts: Any, what: str, cfg: ServeConfig) -> list[str]:
     return out
 
 
-def parse_tf_serving_body(body: Any, cfg: ServeConfig) -> tuple[list[str], bool]:
-    """The texts of a TF Serving REST predict request, and whether it used the columnar format."""
+def parse_tf_serving_body(body: Any, cfg: ServeConfig, input_name: str = "text") -> tuple[list[str], bool]:
+    """The texts of a TF Serving REST predict request, and whether it used the columnar format. Named
+    inputs must be the signature's, as TF Serving requires."""
     if not isinstance(body, dict):
         raise ApiError(400, 'the request body must be a JSON object with "instances" or "inputs"')
     signature = body.get("signature_name", "serving_default")
@@ -532,10 +533,22 @@ def parse_tf_serving_body(body: Any, cfg: ServeConfig) -> tuple[list[str], bool]
         raise ApiError(400, 'give exactly one of "instances" (row format) or "inputs" (columnar format)')
     if "inputs" in body:
         inputs = body["inputs"]
-        if isinstance(inputs, dict) and len(inputs) == 1:  # {"inputs": {"text": [...]}}
-            inputs = next(iter(inputs.values()))
+        if isinstance(inputs, dict):  # {"inputs": {"text": [...]}}
+            check_input_names(inputs, input_name)
+            inputs = inputs[input_name]
         return check_texts(inputs, "inputs", cfg), True
-    return check_texts(body["instances"], "instances", cfg), False
+    instances = body["instances"]
+    if isinstance(instances, list):
+        for row in instances:
+            if isinstance(row, dict):  # {"instances": [{"text": "..."}]}
+                check_input_names(row, input_name)
+    return check_texts(instances, "instances", cfg), False
+
+
+def check_input_names(named: dict, input_name: str) -> None:
+    if list(named) != [input_name]:
+        given = ", ".join(repr(k[:64]) for k in list(named)[:3]) or "none"
+        raise ApiError(400, f"the signature's only input is {input_name!r}; got {given}")
 
 
 def parse_friendly_body(body: Any, cfg: ServeConfig) -> tuple[Any, list[str]]:
@@ -678,7 +691,8 @@ def create_app(cfg: ServeConfig, slots: dict[str, ModelSlot], metrics: ServeMetr
     @app.post("/v1/models/{name}:predict")
     async def tf_serving_predict(name: str, request: Request) -> JSONResponse:
         slot = slot_for(slots, name)
-        texts, columnar = await read_json(request, parser, lambda body: parse_tf_serving_body(body, cfg))
+        input_name = slot.current.predictor.input_name if slot.current is not None else "text"
+        texts, columnar = await read_json(request, parser, lambda body: parse_tf_serving_body(body, cfg, input_name))
         with work.admit(texts):
             out = await slot.submit(texts, segmenter, prepared=not cfg.segment)
         probs, ids = out.probabilities.tolist(), out.label_ids.tolist()
