@@ -331,6 +331,15 @@ def test_a_busy_port_is_one_line_before_anything_loads(exports: Path, tmp_path: 
     taken.close()
 
 
+def test_several_models_one_missing_is_one_line_on_the_way_out(exports: Path, tmp_path: Path):
+    # The README's multi-model command with one missing model once printed "Exception ignored … OSError:
+    # [Errno 9] Bad file descriptor" after its error line.
+    proc = cli("serve", "--model", str(exports / "a"), "--model", f"bert={tmp_path / 'nope'}", "--port", "0",
+               cwd=tmp_path, process=True)
+    assert_user_error(proc, "model directory not found", "nope")
+    assert proc.stderr.strip().count("\n") == 0 and "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def test_a_version_directory_pins_that_version(exports: Path, tmp_path: Path):
     from sentiment_tf.serving.app import ModelSlot, ServeConfig
 

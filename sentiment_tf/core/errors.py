@@ -63,6 +63,8 @@ def setup_logging(verbose: bool = False) -> None:
     )
     if not verbose:
         logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..." per export
+        # absl's INFO: e.g. a BERT export's "input name(s) 20569, … with unsupported characters" lines
+        logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def quiet_native_logs(verbose: bool) -> None:
