@@ -34,6 +34,7 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     for name in ("report.txt", "report.json", "config.json", "data_stats.json", "confusion_matrix.png",
                  "training_curves.png", "checkpoints/best.keras"):
         assert (run / name).is_file(), name
+    assert not (run / "backup").exists()  # resume state is removed when the run finishes (the docs say so)
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     assert report["labels"] == ["中性", "正面", "负面"] and report["support"] == 36
     assert 0.0 <= report["accuracy"] <= 1.0 and report["export"] == str(out / "1")
