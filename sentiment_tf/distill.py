@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, data_cfg, tok_cfg, model_cfg, train_cfg, lowercase_given = parse_args(argv)
     setup_logging(train_cfg.verbose)
     export.check_base_dir(train_cfg.output)
+    export.check_lineage(train_cfg.output, data_cfg.data, None, train_cfg.allow_other_data)
     atomic.check_writable(train_cfg.output, "--output", directory=True)
     atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
     raw_unlabelled = read_texts(cfg.unlabelled, data_cfg.text_col, "--unlabelled") if cfg.unlabelled else []
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. The labelled data, split as `train` splits it; the teacher on the same labels.
     splits = load_splits(data_cfg)
     labels = splits.labels.names
+    export.check_lineage(train_cfg.output, data_cfg.data, labels, train_cfg.allow_other_data)
     teacher = Teacher(cfg.teacher, labels)
     transfer = transfer_texts(raw_unlabelled, splits, data_cfg.lowercase)
     augmented = transfer_texts(augment(splits.train[TEXT].tolist(), cfg.augment, data_cfg.seed), splits,

@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(train_cfg.verbose)
     labels = LabelMap(source.labels)
     export.check_base_dir(train_cfg.output)
+    if not (cfg.learning_curve or cfg.cv or cfg.seeds > 1):  # the evaluation modes export nothing
+        export.check_lineage(train_cfg.output, data_cfg.data, source.labels, train_cfg.allow_other_data)
     atomic.check_writable(train_cfg.output, "--output", directory=True)
     atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
 

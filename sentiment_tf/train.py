@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     training.start_cluster(train_cfg.run_dir, train_cfg.resume)  # TF_CONFIG checked, workers connected
     # Refuse a foreign or unwritable --output or --run-dir before training, not after.
     export.check_base_dir(train_cfg.output)
+    export.check_lineage(train_cfg.output, data_cfg.data, None, train_cfg.allow_other_data)
     atomic.check_writable(train_cfg.output, "--output", directory=True)
     atomic.check_writable(train_cfg.run_dir or "runs", "--run-dir", directory=True)
     model_family = family.get(model_cfg.model)  # imports its Keras flavour
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Load, clean, de-duplicate and split (before any tokenization, so nothing leaks).
     splits = load_splits(data_cfg)
     labels = splits.labels.names
+    export.check_lineage(train_cfg.output, data_cfg.data, labels, train_cfg.allow_other_data)
 
     run_dir = (training.role().local(train_cfg.resume) if train_cfg.resume
                else training.new_run_dir(model_cfg.model, train_cfg.run_dir))

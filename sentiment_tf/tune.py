@@ -57,7 +57,7 @@ SPACES: dict[str, dict[str, tuple]] = {
 }
 STARTUP_TRIALS = 5  # random proposals before TPE models the results (and before pruning starts: 3)
 # Train options that make no sense per trial: trials are not exported and have their own directories.
-NOT_TUNE_OPTIONS = ("output", "run_dir", "resume")
+NOT_TUNE_OPTIONS = ("output", "run_dir", "resume", "allow_other_data")
 
 
 @dataclasses.dataclass
@@ -279,6 +279,8 @@ class Search:
         configs = to_dict(data_cfg, tok_cfg, model_cfg, train_cfg)
         for name in NOT_TUNE_OPTIONS:
             configs["TrainConfig"].pop(name)
+        # A model of its own: trained on the study's data, it must not become the newest version of another.
+        configs["TrainConfig"]["output"] = f"saved_models/{self.dir.name}"
         header = (f"# sentiment_tf.tune: best of {len(self.finished())} trials — trial {trial.number}, validation "
                   f"accuracy {trial.value:.4f}\n# python -m sentiment_tf.train --config {self.dir / 'best.yaml'}\n")
         return header + yaml.safe_dump(configs, allow_unicode=True, sort_keys=False)

@@ -45,7 +45,8 @@ def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Pat
     top = complete.iloc[0]
     assert best["TrainConfig"]["learning_rate"] == pytest.approx(top["learning_rate"])
     assert best["ModelConfig"]["pooling"] == top["pooling"] and best["TokenizerConfig"]["tokenizer"] == top["tokenizer"]
-    assert best["ModelConfig"]["embedding_dim"] == 8 and "output" not in best["TrainConfig"]
+    assert best["ModelConfig"]["embedding_dim"] == 8
+    assert best["TrainConfig"]["output"] == f"saved_models/{study.name}"  # a model of its own, not saved_models/lstm
 
     # train --config best.yaml trains with exactly those settings.
     proc = cli("train", "--config", str(study / "best.yaml"), "--output", str(tmp_path / "model"),

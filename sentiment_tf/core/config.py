@@ -156,6 +156,9 @@ class TrainConfig:
     xla: bool = option("BERT only: compile the training step with XLA on GPU (ignored on CPU).", default=True)
     output: str | None = option("Export base directory (TF Serving layout: OUTPUT/<version>/); default "
                                 "saved_models/<model> (train), <source base>-finetuned (finetune).", default=None)
+    allow_other_data: bool = option("Add the export to --output even when its newest version was trained on "
+                                    "another data file or label set (otherwise refused: it would silently "
+                                    "become the version predict and serve use).", default=False)
     run_dir: str | None = option("Directory for reports, checkpoints and logs (default: runs/<model>-<time>).",
                                  default=None)
     resume: str | None = option("Resume an interrupted run from its run directory.", default=None)

@@ -65,6 +65,37 @@ def check_base_dir(base: str | Path) -> Path:
     return base
 
 
+def check_lineage(base: str | Path, data: str | None, labels: list[str] | None, allow: bool) -> None:
+    """Refuses to add a version to ``base`` when its newest version was trained on another data file or
+    label set (``labels`` None: not known yet), unless ``allow``: that run would silently become the
+    version ``predict`` and ``serve`` use (checked before training)."""
+    base = Path(base)
+    newest = next((v for v in reversed(versions(base)) if metadata_path(base / str(v)).is_file()), None) \
+        if base.is_dir() else None
+    if newest is None or not data:
+        return
+    try:
+        meta = read_metadata(base / str(newest))
+        config = json.loads((base / str(newest) / META_DIR / "config.json").read_text(encoding="utf-8"))
+    except (UserError, OSError, ValueError):
+        return  # a damaged version is reported where it is loaded; nothing to compare with here
+    theirs, their_labels = config.get("DataConfig", {}).get("data"), meta.get("labels") or []
+    other_file = bool(theirs) and Path(theirs).resolve() != Path(data).resolve()
+    other_labels = labels is not None and sorted(map(str, labels)) != sorted(map(str, their_labels))
+    if not (other_file or other_labels) or allow:
+        if other_file or other_labels:
+            log.warning("--output %s: version %d was trained on other data (%s); adding version %d as asked",
+                        base, newest, Path(theirs or "?").name, newest + 1)
+        return
+    accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+    what = (f"{Path(theirs).name}" if other_file else f"labels {', '.join(map(str, their_labels))}")
+    ours = Path(data).name if other_file else f"labels {', '.join(map(str, labels or []))}"
+    raise UserError(f"--output {base}: its newest version {newest} was trained on {what}"
+                    f"{f' (test accuracy {accuracy:.4f})' if isinstance(accuracy, (int, float)) else ''} and this "
+                    f"run on {ours}; export elsewhere (--output) or add --allow-other-data to make it version "
+                    f"{newest + 1}")
+
+
 def write_version(base: str | Path, write_model: Callable[[Path], None], metadata: dict[str, Any],
                   extra_files: dict[str, str | Path | bytes], verify: Callable[[Path], None],
                   keep_failed: Path | None = None, about: model_card.FamilyCard | None = None) -> Path:
