@@ -8,9 +8,10 @@ Files (CSV/TSV/JSON lines/text; each read in row chunks, as ``predict`` reads th
 ``--text-col`` → segmented with the export's recorded jieba settings (checked, as ``predict`` checks
 them; BERT exports take raw text) → the SavedModel's ``serving_default`` in Beam's ``RunInference``
 with a TensorFlow model handler (Beam batches) → ``<output>-predictions-*.jsonl``: each input row's
-columns, ``source_file``, ``source_row``, ``pred_label`` and one ``pred_prob_<label>`` per label.
-Rows that cannot be scored (no text, a text that is not a string, an unreadable file) go to
-``<output>-errors-*.jsonl`` with the reason; they never stop the pipeline.
+columns, ``source_file``, ``source_row``, ``pred_label`` and one ``pred_prob_<label>`` per label. A
+text with nothing to classify (an empty cell, only emoji or punctuation) gets ``pred_label`` null and a
+``pred_reason``, as in every command. Rows that cannot be scored (a text that is not a string, an
+unreadable file) go to ``<output>-errors-*.jsonl`` with the reason; they never stop the pipeline.
 
 Locally the DirectRunner runs in multi-process mode (``--direct_num_workers``, default 2); the same
 pipeline runs unchanged on Dataflow, Flink or Spark (``--runner``).
@@ -30,6 +31,7 @@ from typing import Any
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
+from sentiment_tf.data.cleaning import NOTHING_TO_CLASSIFY, has_words
 
 log = logging.getLogger("sentiment_tf.batch_predict")
 
@@ -112,7 +114,7 @@ class Prepare:
             record = {"source_file": chunk["source_file"], "source_row": chunk["first_row"] + offset, "columns": columns}
             text = columns.get(self.text_col)
             if text is None or (isinstance(text, float) and text != text):
-                yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": f"no text in column {self.text_col!r}"})
+                good.append((record, ""))  # an empty cell: nothing to classify, answered as such
             elif not isinstance(text, str):
                 yield beam.pvalue.TaggedOutput(ERRORS, {**_where(record), "reason": f"the text in column "
                                                         f"{self.text_col!r} is not a string ({type(text).__name__})"})
@@ -152,14 +154,18 @@ def model_handler(version_dir: str, input_name: str, raw_text: bool, batch_size:
     return KeyedModelHandler(SavedModelHandler(version_dir, inference_fn=infer, max_batch_size=batch_size))
 
 
-def to_json(labels: list[str]):
+def to_json(labels: list[str], text_col: str):
     def row(keyed: tuple) -> str:
         record, result = keyed
         probs = [float(p) for p in result.inference]
         best = max(range(len(probs)), key=probs.__getitem__)
-        out = {**{k: (None if isinstance(v, float) and v != v else v) for k, v in record["columns"].items()},
-               **_where(record), "pred_label": labels[best],
-               **{f"pred_prob_{name}": round(p, 6) for name, p in zip(labels, probs)}}
+        columns = {k: (None if isinstance(v, float) and v != v else v) for k, v in record["columns"].items()}
+        out = {**columns, **_where(record)}
+        if has_words(columns.get(text_col) or ""):
+            out.update({"pred_label": labels[best], **{f"pred_prob_{name}": round(p, 6) for name, p in zip(labels, probs)}})
+        else:  # the rule every command follows: no label, and why
+            out.update({"pred_label": None, **{f"pred_prob_{name}": None for name in labels},
+                        "pred_reason": NOTHING_TO_CLASSIFY})
         return json.dumps(out, ensure_ascii=False, default=str)
 
     return row
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         (prepared.ok
          | "Predict" >> RunInference(model_handler(version_dir, inputs.input_name,
                                                    inputs.metadata.get("input_format") == "raw", args.batch_size))
-         | "Format" >> beam.Map(to_json(inputs.label_names))
+         | "Format" >> beam.Map(to_json(inputs.label_names, args.text_col))
          | "Write" >> beam.io.WriteToText(f"{args.output}-predictions", file_name_suffix=".jsonl"))
         ((chunks[ERRORS], prepared[ERRORS]) | "Errors" >> beam.Flatten()
          | "Format errors" >> beam.Map(lambda e: json.dumps(e, ensure_ascii=False))

@@ -24,9 +24,9 @@ from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
-from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.cleaning import NOTHING_TO_CLASSIFY, clean_text, cleaned_has_words
 from sentiment_tf.data.splits import read_text_rows
-from sentiment_tf.evaluation.attributions import STEPS, ansi, html_page, plain, png
+from sentiment_tf.evaluation.attributions import STEPS, Explanation, ansi, html_page, plain, png
 from sentiment_tf.export.versions import cleaning_lowercase, read_metadata, resolve_version_dir
 from sentiment_tf.models import family
 
@@ -71,16 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     texts = list(args.texts)
     if args.input:
         frame, _ = read_text_rows(args.input, args.text_col, "--input")
-        texts += frame[args.text_col].astype(str).tolist()
+        texts += frame[args.text_col].fillna("").astype(str).tolist()  # an empty cell is "", not "nan"
     texts = texts[: args.max_texts]
     lowercase = cleaning_lowercase(metadata)
     cleaned = [clean_text(t, lowercase) for t in texts]
     trained = family.load_trained(version_dir, metadata)
     target = None if args.label is None else metadata["labels"].index(args.label)
-    explanations = trained.explain(cleaned, steps=args.steps, targets=None if target is None else [target] * len(cleaned))
+    # The rule every command follows: a text with nothing to classify gets no label, and no attribution.
+    words = [i for i, t in enumerate(cleaned) if cleaned_has_words(t)]
+    explained = iter(trained.explain([cleaned[i] for i in words], steps=args.steps,
+                                     targets=None if target is None else [target] * len(words)) if words else [])
+    explanations = [next(explained) if cleaned_has_words(t) else Explanation.nothing(t, NOTHING_TO_CLASSIFY)
+                    for t in cleaned]
     color = sys.stdout.isatty()
     for e in explanations:
-        print(f"{e.label}  p = {e.probability:.3f}  (completeness error {e.completeness_error:.2g})")
+        if e.label is None:
+            print(f"{e.head}\n  {e.text}")
+            continue
+        print(f"{e.head}  (completeness error {e.completeness_error:.2g})")
         print(f"  {ansi(e) if color else plain(e)}")
     if args.output and args.output.lower().endswith(".html"):
         atomic.write_text(args.output, html_page(explanations))

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from sentiment_tf.core import atomic
@@ -24,6 +25,7 @@ from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs, require
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
 from sentiment_tf.data import streaming
+from sentiment_tf.data.cleaning import NOTHING_TO_CLASSIFY
 from sentiment_tf.export.versions import describe_versions
 from sentiment_tf.serving.predictor import Predictions, Predictor
 
@@ -36,9 +38,10 @@ def with_predictions(frame: Any, preds: Predictions) -> Any:
     """``frame`` with ``pred_label`` and one ``pred_prob_<label>`` column per label appended (replacing
     columns of those names, as when predicting on an earlier output)."""
     out = frame.copy()
-    out["pred_label"] = preds.labels
+    out["pred_label"] = preds.labels  # None (an empty cell) where the text has nothing to classify
+    nothing = preds.nothing if preds.nothing is not None else np.zeros(len(out), bool)
     for j, name in enumerate(preds.label_names):
-        out[f"pred_prob_{name}"] = preds.probabilities[:, j].round(6)
+        out[f"pred_prob_{name}"] = np.where(nothing, np.nan, preds.probabilities[:, j].round(6))
     return out
 
 
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = streaming.ResumableCsv(args.output, job, bom=args.excel or encoding == "utf-8-sig")
         if writer.rows:
             print(f"resuming: {writer.rows} rows already in {writer.partial}", file=sys.stderr)
-    skip, done, t0 = writer.rows if writer else 0, 0, time.perf_counter()
+    skip, done, nothing, t0 = writer.rows if writer else 0, 0, 0, time.perf_counter()
     for chunk in itertools.chain([first], chunks):
         if skip >= len(chunk):
             skip -= len(chunk)
@@ -127,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         texts = [t if isinstance(t, str) else "" for t in chunk[args.text_col]]
         preds = predictor.predict(texts, batch_size=args.batch_size, long_text=args.long_text)
         done += len(texts)
+        nothing += int(preds.nothing.sum())
         if writer is not None:
             writer.append(with_predictions(chunk, preds))
             log.info("%d rows written (%.0f texts/s)", writer.rows, done / (time.perf_counter() - t0))
         else:
-            for text, label, p in zip(texts, preds.labels, preds.probabilities):
-                print(f"{label}\t{p.max():.4f}\t{text}")
+            for i, (text, label, p) in enumerate(zip(texts, preds.labels, preds.probabilities)):
+                print(f"{label}\t{p.max():.4f}\t{text}" if label is not None else f"-\t-\t{text}\t({preds.reason(i)})")
+    if nothing:
+        log.info("%d text(s) had nothing to classify (%s): no label given", nothing, NOTHING_TO_CLASSIFY)
     if writer is not None:
         writer.finish()
         print(f"wrote {writer.rows} predictions to {args.output}")

@@ -80,6 +80,40 @@ def test_explain_command_prints_and_writes_html_and_png(keyed_model: Path, tmp_p
     assert (tmp_path / "why.png").stat().st_size > 3000 and proc.stdout.count("p = ") == 2
 
 
+NOTHING = ["", "😀😀", "！！！", "   "]
+
+
+def test_a_text_with_nothing_to_classify_gets_no_label_in_every_command(keyed_model: Path, tmp_path: Path):
+    """One rule (serve's /predict, batch_predict and the client have theirs in their own tests): no
+    label, and the reason, instead of a confident-looking 负面 0.51."""
+    from sentiment_tf.serving.predictor import Predictor
+
+    text = "，".join(["快递", KEY, "价格"])
+    out = Predictor.load(keyed_model).predict([*NOTHING, text])
+    assert out.labels[:4] == [None] * 4 and out.labels[4] == "正面" and out.nothing.tolist() == [True] * 4 + [False]
+    assert out.reason(0) == "no letters, digits or CJK characters to classify" and out.reason(4) is None
+
+    proc = cli("predict", "--model", str(keyed_model), "😀😀", text, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[0] == "-\t-\t😀😀\t(no letters, digits or CJK characters to classify)"
+    assert proc.stdout.splitlines()[1].startswith("正面\t")
+
+    pd.DataFrame({"review": [text, None, "😀😀"]}).to_csv(tmp_path / "in.csv", index=False)  # an empty cell
+    proc = cli("predict", "--model", str(keyed_model), "--input", "in.csv", "--text-col", "review", "--output",
+               "out.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and "2 text(s) had nothing to classify" in proc.stderr, proc.stderr[-2000:]
+    frame = pd.read_csv(tmp_path / "out.csv")
+    assert frame["pred_label"].tolist()[0] == "正面" and frame["pred_label"].iloc[1:].isna().all()
+    assert frame["pred_prob_正面"].iloc[1:].isna().all() and frame["pred_prob_正面"].iloc[0] > 0.5
+
+    proc = cli("explain", "--model", str(keyed_model), "--input", "in.csv", "--text-col", "review", "--output",
+               "why.html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("no label: no letters, digits or CJK characters to classify") == 2
+    page = (tmp_path / "why.html").read_text(encoding="utf-8")
+    assert page.count("no label: no letters") == 2 and ">nan<" not in page and "(empty)" in page
+
+
 def test_explain_bad_input_is_one_line_error(keyed_model: Path, tmp_path: Path):
     from sentiment_tf import explain
     from sentiment_tf.core.errors import UserError

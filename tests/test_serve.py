@@ -159,6 +159,7 @@ def test_client_against_the_service(server: Server, lstm_export: Path):
 
     result = ServingClient(server.url, "lstm", lstm_export, segment=False).predict(TEXTS)
     np.testing.assert_allclose(result.probabilities, _reference(lstm_export, TEXTS), atol=1e-5)
+    assert result.labels[-1] is None and result.nothing.tolist() == [False] * 4 + [True]  # "": nothing to classify
     with pytest.raises(ServingError, match="404.*Servable not found"):
         ServingClient(server.url, "nope", lstm_export, segment=False).predict(["好"])
 

@@ -78,6 +78,9 @@ def clean_text(text: str, lowercase: bool = True) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
+NOTHING_TO_CLASSIFY = "no letters, digits or CJK characters to classify"
+
+
 def has_words(text: str) -> bool:
     """Whether a text holds anything to classify: a letter, digit or CJK character once cleaned (not
     only spaces, emoji or punctuation)."""

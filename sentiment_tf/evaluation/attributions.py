@@ -21,9 +21,20 @@ class Explanation:
     text: str  # the cleaned text the model read
     tokens: list[str]  # as a reader sees them (jieba words; for BERT characters/words, pieces merged)
     scores: list[float]  # attribution to the label's logit, per token
-    label: str  # the explained label
+    label: str | None  # the explained label (None: nothing to classify)
     probability: float  # its (calibrated) probability
     logit_delta: float  # logit(text) − logit(baseline): what the scores should sum to
+    reason: str | None = None  # why there is no label
+
+    @classmethod
+    def nothing(cls, text: str, reason: str) -> "Explanation":
+        return cls(text, [], [], None, float("nan"), 0.0, reason)
+
+    @property
+    def head(self) -> str:
+        if self.label is None:
+            return f"no label: {self.reason}"
+        return f"{self.label}  p = {self.probability:.3f}"
 
     @property
     def completeness_error(self) -> float:
@@ -95,8 +106,10 @@ def html_page(explanations: list[Explanation], title: str = "sentiment_tf explan
         spans = "".join(f'<span title="{s:+.4f}" style="background:rgb{_rgb(s, scale)}">{html.escape(t)}</span>'
                         for t, s in zip(e.tokens, e.scores))
         note = f"<div class=note>{extra[i]}</div>" if extra else ""
-        rows.append(f"<div class=item><div class=head>{html.escape(e.label)} · p = {e.probability:.3f} · "
-                    f"completeness error {e.completeness_error:.2g}</div>{note}<div class=text>{spans}</div></div>")
+        head = (f"{html.escape(e.label)} · p = {e.probability:.3f} · completeness error {e.completeness_error:.2g}"
+                if e.label is not None else f"no label: {html.escape(e.reason or '')}")
+        spans = spans or f"<span>{html.escape(e.text) or '(empty)'}</span>"
+        rows.append(f"<div class=item><div class=head>{head}</div>{note}<div class=text>{spans}</div></div>")
     return ("<!doctype html><html lang=zh><head><meta charset=utf-8><title>" + html.escape(title) + "</title><style>"
             "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.9}"
             ".item{border-bottom:1px solid #ddd;padding:.6em 0}.head{color:#555;font-size:.9em}"
@@ -116,7 +129,7 @@ def png(explanations: list[Explanation], path: str | Path) -> None:
     for e in explanations:
         pairs = list(zip(e.tokens, e.scores))
         chunks = [pairs[i:i + 40] for i in range(0, len(pairs), 40)] or [[]]
-        lines.append((f"{e.label}  p = {e.probability:.3f}", chunks[0], _scale(e)))
+        lines.append((e.head, chunks[0], _scale(e)))
         lines += [("", chunk, _scale(e)) for chunk in chunks[1:]]
     with matplotlib.rc_context(chinese_rc()):
         fig = plt.figure(figsize=(12, 0.45 * len(lines) + 0.4))

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_tf.core.errors import UserError
-from sentiment_tf.data.cleaning import has_words
+from sentiment_tf.data.cleaning import NOTHING_TO_CLASSIFY, has_words
 from sentiment_tf.export.versions import metadata_path, resolve_version_dir, versions
 from sentiment_tf.serving.config import ServeConfig
 from sentiment_tf.serving.limits import LimitExceeded
@@ -587,7 +587,7 @@ def friendly_predictions(texts: list[str], out: BatchResult) -> list[dict[str, A
             rows.append({"text": text, "label": label, "probabilities": dict(zip(out.label_names, probs))})
         else:
             rows.append({"text": text, "label": None, "probabilities": None,
-                         "reason": "no letters, digits or CJK characters to classify"})
+                         "reason": NOTHING_TO_CLASSIFY})
     return rows
 
 

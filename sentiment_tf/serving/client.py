@@ -65,7 +65,7 @@ class ServingClient:
         if not isinstance(rows, list) or len(rows) != len(texts):
             raise ServingError(f"{self.endpoint}: unexpected response {str(body)[:200]}")
         probs = [row["probabilities"] if isinstance(row, dict) else row for row in rows]
-        return self.export.predictions(probs)
+        return self.export.predictions(probs, texts)
 
     def close(self) -> None:
         self._http.close()
@@ -100,6 +100,6 @@ class GrpcServingClient:
             result = self._stub.Predict(request, timeout=self.timeout)
         except Exception as err:  # noqa: BLE001 - grpc.RpcError and friends
             raise ServingError(f"gRPC Predict failed: {err}") from None
-        return self.export.predictions(tf.make_ndarray(result.outputs["probabilities"]))
+        return self.export.predictions(tf.make_ndarray(result.outputs["probabilities"]), texts)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from sentiment_tf.core.errors import UserError
 from sentiment_tf.core.progress import progress
-from sentiment_tf.data.cleaning import clean_text
+from sentiment_tf.data.cleaning import NOTHING_TO_CLASSIFY, clean_text, has_words
 from sentiment_tf.evaluation.drift import Tokens
 from sentiment_tf.export.versions import (
     META_DIR,
@@ -41,6 +41,12 @@ class Predictions:
     label_names: list[str]
     token_counts: np.ndarray | None = None  # [n] tokens per text, from an export whose graph counts them
     unknown_counts: np.ndarray | None = None  # [n] of them not in the vocabulary (read as [UNK])
+    # [n] True where a raw text has nothing to classify (no letter, digit or CJK character once cleaned):
+    # its label is None; its probabilities are the model's prior for such input, not a judgement.
+    nothing: np.ndarray | None = None
+
+    def reason(self, i: int) -> str | None:
+        return NOTHING_TO_CLASSIFY if self.nothing is not None and self.nothing[i] else None
 
 
 class ExportInputs:
@@ -74,11 +80,17 @@ class ExportInputs:
         raise UserError(f"{self.version_dir}: unknown input format {self.metadata.get('input_format')!r}; "
                         "was it exported by a newer sentiment_tf?")
 
-    def predictions(self, probabilities: Any) -> Predictions:
-        """Probabilities from the signature (or a server) as labelled predictions."""
+    def predictions(self, probabilities: Any, texts: list[str] | None = None) -> Predictions:
+        """Probabilities from the signature (or a server) as labelled predictions; given the raw ``texts``,
+        one with nothing to classify gets no label (the rule every command follows)."""
         probs = np.asarray(probabilities, dtype=np.float32).reshape(-1, len(self.label_names))
         ids = probs.argmax(axis=-1)
-        return Predictions([self.label_names[i] for i in ids], ids, probs, self.label_names)
+        labels: list[str | None] = [self.label_names[i] for i in ids]
+        nothing = None
+        if texts is not None:
+            nothing = np.array([not has_words(str(t)) for t in texts], dtype=bool)
+            labels = [None if n else label for n, label in zip(nothing, labels)]
+        return Predictions(labels, ids, probs, self.label_names, nothing=nothing)
 
 
 def _starts(n: int, size: int) -> list[int]:
@@ -161,8 +173,12 @@ class Predictor(ExportInputs):
             owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
             sums = np.zeros((len(parts), probs.shape[1]), np.float64)
             np.add.at(sums, owner, probs)
-            return self.predictions(sums / np.array([len(p) for p in parts])[:, None])
-        return self._predict(texts, batch_size, prepared)
+            return self.predictions(sums / np.array([len(p) for p in parts])[:, None], texts)
+        result = self._predict(texts, batch_size, prepared)
+        if not prepared:
+            marked = self.predictions(result.probabilities, texts)
+            result.labels, result.nothing = marked.labels, marked.nothing
+        return result
 
     def tokens(self, texts: list[str], prepared: bool = False) -> "Tokens":
         """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
