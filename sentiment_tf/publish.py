@@ -1,7 +1,9 @@
 """Publish a trained model that a run kept because its export failed (the export check, a full disk,
 permissions): ``python -m sentiment_tf.publish --run RUN [--output DIR]``; or write a new version of
 an export made before jieba ran in the graph, one that takes raw text:
-``python -m sentiment_tf.publish --upgrade saved_models/lstm [--texts FILE]``.
+``python -m sentiment_tf.publish --upgrade saved_models/lstm [--texts FILE]``; or write a fine-tuned BERT
+export as a Hugging Face ``save_pretrained`` directory:
+``python -m sentiment_tf.publish --hf saved_models/bert --output bert-hf/``.
 
 The kept model (``RUN/unverified-export/``) is exported as a new version of the run's ``--output``
 (or ``--output``), through the same check as every export. An upgraded export is checked on
@@ -17,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+from sentiment_tf.core import atomic
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import option, parse_configs
 from sentiment_tf.core.errors import UserError, entry_point, setup_logging
@@ -44,11 +47,19 @@ class PublishConfig:
                           "version of it that takes raw text, jieba in the graph.", default="")
     texts: str = option("With --upgrade: texts to check the new export's tokens and probabilities on (one per line, "
                         "or a CSV with a 'text' column).", default="")
+    hf: str = option("A BERT export (base or version directory): write it to --output as a Hugging Face "
+                     "save_pretrained directory (PyTorch-layout model.safetensors, config with id2label, tokenizer, "
+                     "README.md model card) that from_pretrained and the Hub take.", default="")
+    tf_weights: bool = option("With --hf: also write tf_model.h5, for TFBertForSequenceClassification.from_pretrained("
+                              "DIR, use_safetensors=False) (transformers 4.55+ cannot read PyTorch safetensors "
+                              "into TF classes).", default=False)
 
     def __post_init__(self) -> None:
-        if bool(self.run) == bool(self.upgrade):
-            raise UserError("give either --run RUN (a kept model) or --upgrade MODEL (an export that takes "
-                            "segmented text)")
+        if sum(map(bool, (self.run, self.upgrade, self.hf))) != 1:
+            raise UserError("give one of --run RUN (a kept model), --upgrade MODEL (an export that takes "
+                            "segmented text) or --hf MODEL --output DIR (a Hugging Face directory)")
+        if self.hf and not self.output:
+            raise UserError("--hf: give --output DIR, the Hugging Face directory to create")
         if self.texts and not self.upgrade:
             raise UserError("--texts goes with --upgrade")
         if self.texts and not Path(self.texts).is_file():
@@ -64,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if args.upgrade:
         return upgrade(args)
+    if args.hf:
+        return hugging_face(args)
     run = Path(args.run)
     kept = run / FAILED_EXPORT
     if not metadata_path(kept).is_file() or not (run / KEPT_INFO).is_file():
@@ -94,6 +107,24 @@ def upgrade(args: PublishConfig) -> int:
     configs = json.loads((version_dir / META_DIR / "config.json").read_text(encoding="utf-8"))
     version = trained.export(output, configs, meta.get("metrics", {}), check_texts)
     print(f"exported: {version} (version {version_dir.name}, taking raw text)")
+    return 0
+
+
+def hugging_face(args: PublishConfig) -> int:
+    """The export's fine-tuned model as a ``save_pretrained`` directory, checked by loading it back."""
+    version_dir = resolve_version_dir(args.hf)
+    meta = read_metadata(version_dir)
+    if not family.recipe(meta.get("family", "?")).hugging_face:
+        raise UserError(f"--hf {args.hf}: an {meta.get('family')} export has no Hugging Face transformers form; "
+                        "only BERT exports do")
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--output {out}: exists and is not an empty directory; choose a new one")
+    atomic.check_writable(out, "--output", directory=True)
+    trained = family.load_trained(version_dir, meta)
+    written = trained.save_pretrained(version_dir, meta, out, args.tf_weights)
+    print(f"written: {written} (version {version_dir.name}; BertForSequenceClassification.from_pretrained or "
+          "TFBertForSequenceClassification.from_pretrained load it)")
     return 0
 
 

@@ -305,3 +305,60 @@ def test_embed_signature_is_the_pooled_output_the_classifier_reads(bert_run):
     view = predictor.tokens(["酒店😀"])
     assert view.oov == [sum(t == "[UNK]" for t in view.tokens[0])] and view.oov[0] >= 1
     assert 0 <= meta["profile"]["oov_rate"] < 1 and meta["profile"]["texts"] == 30
+
+
+def test_publish_hf_writes_a_directory_from_pretrained_loads(bert_run, tmp_path, reviews):
+    """The save_pretrained step of the usual BERT recipe: a fine-tuned export leaves the toolkit."""
+    from safetensors.numpy import load_file
+    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
+
+    from sentiment_tf.serving.predictor import Predictor
+
+    work, _ = bert_run
+    out = tmp_path / "hf"
+    proc = cli("publish", "--hf", str(work / "out"), "--output", str(out), "--tf-weights", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["id2label"] == {"0": "正面", "1": "负面"} and config["label2id"] == {"正面": 0, "负面": 1}
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    state = load_file(str(out / "model.safetensors"))  # PyTorch's names and layout
+    hidden = config["hidden_size"]
+    assert state["classifier.weight"].shape == (2, hidden) and "bert.embeddings.word_embeddings.weight" in state
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\nlanguage: zh") and "pipeline_tag: text-classification" in readme
+    assert not list(tmp_path.glob(".hf.tmp-*"))
+
+    texts = reviews.text.iloc[300:308].str.slice(0, 40).tolist()
+    export = Predictor.load(work / "out")
+    tokenizer = BertTokenizerFast.from_pretrained(str(out))
+    batch = tokenizer(texts, padding=True, return_tensors="tf")
+    # TF classes read tf_model.h5 (transformers 4.55+ cannot read PyTorch safetensors into them, #40028) …
+    logits = TFBertForSequenceClassification.from_pretrained(str(out), use_safetensors=False)(dict(batch)).logits.numpy()
+    scaled = logits / export.metadata["temperature"]
+    probs = np.exp(scaled - scaled.max(1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), export.predict(texts).probabilities, atol=1e-4)
+    # … and the PyTorch-layout model.safetensors, read without torch, holds the same model.
+    from sentiment_tf.models.bert.checkpoints import from_pytorch_state
+
+    config = BertConfig.from_pretrained(str(out))
+    model = from_pytorch_state(TFBertForSequenceClassification, config, [str(out / "model.safetensors")], str(out))
+    np.testing.assert_allclose(model(dict(batch)).logits.numpy(), logits, atol=1e-4)
+    try:
+        import torch
+        from transformers import BertForSequenceClassification
+    except ImportError:
+        return  # the PyTorch side where torch is installed
+    with torch.no_grad():
+        pt = BertForSequenceClassification.from_pretrained(str(out))(**tokenizer(texts, padding=True, return_tensors="pt"))
+    np.testing.assert_allclose(pt.logits.numpy(), logits, atol=1e-4)
+
+
+def test_publish_hf_refuses_what_it_cannot_write(bert_run, tmp_path):
+    work, _ = bert_run
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    proc = cli("publish", "--hf", str(work / "out"), "--output", str(tmp_path / "full"), cwd=tmp_path)
+    assert_user_error(proc, "--output", "not an empty directory")
+    proc = cli("publish", "--hf", str(work / "out"), cwd=tmp_path)
+    assert_user_error(proc, "--hf", "--output")
+    assert not (tmp_path / "hf").exists()

@@ -14,7 +14,7 @@ from sentiment_tf.core.errors import UserError
 from sentiment_tf.export import versions as export_lib
 from sentiment_tf.models.lstm.preprocessor import Preprocessor, Tokenizer, build_vocabulary
 from sentiment_tf.serving.predictor import Predictor
-from tests.helpers import ALLOWED_TEXT_OPS, assert_export_matches, saved_model_ops
+from tests.helpers import ALLOWED_TEXT_OPS, assert_export_matches, assert_user_error, cli, saved_model_ops
 
 GOLDEN_SEGMENTED = Path(__file__).parent / "golden" / "lstm_segmented_export"
 
@@ -252,6 +252,12 @@ def test_leftovers_of_killed_exports_are_removed_at_the_next_export(trained, tmp
     finally:
         running.kill()
         running.wait(timeout=30)
+
+
+def test_an_lstm_export_has_no_hugging_face_form(exported: Path, tmp_path: Path) -> None:
+    proc = cli("publish", "--hf", str(exported), "--output", str(tmp_path / "hf"), cwd=tmp_path)
+    assert_user_error(proc, "an lstm export has no Hugging Face transformers form", "only BERT")
+    assert not (tmp_path / "hf").exists()
 
 
 def test_predict_takes_one_string_as_one_text(exported: Path) -> None:

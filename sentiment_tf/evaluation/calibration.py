@@ -17,6 +17,7 @@ import numpy as np
 from sentiment_tf.core import atomic
 
 BINS = 15
+HELD_OUT_REPEATS = 10  # random halvings of validation behind the check that a fitted T generalises
 _TINY = 1e-12  # log(0) guard: a float32 softmax can round a probability to exactly 0
 
 
@@ -66,13 +67,34 @@ def brier(probs: np.ndarray, y: np.ndarray) -> float:
     return float(brier_score_loss(np.asarray(y), probs, labels=list(range(probs.shape[1]))))
 
 
+def held_out_gain(probs: np.ndarray, y: np.ndarray, repeats: int = HELD_OUT_REPEATS, seed: int = 0) -> float:
+    """How much log-loss a temperature fitted on one half of validation saves on the other half, averaged
+    over ``repeats`` random halvings (both ways): ≤ 0 means this validation set cannot support a fit."""
+    probs, y = np.asarray(probs), np.asarray(y, dtype=np.int64)
+    if len(y) < 4:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(repeats):
+        order = rng.permutation(len(y))
+        halves = order[: len(y) // 2], order[len(y) // 2:]
+        for fit, held in (halves, halves[::-1]):
+            t = fit_temperature(probs[fit], y[fit])
+            gains.append(nll(probs[held], y[held]) - nll(scale(probs[held], t), y[held]))
+    return float(np.mean(gains))
+
+
 @dataclasses.dataclass
 class Calibration:
-    """The fitted temperature and what it did, on validation (where it was fitted) and test."""
+    """The temperature and what it did, on validation (where it was fitted) and test; ``kept_1``
+    says why T stayed 1 when the fit was not used."""
 
     temperature: float
     before: dict[str, dict[str, float]]
     after: dict[str, dict[str, float]]
+    fitted: float | None = None  # the T that minimises validation log-loss
+    held_out_gain: float | None = None  # log-loss it saved on held-out halves of validation
+    kept_1: str | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -80,6 +102,8 @@ class Calibration:
     def summary(self) -> str:
         split = "test" if "test" in self.after else "validation"
         b, a = self.before[split], self.after[split]
+        if self.kept_1:
+            return f"calibration: temperature kept at 1: {self.kept_1}; {split} ECE {b['ece']:.4f}"
         return (f"calibration: temperature {self.temperature:.3f}; {split} ECE {b['ece']:.4f} → {a['ece']:.4f}, "
                 f"Brier {b['brier']:.4f} → {a['brier']:.4f}, NLL {b['nll']:.4f} → {a['nll']:.4f}")
 
@@ -90,14 +114,23 @@ def metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def calibrate(val_probs: np.ndarray, val_y: np.ndarray, test_probs: np.ndarray | None = None,
               test_y: np.ndarray | None = None) -> Calibration:
-    """Fits T on validation; reports before/after on validation and (when given) test."""
-    temperature = fit_temperature(val_probs, val_y)
+    """Fits T on validation and keeps it only where validation supports it: a T fitted on half of it
+    must lower the other half's log-loss on average (``held_out_gain`` > 0); else T stays 1 and the
+    report says why. Reports before/after on validation and (when given) test."""
+    fitted = fit_temperature(val_probs, val_y)
+    gain = held_out_gain(val_probs, val_y)
+    kept_1 = None
+    if gain <= 0:
+        kept_1 = (f"a temperature fitted on half of the {len(val_y)} validation texts did not lower the other "
+                  f"half's log-loss (mean change {-gain:+.4f}); the fit on all of them ({fitted:.3f}) would be noise")
+    temperature = 1.0 if kept_1 else fitted
     splits = {"validation": (val_probs, val_y)}
     if test_probs is not None and len(test_probs):
         splits["test"] = (test_probs, test_y)
     return Calibration(temperature,
                        before={name: metrics(p, y) for name, (p, y) in splits.items()},
-                       after={name: metrics(scale(p, temperature), y) for name, (p, y) in splits.items()})
+                       after={name: metrics(scale(p, temperature), y) for name, (p, y) in splits.items()},
+                       fitted=fitted, held_out_gain=gain, kept_1=kept_1)
 
 
 def reliability_diagram(probs_before: np.ndarray, probs_after: np.ndarray, y: np.ndarray, path: str | Path,

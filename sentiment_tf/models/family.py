@@ -95,6 +95,7 @@ class Recipe:
     finetune: dict[str, Any]
     replay: int = 0  # finetune's default --replay, when the source model's training data is found
     student: bool = False  # can learn from a teacher's soft targets (the distill command)
+    hugging_face: bool = False  # its trained model has a transformers form (publish --hf: save_pretrained)
 
 
 # Adaptation starts from a trained model: BERT with smaller steps than training (the original paper's
@@ -109,7 +110,7 @@ REGISTRY: dict[str, tuple[str, str, Recipe]] = {  # name: (classifier module, pr
         replay=1000, student=True)),
     "bert": ("sentiment_tf.models.bert.classifier", "sentiment_tf.models.bert.pretraining", Recipe(
         train={"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "patience": 2},
-        finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3})),
+        finetune={"epochs": 4, "batch_size": 16, "learning_rate": 2e-5, "patience": 3}, hugging_face=True)),
 }
 
 

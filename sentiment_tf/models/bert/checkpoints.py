@@ -135,6 +135,11 @@ def load_weights(model_class: Any, name_or_dir: str, config: Any, fresh_prefixes
     raise UserError(f"{name_or_dir} holds no weights ({', '.join(WEIGHT_FILES)})")
 
 
+def from_pytorch_state(model_class: Any, config: Any, paths: list[str], source: str) -> Any:
+    """``model_class`` with the weights of PyTorch-layout files (safetensors or ``pytorch_model.bin``)."""
+    return _from_pytorch_state(model_class, config, _read_state(paths), (), source)
+
+
 def _pytorch_bin_files(name_or_dir: str) -> list[str]:
     """The ``torch.save`` weight files a checkpoint would be loaded from (none when it ships safer ones)."""
     if any(_weights_file(name_or_dir, f) for f in WEIGHT_FILES[:3]):

@@ -66,6 +66,12 @@ class TrainedBert:
         """Word pieces of cleaned texts (whole, not truncated), and how many are [UNK]."""
         return self.preprocessor.tokens(texts)
 
+    def save_pretrained(self, version_dir: Path, metadata: dict, out: Path, tf_weights: bool = False) -> Path:
+        """This model as a Hugging Face ``save_pretrained`` directory (``models/bert/hub.py``)."""
+        from sentiment_tf.models.bert import hub
+
+        return hub.save_pretrained(self, version_dir, metadata, out, tf_weights)
+
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities for cleaned texts, in input order."""
         ds = self.preprocessor.dataset(texts, None, batch_size, bucketing=False)
