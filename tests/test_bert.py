@@ -113,7 +113,8 @@ def bert_run(tmp_path_factory, tiny_bert, reviews):
     work = tmp_path_factory.mktemp("bert_run")
     reviews.head(300).to_csv(work / "small.csv", index=False)
     proc = cli("train", "--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv",
-               "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--output", "out", "--run-dir", "run",
+               "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--val-size", "0.3", "--output", "out",
+               "--run-dir", "run",
                cwd=work, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, proc
@@ -131,7 +132,10 @@ def test_train_bert_cli_reports_and_exports(bert_run):
     assert hf_config["id2label"] == {"0": "正面", "1": "负面"} and hf_config["label2id"] == {"正面": 0, "负面": 1}
     assert (work / "run" / "report.json").is_file() and (work / "run" / "config.json").is_file()
     report = json.loads((work / "run" / "report.json").read_text(encoding="utf-8"))
-    assert meta["temperature"] == report["calibration"]["temperature"] != 1.0
+    # The tiny model is near chance: its fit ran to the bound (T = 20) and is not kept, with the reason.
+    assert meta["temperature"] == report["calibration"]["temperature"] == 1.0
+    assert "did not lower the other half's log-loss" in report["calibration"]["kept_1"]
+    assert "temperature kept at 1" in proc.stdout
 
 
 def test_in_graph_token_ids_equal_python_tokenizer(bert_run, reviews):
@@ -175,6 +179,26 @@ def test_saved_model_matches_keras_model_in_fresh_process(bert_run, tiny_bert, r
     got, names = serve_in_fresh_process(work / "out" / "1", texts, tmp_path)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert names == [["正面", "负面"][i] for i in expected.argmax(-1)]
+
+
+def test_a_temperature_is_applied_inside_the_bert_graph(bert_run, reviews, tmp_path):
+    from sentiment_tf.export.versions import META_DIR, read_metadata
+    from sentiment_tf.models.bert import classifier as bert
+    from sentiment_tf.serving.predictor import Predictor
+
+    work, _ = bert_run
+    version = work / "out" / "1"
+    trained = bert.load_trained(version, read_metadata(version))
+    texts = reviews["text"].tolist()[1300:1310]
+    plain = trained.predict_proba(texts)
+    trained.temperature = 0.25  # sharpens: the tiny model's probabilities are near 0.5
+    configs = json.loads((version / META_DIR / "config.json").read_text(encoding="utf-8"))
+    exported = trained.export(tmp_path / "sharp", configs, {}, texts)  # its check compares with the scaled model
+    logits = np.log(plain) / 0.25
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    got = Predictor.load(exported).predict(texts).probabilities
+    np.testing.assert_allclose(got, expected / expected.sum(1, keepdims=True), atol=1e-4)
+    assert read_metadata(exported)["temperature"] == 0.25
 
 
 def test_encoded_signature_matches_serving_default(bert_run):

@@ -33,6 +33,26 @@ def test_temperature_undoes_overconfidence_and_keeps_every_label():
     assert calibration.nll(scaled, y) < calibration.nll(probs, y)
 
 
+def test_a_temperature_is_kept_only_where_validation_supports_it():
+    # Overconfident with plenty of errors: fitted and kept.
+    probs, y = overconfident()
+    fitted = calibration.calibrate(probs, y)
+    assert fitted.kept_1 is None and fitted.temperature == pytest.approx(3.0, rel=0.1) and fitted.held_out_gain > 0
+    # 16 texts without a mistake (issue 32's finetune): the fit runs to its bound; T stays 1, and why.
+    clean = np.tile([[0.8, 0.2], [0.3, 0.7]], (8, 1))
+    labels = np.tile([0, 1], 8)
+    assert calibration.fit_temperature(clean, labels) < 0.1
+    small = calibration.calibrate(clean, labels, clean, labels)
+    assert small.temperature == 1.0 and "hold 0 misclassified, fewer than the 20" in small.kept_1
+    assert small.after == small.before and "temperature kept at 1" in small.summary()
+    # Already calibrated (labels drawn from the probabilities): a fit on half does not help the other half.
+    rng = np.random.default_rng(1)
+    calibrated = rng.dirichlet([1.0, 1.0], 600)
+    drawn = np.array([rng.choice(2, p=p) for p in calibrated])
+    kept = calibration.calibrate(calibrated, drawn)
+    assert kept.temperature == 1.0 and kept.held_out_gain <= 0 and "did not lower the other half" in kept.kept_1
+
+
 def test_ece_and_brier_on_known_cases():
     probs = np.tile([0.8, 0.2], (10, 1))
     assert calibration.ece(probs, np.array([0] * 8 + [1] * 2)) == pytest.approx(0.0)  # 80 % sure, 80 % right
@@ -65,7 +85,7 @@ def trained_run(tmp_path_factory, reviews, neutral_texts) -> tuple[Path, object]
     pd.DataFrame({"review": pos + neg + neutral_texts[:120], "sentiment": ["正面"] * 120 + ["负面"] * 120 + ["中性"] * 120,
                   "source": "test"}).to_csv(tmp_path / "tiny.csv", index=False)
     proc = cli("train", "--data", "tiny.csv", "--text-col", "review", "--label-col", "sentiment", "--domain-col",
-               "source", *TINY_MODEL_ARGS, "--epochs", "3", "--output", "model", "--run-dir", "run", cwd=tmp_path)
+               "source", *TINY_MODEL_ARGS, "--epochs", "3", "--val-size", "0.3", "--output", "model", "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp_path, proc
 

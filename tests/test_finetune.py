@@ -49,7 +49,7 @@ def finetuned(domain_files: Path, source_model: Path):
     (domain_files / "terms.txt").write_text("大床房 5 n\n行政酒廊 5 n\n", encoding="utf-8")
     proc = cli("finetune", "--from", "src_model", "--data", "hotel.csv", "--text-col", "review", "--label-col",
                "sentiment", "--domain-col", "city", "--user-dict", "terms.txt", "--epochs", "2", "--replay", "50",
-               "--unlabelled", "unlabelled.txt", "--pseudo-threshold", "0.5",
+               "--unlabelled", "unlabelled.txt", "--pseudo-threshold", "0.5", "--val-size", "0.3",
                "--output", "adapted", "--run-dir", "run_ft", cwd=domain_files)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return domain_files, proc
