@@ -1,7 +1,7 @@
 """ChnSentiCorp: our LSTM and a char TF-IDF + LinearSVC baseline, on the published protocol and
 leakage-free, with the published figures beside them.
 
-    python bench/bench_chnsenticorp.py [--chnsenticorp ../shared/datasets/chnsenticorp]   # ~6 min on 2 cores
+    python bench/bench_chnsenticorp.py [--chnsenticorp ../shared/datasets/chnsenticorp] [--seeds 3]   # ~6 min a seed
 
 Two columns for every row:
 
@@ -12,7 +12,8 @@ Two columns for every row:
   text that occurs in dev or test, and the test file is de-duplicated.
 
 Both models get exactly the same rows in each column; settings are chosen on dev (TF-IDF's C),
-test is only reported. The plain BiLSTM is what a Keras tutorial builds: jieba words,
+test is only reported. Every row is the mean ± s.d. over ``--seeds`` runs (seeds 42, 43, …; TF-IDF
+is deterministic). The plain BiLSTM is what a Keras tutorial builds: jieba words,
 ``TextVectorization``, Embedding(128) → Bidirectional(LSTM(64)) → softmax, Adam 1e-3, early
 stopping on dev loss (best weights restored).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +62,11 @@ def published_protocol(files: dict[str, Path]):
     return Splits(frames["train"], frames["dev"], frames["test"], labels, {})
 
 
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
+
+
 def overlap(splits) -> tuple[int, int]:
     seen = set(splits.train["text"])
     return int(splits.test["text"].isin(seen).sum()), int(splits.train["text"].duplicated().sum())
@@ -81,12 +88,12 @@ def tfidf(splits) -> tuple[float, float]:
     return float((svm.predict(x_test) == splits.test["y"].to_numpy()).mean()), c
 
 
-def plain_bilstm(splits) -> float:
+def plain_bilstm(splits, seed: int = 42) -> float:
     """The tutorial BiLSTM (see the module docstring), trained on the same rows, scored on test."""
     import jieba
     import keras
 
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(seed)
     jieba.setLogLevel(60)
     words = {name: [" ".join(jieba.lcut(t)) for t in frame["text"]]
              for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
@@ -106,14 +113,14 @@ def plain_bilstm(splits) -> float:
     return float((probs.argmax(-1) == splits.test["y"].to_numpy()).mean())
 
 
-def our_lstm(splits, run_dir: Path) -> float:
+def our_lstm(splits, run_dir: Path, seed: int = 42) -> float:
     """`train`'s default LSTM (early stopping on dev), scored on test."""
     from sentiment_tf.core.config import ModelConfig, TokenizerConfig, TrainConfig
     from sentiment_tf.models import family
     from sentiment_tf.models.lstm import classifier as lstm
 
     trained = lstm.fit_texts(splits, TokenizerConfig(), ModelConfig(), family.train_config(TrainConfig(), "lstm"), run_dir,
-                             lowercase=True, seed=42)
+                             lowercase=True, seed=seed)
     probs = trained.predict_proba(splits.test["text"].tolist())
     return float((probs.argmax(-1) == splits.test["y"].to_numpy()).mean())
 
@@ -121,6 +128,7 @@ def our_lstm(splits, run_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chnsenticorp", default=str(DEFAULT_DATA), help="Directory with train/dev/test.tsv.")
+    parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     files = split_files(args.chnsenticorp)
 
@@ -135,22 +143,31 @@ def main() -> None:
                                                test_data=str(files["test"]), text_col="text_a", label_col="label")),
     }
     results: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, splits in protocols.items():
             acc, c = tfidf(splits)
             results.setdefault("char TF-IDF + LinearSVC (C on dev)", {})[name] = acc
             results["char TF-IDF + LinearSVC (C on dev)"][f"{name} C"] = c
-            results.setdefault("plain Keras BiLSTM (tutorial)", {})[name] = plain_bilstm(splits)
-            results.setdefault("sentiment_tf LSTM (train defaults)", {})[name] = our_lstm(splits, Path(tmp) / name)
+            runs.setdefault("char TF-IDF + LinearSVC (C on dev)", {})[name] = [acc]
+            for seed in range(42, 42 + args.seeds):
+                runs.setdefault("plain Keras BiLSTM (tutorial)", {}).setdefault(name, []).append(
+                    plain_bilstm(splits, seed))
+                runs.setdefault("sentiment_tf LSTM (train defaults)", {}).setdefault(name, []).append(
+                    our_lstm(splits, Path(tmp) / f"{name}-{seed}", seed))
+    for model, by_protocol in runs.items():
+        for name, values in by_protocol.items():
+            results.setdefault(model, {})[name] = statistics.mean(values)
 
     print("\nChnSentiCorp, standard split — test accuracy (%)")
     for name, splits in protocols.items():
         shared, dups = overlap(splits)
         print(f"  {name}: {len(splits.train)} train / {len(splits.val)} dev / {len(splits.test)} test; "
               f"{shared} test texts also in train, {dups} duplicate train rows")
-    print(f"\n{'model':<40}{'published protocol':>20}{'leakage-free':>15}")
-    for model, r in results.items():
-        print(f"{model:<40}{100 * r['published protocol']:>20.2f}{100 * r['leakage-free']:>15.2f}")
+    print(f"\n{'model':<40}{'published protocol':>20}{'leakage-free':>18}   (mean ± s.d. over {args.seeds} seed(s))")
+    for model, by_protocol in runs.items():
+        print(f"{model:<40}" + "".join(f"{mean_sd(by_protocol[col]):>{w}}" for col, w in
+                                      (("published protocol", 20), ("leakage-free", 18))))
     for model, acc in PUBLISHED:
         print(f"{model + ' (published)':<40}{acc:>20.2f}{'—':>15}")
     tf_idf, ours = results["char TF-IDF + LinearSVC (C on dev)"], results["sentiment_tf LSTM (train defaults)"]
