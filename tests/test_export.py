@@ -347,4 +347,4 @@ def test_old_exports_serve_and_upgrade_to_raw_text(tmp_path: Path) -> None:
     assert after.metadata["input_format"] == "raw" and after.metadata["temperature"] == 1.25
     np.testing.assert_allclose(after.predict(texts).probabilities, expected, atol=1e-5)
     assert_user_error(cli("publish", "--upgrade", str(old.parent), cwd=tmp_path), "takes raw text already")
-    assert_user_error(cli("publish", "--upgrade", str(old.parent), "--run", "x", cwd=tmp_path), "either --run")
+    assert_user_error(cli("publish", "--upgrade", str(old.parent), "--run", "x", cwd=tmp_path), "give one of --run")

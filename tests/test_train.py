@@ -120,24 +120,24 @@ def test_predict_cli_errors(tmp_path: Path) -> None:
 def test_a_run_on_other_data_never_silently_becomes_the_newest_version(tiny_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
     args = ["--text-col", "review", "--output", str(out), *TINY_MODEL_ARGS]
-    assert cli("train", "--data", str(tiny_csv), "--label-col", "sentiment", *args, cwd=tmp_path).returncode == 0
+    small = tmp_path / "small.csv"
+    pd.read_csv(tiny_csv).sample(frac=0.7, random_state=0).to_csv(small, index=False)
+    assert cli("train", "--data", str(small), "--label-col", "sentiment", *args, cwd=tmp_path).returncode == 0
     accuracy = json.loads((out / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))["metrics"][
         "test_accuracy"]
     # Another file (what `tune --data small.csv` then `train --config best.yaml` once did to saved_models/lstm).
-    small = tmp_path / "small.csv"
-    pd.read_csv(tiny_csv).sample(frac=0.7, random_state=0).to_csv(small, index=False)
-    proc = cli("train", "--data", str(small), "--label-col", "sentiment", *args, "--run-dir", "r2", cwd=tmp_path)
-    assert_user_error(proc, "newest version 1 was trained on tiny.csv", f"{accuracy:.4f}", "small.csv",
+    proc = cli("train", "--data", str(tiny_csv), "--label-col", "sentiment", *args, "--run-dir", "r2", cwd=tmp_path)
+    assert_user_error(proc, "newest version 1 was trained on small.csv", f"{accuracy:.4f}", "tiny.csv",
                       "--allow-other-data")
     assert not (tmp_path / "r2").exists()  # refused before any run directory
     # The same file read with another label set (checked once the labels are known, before training).
-    frame = pd.read_csv(tiny_csv).assign(polarity=lambda f: f.sentiment.replace({"中性": "正面"}))
-    frame.to_csv(tiny_csv, index=False)
-    proc = cli("train", "--data", str(tiny_csv), "--label-col", "polarity", *args, "--run-dir", "r3", cwd=tmp_path)
+    frame = pd.read_csv(small).assign(polarity=lambda f: f.sentiment.replace({"中性": "正面"}))
+    frame.to_csv(small, index=False)
+    proc = cli("train", "--data", str(small), "--label-col", "polarity", *args, "--run-dir", "r3", cwd=tmp_path)
     assert_user_error(proc, "labels 中性, 正面, 负面", "labels 正面, 负面")
     assert not (tmp_path / "r3").exists() and sorted(p.name for p in out.iterdir()) == ["1"]
     # Asked for explicitly, it becomes version 2.
-    proc = cli("train", "--data", str(small), "--label-col", "sentiment", *args, "--allow-other-data", cwd=tmp_path)
+    proc = cli("train", "--data", str(small), "--label-col", "polarity", *args, "--allow-other-data", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
 
