@@ -48,6 +48,7 @@ from sentiment_tf.models.adaptation import (
     original_splits,
     source_overlap,
 )
+from sentiment_tf.models.distillation import Teacher
 from sentiment_tf.models.experiments import score
 
 log = logging.getLogger("sentiment_tf.finetune")
@@ -65,6 +66,13 @@ def parse_args(argv: list[str] | None) -> tuple[DataConfig, AdaptConfig, TrainCo
     training.start_cluster(train_cfg.run_dir, None)  # TF_CONFIG checked, before any TensorFlow op
     source = load_source(cfg.from_model)
     train_cfg = family.train_config(train_cfg, source.family, "finetune", output=f"{source.version_dir.parent}-finetuned")
+    if cfg.teacher:
+        if not family.recipe(source.family).student:
+            raise UserError(f"--teacher: a {source.family} model cannot learn a teacher's soft targets; distil into "
+                            "an LSTM (--from an LSTM export)")
+        if train_cfg.class_weight == "balanced":
+            raise UserError("--class-weight balanced cannot weigh a teacher's soft targets; leave it out with --teacher")
+        Teacher(cfg.teacher, list(source.labels))  # exists, and has the model's labels: checked before any work
     # Cleaning follows the source model: its tokenizer saw text cleaned that way.
     lowercase = bool(source.config.get("DataConfig", {}).get("lowercase", data_cfg.lowercase))
     return dataclasses.replace(data_cfg, lowercase=lowercase), cfg, train_cfg, source
@@ -96,7 +104,8 @@ def print_summary(source: Source, domain: Splits, data_cfg: DataConfig, cfg: Ada
 def export_metrics(after: dict, summary: dict[str, Any], domain: Splits, source: Source, run_dir: Any) -> dict[str, Any]:
     """What the export's metadata and model card record of the adapted model."""
     metrics = publishing.export_metrics(after["domain"], run_dir, domain.stats, finetuned_from=str(source.version_dir),
-                                        calibration=summary["calibration"], by_domain=summary.get("by_domain"))
+                                        calibration=summary["calibration"], by_domain=summary.get("by_domain"),
+                                        distillation=summary.get("distillation"))
     if "original" in after:
         metrics["original_test_accuracy"] = after["original"].accuracy
     return metrics
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     del before_model
 
     # 3. Adapt (with replay of original training data and self-training if asked).
-    adapted, pseudo = adapt_with_extras(source, domain, original, cfg, train_cfg, data_cfg, run_dir)
+    result = adapt_with_extras(source, domain, original, cfg, train_cfg, data_cfg, run_dir)
+    adapted, pseudo = result.model, result.pseudo
     # a new temperature for the adapted model, on the domain's validation split
     scored = publishing.score_test(adapted, domain.val, domain.test, labels.names, run_dir, train_cfg.calibration)
     after = {"domain": scored.evaluation}
@@ -173,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = print_summary(source, domain, data_cfg, cfg, before, after, scored.probabilities, pseudo, labels)
     summary["source_overlap"] = overlap
     summary["calibration"] = scored.calibration_json()
+    if result.distillation:
+        summary["distillation"] = result.distillation
+        print(f"teacher {result.distillation['test_accuracy']:.4f} accuracy on the domain test split; the adapted "
+              f"model agrees with it on {result.distillation['student_agreement']:.1%}")
     if scored.calibration:
         print(scored.calibration.summary())
 

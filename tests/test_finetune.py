@@ -49,7 +49,7 @@ def finetuned(domain_files: Path, source_model: Path):
     (domain_files / "terms.txt").write_text("大床房 5 n\n行政酒廊 5 n\n", encoding="utf-8")
     proc = cli("finetune", "--from", "src_model", "--data", "hotel.csv", "--text-col", "review", "--label-col",
                "sentiment", "--domain-col", "city", "--user-dict", "terms.txt", "--epochs", "2", "--replay", "50",
-               "--unlabelled", "unlabelled.txt", "--pseudo-threshold", "0.5", "--val-size", "0.3",
+               "--unlabelled", "unlabelled.txt", "--pseudo-threshold", "0.5",
                "--output", "adapted", "--run-dir", "run_ft", cwd=domain_files)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return domain_files, proc
@@ -73,11 +73,38 @@ def test_finetune_reports_before_and_after_on_both_test_splits(finetuned):
     assert summary["pseudo_labels"] > 0 and summary["pseudo_labels"] % 2 == 0  # the same number per label
     assert (work / "run_ft" / "self_training" / "checkpoints").is_dir()  # adapted again with them
     assert summary["results"]["original"]["after"]["support"] == 30  # the source run's own 10 % test split
-    # The adapted model gets its own temperature, fitted on the domain's validation split, in its export.
+    # The adapted model gets its own calibration, decided on the domain's validation split.
     assert "calibration: temperature" in out and (work / "run_ft" / "reliability.png").is_file()
     assert "most confidently wrong" in (work / "run_ft" / "errors.html").read_text(encoding="utf-8")
     meta = json.loads(next((work / "adapted").glob("*/assets.extra/sentiment_tf.json")).read_text(encoding="utf-8"))
-    assert meta["temperature"] == summary["calibration"]["temperature"] != 1.0
+    # Its 20 validation texts cannot support a temperature (fewer than 20 misclassified): T stays 1, with why.
+    assert meta["temperature"] == summary["calibration"]["temperature"] == 1.0
+    assert "misclassified, fewer than the 20" in summary["calibration"]["kept_1"]
+
+
+def test_finetune_distils_a_domain_teacher_over_the_unlabelled_pool(finetuned, tmp_path):
+    """Issue 31's domain version: the source LSTM adapted on the domain labels, learning the soft targets
+    of a teacher adapted to the domain (here the adapted LSTM) over labels, replay and the unlabelled pool."""
+    work, _ = finetuned
+    teacher = work / "adapted"
+    proc = cli("finetune", "--from", str(work / "src_model"), "--data", str(work / "hotel.csv"), "--text-col", "review",
+               "--label-col", "sentiment", "--teacher", str(teacher), "--unlabelled", str(work / "unlabelled.txt"),
+               "--temperature", "2", "--alpha", "0.7", "--epochs", "2", "--replay", "50", "--output", "student",
+               "--run-dir", "runs/student", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the adapted model agrees with it on" in proc.stdout
+    summary = json.loads((tmp_path / "runs" / "student" / "finetune_report.json").read_text(encoding="utf-8"))
+    d = summary["distillation"]
+    assert d["path"].startswith(str(teacher)) and (d["temperature"], d["alpha"]) == (2.0, 0.7)
+    assert d["transfer_labelled"] > 50 and d["transfer_unlabelled"] > 50 and summary["pseudo_labels"] == 0
+    assert 0 <= d["student_agreement"] <= 1
+    version = tmp_path / "student" / "1"
+    assert _meta(version)["metrics"]["distillation"]["test_accuracy"] == d["test_accuracy"]
+    assert "Distilled with `distill`" in (version / "assets.extra" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert list((tmp_path / "runs" / "teacher-cache").glob("teacher-*.npy"))
+    proc = cli("finetune", "--from", str(work / "src_model"), "--data", str(work / "hotel.csv"), "--text-col",
+               "review", "--label-col", "sentiment", "--teacher", str(teacher), "--cv", "3", cwd=tmp_path)
+    assert_user_error(proc, "--teacher", "--cv")
 
 
 def test_export_grows_vocabulary_and_records_the_merged_user_dict(finetuned, source_model):

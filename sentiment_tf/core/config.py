@@ -198,6 +198,13 @@ class AdaptConfig:
                                     "model is adapted again from the source (self-training).", default=None)
     pseudo_threshold: float = option("Self-training keeps predictions at least this confident.", at_least=0,
                                      at_most=1, default=0.9)
+    teacher: str | None = option("LSTM only: distil from this export (e.g. a BERT fine-tuned on the same domain "
+                                 "labels) while adapting: it scores the domain training texts, replayed texts and "
+                                 "--unlabelled texts (the transfer set, instead of self-training) and the student "
+                                 "learns its soft targets.", default=None)
+    temperature: float = option("With --teacher: the distillation temperature.", above=0, default=2.0)
+    alpha: float = option("With --teacher: the weight of the soft targets for a labelled text (the label gets "
+                          "1 - alpha).", at_least=0, at_most=1, default=0.5)
     original_data: str | None = option("The source model's training data file, if it moved since training "
                                        "(its split is re-created from the recorded seed and sizes).", default=None)
     learning_curve: str | None = option("Comma-separated numbers of domain training labels, e.g. 0,100,250,500,1000: "
@@ -215,6 +222,8 @@ class AdaptConfig:
             raise UserError("--learning-curve, --cv and --seeds are separate evaluations; pick one per run")
         if self.unlabelled and not Path(self.unlabelled).is_file():  # now, not after the first adaptation
             raise UserError(f"--unlabelled {self.unlabelled}: file not found")
+        if self.teacher and (self.learning_curve or self.cv or self.seeds > 1):
+            raise UserError("--teacher adapts and exports one model; leave out --learning-curve, --cv and --seeds")
         self.curve_sizes()  # validates
 
     def curve_sizes(self) -> list[int]:

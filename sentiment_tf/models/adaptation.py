@@ -25,6 +25,7 @@ from sentiment_tf.data.splits import (
 )
 from sentiment_tf.export import versions as export
 from sentiment_tf.models import family
+from sentiment_tf.models.distillation import SoftTargets, Teacher, soften, transfer_texts, with_transfer
 from sentiment_tf.models.family import Trained
 
 log = logging.getLogger("sentiment_tf.models.adaptation")
@@ -98,11 +99,44 @@ def source_overlap(domain: Splits, original: Splits | None) -> dict[str, int] | 
 
 
 def adapt(source: Source, train: pd.DataFrame, val: pd.DataFrame, cfg: AdaptConfig, train_cfg: TrainConfig,
-          run_dir: Path, seed: int) -> Trained:
-    """Continues training a fresh copy of the source model on ``train`` (early stopping on ``val``)."""
+          run_dir: Path, seed: int, soft: SoftTargets | None = None) -> Trained:
+    """Continues training a fresh copy of the source model on ``train`` (early stopping on ``val``); with
+    ``soft``, on a teacher's soft targets too (rows with ``y = -1`` learn from the teacher only)."""
     splits = Splits(train.reset_index(drop=True), val.reset_index(drop=True), val.head(0), LabelMap(source.labels), {})
     run_dir.mkdir(parents=True, exist_ok=True)
-    return family.get(source.family).adapt(source.load(), splits, cfg, source.model_config(), train_cfg, run_dir, seed)
+    return family.get(source.family).adapt(source.load(), splits, cfg, source.model_config(), train_cfg, run_dir, seed,
+                                           **({"soft": soft} if soft is not None else {}))
+
+
+@dataclasses.dataclass
+class Adapted:
+    model: Trained
+    pseudo: pd.DataFrame | None = None  # self-training's labels
+    distillation: dict | None = None  # the teacher, its domain test accuracy and the student's agreement
+
+
+def distilled(source: Source, domain: Splits, original: Splits | None, train: pd.DataFrame, cfg: AdaptConfig,
+              train_cfg: TrainConfig, data_cfg: DataConfig, run_dir: Path) -> "Adapted":
+    """The source model adapted on ``train`` (domain labels and replay) plus ``--unlabelled`` domain texts,
+    learning ``--teacher``'s soft targets for all of them and the labels where there are some."""
+    teacher = Teacher(cfg.teacher, list(source.labels))
+    raw = read_texts([cfg.unlabelled], data_cfg.text_col, "--unlabelled") if cfg.unlabelled else []
+    held_out = domain if original is None else dataclasses.replace(
+        domain, test=pd.concat([domain.test, original.test], ignore_index=True))
+    transfer = transfer_texts(raw, dataclasses.replace(held_out, train=train), data_cfg.lowercase)
+    frame = with_transfer(dataclasses.replace(domain, train=train.reset_index(drop=True)), transfer).train
+    log.info("distilling from %s: %d labelled + %d unlabelled texts", teacher.version_dir, len(train), len(transfer))
+    cache = run_dir.parent / "teacher-cache"
+    scores = {name: teacher.probabilities(texts, cache) for name, texts in (
+        ("train", frame[TEXT].tolist()), ("val", domain.val[TEXT].tolist()), ("test", domain.test[TEXT].tolist()))}
+    soft = SoftTargets(soften(scores["train"], cfg.temperature), soften(scores["val"], cfg.temperature),
+                       cfg.temperature, cfg.alpha)
+    adapted = adapt(source, frame, domain.val, cfg, train_cfg, run_dir, data_cfg.seed, soft=soft)
+    agreement = float((scores["test"].argmax(1) == adapted.predict_proba(domain.test[TEXT].tolist()).argmax(1)).mean())
+    return Adapted(adapted, None, {
+        **teacher.describe(), "temperature": cfg.temperature, "alpha": cfg.alpha,
+        "test_accuracy": float((scores["test"].argmax(1) == domain.test[Y].to_numpy()).mean()),
+        "student_agreement": agreement, "transfer_labelled": len(train), "transfer_unlabelled": len(transfer)})
 
 
 def replay_sample(original: Splits, n: int, exclude: set[str], seed: int) -> pd.DataFrame:
@@ -141,15 +175,18 @@ def pseudo_labels(model: Trained, cfg: AdaptConfig, labels: LabelMap, exclude: s
 
 
 def adapt_with_extras(source: Source, domain: Splits, original: Splits | None, cfg: AdaptConfig,
-                      train_cfg: TrainConfig, data_cfg: DataConfig, run_dir: Path) -> tuple[Trained, pd.DataFrame | None]:
+                      train_cfg: TrainConfig, data_cfg: DataConfig, run_dir: Path) -> Adapted:
     """The adapted model, trained on the domain split plus replayed original examples (``--replay``),
-    then again with pseudo-labelled ``--unlabelled`` texts; and those pseudo-labels (or None)."""
+    then again with pseudo-labelled ``--unlabelled`` texts (with the pseudo-labels); or, with ``--teacher``,
+    distilled over the same texts."""
     train = domain.train
     if cfg.replay:
         exclude = set(domain.val[TEXT]) | set(domain.test[TEXT])
         extra = replay_sample(original, cfg.replay, exclude, data_cfg.seed)
         log.info("replay: %d original training examples mixed into %d domain examples", len(extra), len(train))
         train = pd.concat([train, extra[train.columns.intersection(extra.columns)]], ignore_index=True)
+    if cfg.teacher:
+        return distilled(source, domain, original, train, cfg, train_cfg, data_cfg, run_dir)
     adapted = adapt(source, train, domain.val, cfg, train_cfg, run_dir, data_cfg.seed)
     pseudo = None
     if cfg.unlabelled:
@@ -160,6 +197,6 @@ def adapt_with_extras(source: Source, domain: Splits, original: Splits | None, c
         if len(pseudo):
             adapted = adapt(source, pd.concat([train, pseudo], ignore_index=True), domain.val, cfg, train_cfg,
                             run_dir / "self_training", data_cfg.seed)
-    return adapted, pseudo
+    return Adapted(adapted, pseudo)
 
 

@@ -580,9 +580,10 @@ class LSTMFamily:
         return load_trained(version_dir, metadata)
 
     def adapt(self, trained: TrainedLSTM, splits: "Splits", adapt_cfg: "AdaptConfig", model_cfg: ModelConfig,
-              train_cfg: "TrainConfig", run_dir: Path, seed: int) -> TrainedLSTM:
+              train_cfg: "TrainConfig", run_dir: Path, seed: int, soft: "SoftTargets | None" = None) -> TrainedLSTM:
         """Segments the domain splits (with the domain's user dictionary, if any), adds domain words
-        as new embedding rows (``--grow-vocab``), freezes what ``--freeze`` names, and trains on."""
+        as new embedding rows (``--grow-vocab``), freezes what ``--freeze`` names, and trains on (on a
+        teacher's ``soft`` targets too, when given)."""
         tokenizer = old = trained.preprocessor.tokenizer
         if adapt_cfg.user_dict:
             tokenizer = Tokenizer(mode=old.mode, hmm=old.hmm, lowercase=old.lowercase,
@@ -605,7 +606,8 @@ class LSTMFamily:
                 if layer.name != "probabilities":
                     layer.trainable = False
         preprocessor = Preprocessor(tokenizer, vocabulary, trained.preprocessor.max_tokens)
-        model, history = fit(splits, segmented, preprocessor, model_cfg, train_cfg, run_dir, seed=seed, model=model)
+        model, history = fit(splits, segmented, preprocessor, model_cfg, train_cfg, run_dir, seed=seed, model=model,
+                             soft=soft)
         return TrainedLSTM(model, preprocessor, trained.labels, history)
 
 
