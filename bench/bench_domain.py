@@ -181,10 +181,12 @@ def adapt_rows(source_model: Path, prefix: str, out: Path, labels_sets: dict, te
 
 
 def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: Path, pool: pd.DataFrame,
-             sizes: list[str], finetune_args: list[str], lm: Path | None, dapt_epochs: int) -> dict[str, float]:
+             sizes: list[str], finetune_args: list[str], lm: Path | None, dapt_epochs: int,
+             teacher: dict | None = None) -> dict[str, float]:
     """Source-only model, its adaptations and the baselines for one seed: accuracies by row name.
     With ``lm`` also the ULMFiT path: the LM continued on the target pool's texts (no labels), a
-    source model from it, and its adaptations (rows prefixed ``dapt``)."""
+    source model from it, and its adaptations (rows prefixed ``dapt``). With ``teacher`` (a BERT checkpoint,
+    its source sample size and epochs) the distillation rows at 500 labels (``distillation_rows``)."""
     from sentiment_tf import pretrain, train
     from sentiment_tf.core.config import DataConfig
     from sentiment_tf.data.splits import load_splits
@@ -223,6 +225,9 @@ def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: P
         with quiet(out / "log.txt"):
             cached(out, "dapt_source_model", lm_digest, dapt, stale=("dapt_lm", "run_dapt_lm", "run_dapt_source"))
         row.update(adapt_rows(out / "dapt_source_model", "dapt ", out, labels_sets, test_file, seed, finetune_args))
+    if teacher is not None:
+        row.update(distillation_rows(out, seed, source_file, test_file, pool, labels_sets[MAIN], finetune_args,
+                                     teacher))
     if "all" in sizes:
         for old in (out / "run_ceiling", out / "ceiling_model"):
             shutil.rmtree(old, ignore_errors=True)
@@ -232,6 +237,35 @@ def run_seed(target: str, seed: int, work: Path, source_file: Path, test_file: P
                                "--seed", str(seed)]) == 0
         report = json.loads((out / "run_ceiling" / "report.json").read_text(encoding="utf-8"))
         row["lstm all alone"] = report["accuracy"]
+    return row
+
+
+def distillation_rows(out: Path, seed: int, source_file: Path, test_file: Path, pool: pd.DataFrame, labels_file: Path,
+                      finetune_args: list[str], teacher: dict) -> dict[str, float]:
+    """The teacher (a BERT checkpoint fine-tuned on a source sample, then adapted on ``labels_file``) and the
+    source LSTM adapted on the same labels while distilling that teacher over the rest of the target pool."""
+    from sentiment_tf import train
+
+    source = pd.read_csv(source_file)
+    sample = stratified_sample(source, teacher["source_size"], ["label"], seed)
+    teacher_source = out / "teacher_source.csv"
+    sample[["text", "label"]].to_csv(teacher_source, index=False)
+    digest = hashlib.sha256(teacher_source.read_bytes() + str(teacher).encode() + defaults_fingerprint().encode()
+                            ).hexdigest()
+    with quiet(out / "log.txt"):
+        cached(out, "teacher_source_model", digest, lambda: train.main(
+            ["--model", "bert", "--pretrained", teacher["checkpoint"], "--data", str(teacher_source), "--max-length",
+             "128", "--epochs", str(teacher["epochs"]), "--seed", str(seed), "--output",
+             str(out / "teacher_source_model"), "--run-dir", str(out / "run_teacher_source")]),
+            stale=("run_teacher_source",))
+    row = adapt_rows(out / "teacher_source_model", "teacher ", out, {MAIN: labels_file}, test_file, seed, [])
+    labelled = set(pd.read_csv(labels_file)["text"])
+    unlabelled = out / "pool_unlabelled.txt"  # the target pool without its labels: the transfer set
+    unlabelled.write_text("\n".join(t.replace("\n", " ") for t in pool["text"] if t not in labelled) + "\n",
+                          encoding="utf-8")
+    row.update(adapt_rows(out / "source_model", "distilled ", out, {MAIN: labels_file}, test_file, seed,
+                          [*finetune_args, "--teacher", str(out / f"teacher adapted_{MAIN}"),
+                           "--unlabelled", str(unlabelled)]))
     return row
 
 
@@ -284,6 +318,11 @@ def main() -> None:
                                      "bench_lstm_pretraining.py): adds the ULMFiT rows — the LM continued on the "
                                      "target pool's texts, a source model from it, and its finetune.")
     parser.add_argument("--dapt-epochs", type=int, default=3, help="Epochs of LM pretraining on the target's texts.")
+    parser.add_argument("--teacher", help="A BERT checkpoint (e.g. m3e-small's directory; bench_distill.py downloads "
+                                          "it): adds the teacher and distilled-student rows at 500 labels.")
+    parser.add_argument("--teacher-source-size", type=int, default=4000,
+                        help="Source reviews the teacher is fine-tuned on before the target labels.")
+    parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("finetune_args", nargs="*", help="Extra finetune options, after --.")
     args = parser.parse_args()
     sizes = [n for n in SIZES if n in set(args.sizes) | {MAIN}]
@@ -318,8 +357,10 @@ def main() -> None:
         test[["text", "label"]].to_csv(test_file, index=False)
         pool[["text", "label"]].to_csv(work / target / "pool.csv", index=False)
         counts[target] = (len(source), len(pool), len(test))
+        teacher = ({"checkpoint": str(Path(args.teacher).resolve()), "source_size": args.teacher_source_size,
+                    "epochs": args.teacher_epochs} if args.teacher else None)
         results[target] = [run_seed(target, seed, work, source_file, test_file, pool[["text", "label"]],
-                                    sizes, args.finetune_args, lm, args.dapt_epochs)
+                                    sizes, args.finetune_args, lm, args.dapt_epochs, teacher)
                            for seed in range(42, 42 + args.seeds)]
         plot(target, results[target], sizes, len(pool), work / target / "learning_curve.png")
         print_target(target, results[target], sizes, counts[target])
@@ -344,6 +385,11 @@ def print_target(target: str, rows: list[dict], names: list[str], size: tuple[in
         for n in names:
             print(f"{'  … finetune, ' + n + ' labels':<44}{cell([r[f'dapt finetune {n}'] for r in rows]):>16}"
                   f"{cell([r[f'dapt finetune {n}, source test'] for r in rows]):>16}")
+    if f"teacher finetune {MAIN}" in rows[0]:
+        for key, label in (("teacher source-only", "teacher (BERT) on the source sample"),
+                           (f"teacher finetune {MAIN}", f"  … finetune, {MAIN} labels (the teacher)"),
+                           (f"distilled finetune {MAIN}", f"LSTM finetune {MAIN} + teacher over the pool")):
+            print(f"{label:<44}{cell([r[key] for r in rows]):>16}{cell([r[key + ', source test'] for r in rows]):>16}")
     for n in names:
         print(f"{'TF-IDF source + ' + n + ' labels':<44}{cell([r[f'tfidf source+{n}'] for r in rows]):>16}")
         print(f"{'TF-IDF ' + n + ' labels alone':<44}{cell([r[f'tfidf {n} alone'] for r in rows]):>16}")
@@ -360,6 +406,9 @@ def print_summary(results: dict[str, list[dict]], targets: list[str], args) -> N
     pipelines = [("finetune (from scratch source model)", "")]
     if "dapt source-only" in results[targets[0]][0]:
         pipelines.append(("LM + target-text LM → source model → finetune", "dapt "))
+    if f"distilled finetune {main}" in results[targets[0]][0]:
+        pipelines += [("the teacher: BERT fine-tuned on a source sample, then finetune", "teacher "),
+                      ("the student: source LSTM → finetune --teacher over the target pool (issue 31)", "distilled ")]
     best = max(np.mean([mean(t, f"tfidf source+{main}") for t in targets]),
                np.mean([mean(t, f"tfidf {main} alone") for t in targets]))
     for title, p in pipelines:
