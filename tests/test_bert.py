@@ -113,7 +113,7 @@ def bert_run(tmp_path_factory, tiny_bert, reviews):
     work = tmp_path_factory.mktemp("bert_run")
     reviews.head(300).to_csv(work / "small.csv", index=False)
     proc = cli("train", "--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv",
-               "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--val-size", "0.3", "--output", "out",
+               "--epochs", "2", "--batch-size", "16", "--max-length", "64", "--val-size", "0.3", "--errors", "0", "--output", "out",
                "--run-dir", "run",
                cwd=work, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -241,7 +241,8 @@ def test_interrupted_bert_training_resumes_from_its_backup(tiny_bert, reviews, t
     run, out = tmp_path / "run", tmp_path / "models"
     monkeypatch.chdir(tmp_path)
     args = ["--model", "bert", "--pretrained", str(tiny_bert), "--data", "small.csv", "--epochs", "3",
-            "--patience", "5", "--batch-size", "16", "--max-length", "48", "--output", str(out), "--run-dir", str(run)]
+            "--patience", "5", "--batch-size", "16", "--max-length", "48", "--errors", "0", "--output", str(out),
+            "--run-dir", str(run)]
     assert_training_resumes(tf_keras.callbacks, args, run, out, monkeypatch)
 
 
@@ -259,7 +260,7 @@ def test_cased_checkpoint_keeps_case_by_default(tiny_bert, reviews, tmp_path, ca
     rows["text"] = rows["text"] + " GOOD"
     rows.to_csv(tmp_path / "small.csv", index=False)
     common = ["--model", "bert", "--pretrained", str(cased), "--data", str(tmp_path / "small.csv"), "--epochs", "1",
-              "--batch-size", "16", "--max-length", "48"]
+              "--batch-size", "16", "--max-length", "48", "--errors", "0"]
     from sentiment_tf import train  # in-process: a fresh TensorFlow per run costs more than the runs
 
     assert train.main([*common, "--output", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run")]) == 0

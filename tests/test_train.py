@@ -59,6 +59,24 @@ def test_train_then_predict_end_to_end(tiny_csv: Path, tmp_path: Path) -> None:
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     assert [r[0] for r in rows] == ["2", "1"] and rows[1][2] == "lstm" and rows[1][3] == f"{report['accuracy']:.4f}"
     assert rows[1][6] == "tiny.csv" and "jieba" in listing.getvalue()
+    # A run on other data never silently becomes the newest version (what `tune --data small.csv` then
+    # `train --config best.yaml` once did to saved_models/lstm): refused before any run directory.
+    small = tmp_path / "small.csv"
+    pd.read_csv(tiny_csv).head(200).assign(polarity=lambda f: f.sentiment.replace({"中性": "正面"})).to_csv(small,
+                                                                                                         index=False)
+    other = ["--text-col", "review", "--output", str(out), *TINY_MODEL_ARGS]
+    proc = cli("train", "--data", str(small), "--label-col", "sentiment", *other, "--run-dir", "r3", cwd=tmp_path)
+    assert_user_error(proc, "newest version 2 was trained on tiny.csv (test accuracy 0.", "small.csv",
+                      "--allow-other-data")
+    # Another label set (checked once the labels are known, still before training), and the explicit choice.
+    from sentiment_tf.core.errors import UserError
+    from sentiment_tf.export.versions import check_lineage
+
+    with pytest.raises(UserError, match=r"labels 中性, 正面, 负面 \(test accuracy 0\.\d+\) and this run on labels 正面, 负面"):
+        check_lineage(out, str(tiny_csv), ["正面", "负面"], allow=False)
+    check_lineage(out, str(small), ["正面", "负面"], allow=True)  # asked for explicitly: allowed
+    check_lineage(out, str(tiny_csv), ["负面", "中性", "正面"], allow=False)  # the same data: a new version
+    assert not (tmp_path / "r3").exists() and sorted(p.name for p in out.iterdir()) == ["1", "2"]
     # A file to CSV: the input's columns kept, predictions beside them (a BOM in, a BOM out for Excel).
     preds = tmp_path / "preds.csv"
     bom_input = tmp_path / "bom.csv"
@@ -115,31 +133,6 @@ def test_predict_cli_errors(tmp_path: Path) -> None:
                       "is not a sentiment_tf model")
     assert_user_error(cli("predict", "--model", str(tmp_path / "nope"), "好", cwd=tmp_path),
                       "model directory not found")
-
-
-def test_a_run_on_other_data_never_silently_becomes_the_newest_version(tiny_csv: Path, tmp_path: Path) -> None:
-    out = tmp_path / "models"
-    args = ["--text-col", "review", "--output", str(out), *TINY_MODEL_ARGS]
-    small = tmp_path / "small.csv"
-    pd.read_csv(tiny_csv).sample(frac=0.7, random_state=0).to_csv(small, index=False)
-    assert cli("train", "--data", str(small), "--label-col", "sentiment", *args, cwd=tmp_path).returncode == 0
-    accuracy = json.loads((out / "1" / "assets.extra" / "sentiment_tf.json").read_text(encoding="utf-8"))["metrics"][
-        "test_accuracy"]
-    # Another file (what `tune --data small.csv` then `train --config best.yaml` once did to saved_models/lstm).
-    proc = cli("train", "--data", str(tiny_csv), "--label-col", "sentiment", *args, "--run-dir", "r2", cwd=tmp_path)
-    assert_user_error(proc, "newest version 1 was trained on small.csv", f"{accuracy:.4f}", "tiny.csv",
-                      "--allow-other-data")
-    assert not (tmp_path / "r2").exists()  # refused before any run directory
-    # The same file read with another label set (checked once the labels are known, before training).
-    frame = pd.read_csv(small).assign(polarity=lambda f: f.sentiment.replace({"中性": "正面"}))
-    frame.to_csv(small, index=False)
-    proc = cli("train", "--data", str(small), "--label-col", "polarity", *args, "--run-dir", "r3", cwd=tmp_path)
-    assert_user_error(proc, "labels 中性, 正面, 负面", "labels 正面, 负面")
-    assert not (tmp_path / "r3").exists() and sorted(p.name for p in out.iterdir()) == ["1"]
-    # Asked for explicitly, it becomes version 2.
-    proc = cli("train", "--data", str(small), "--label-col", "polarity", *args, "--allow-other-data", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
 
 
 def test_output_dir_that_is_not_ours_is_refused_before_training(tiny_csv: Path, tmp_path: Path) -> None:
