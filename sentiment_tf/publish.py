@@ -123,8 +123,10 @@ def hugging_face(args: PublishConfig) -> int:
     atomic.check_writable(out, "--output", directory=True)
     trained = family.load_trained(version_dir, meta)
     written = trained.save_pretrained(version_dir, meta, out, args.tf_weights)
-    print(f"written: {written} (version {version_dir.name}; BertForSequenceClassification.from_pretrained or "
-          "TFBertForSequenceClassification.from_pretrained load it)")
+    tf_side = (f"TFBertForSequenceClassification.from_pretrained('{written}', use_safetensors=False)" if args.tf_weights
+               else "TF classes need --tf-weights")
+    print(f"written: {written} (version {version_dir.name}); BertForSequenceClassification.from_pretrained("
+          f"'{written}') loads it; {tf_side}")
     return 0
 
 

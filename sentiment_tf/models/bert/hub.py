@@ -41,14 +41,9 @@ def pytorch_state(model) -> dict[str, np.ndarray]:
 
 def card(version_dir: Path, metadata: dict) -> str:
     """The export's model card with the Hub's YAML metadata on top."""
-    metrics = metadata.get("metrics") or {}
+    # The Hub's card metadata; the accuracy is in the card's body (a model-index entry would need the dataset).
     lines = ["---", "language: zh", "library_name: transformers", "pipeline_tag: text-classification",
-             "tags:", "- sentiment-analysis", "- sentiment_tf"]
-    if isinstance(metrics.get("test_accuracy"), (int, float)):
-        lines += ["model-index:", "- name: " + version_dir.parent.name, "  results:", "  - task:",
-                  "      type: text-classification", "    metrics:", "    - type: accuracy",
-                  f"      value: {metrics['test_accuracy']:.4f}"]
-    lines += ["---", ""]
+             "tags:", "- sentiment-analysis", "- sentiment_tf", "---", ""]
     body = (version_dir / META_DIR / "MODEL_CARD.md")
     temperature = float(metadata.get("temperature", 1.0))
     note = (f"> Exported from sentiment_tf's `{version_dir.parent.name}` version {version_dir.name}. Its calibrated "
