@@ -118,9 +118,7 @@ def hugging_face(args: PublishConfig) -> int:
         raise UserError(f"--hf {args.hf}: an {meta.get('family')} export has no Hugging Face transformers form; "
                         "only BERT exports do")
     out = Path(args.output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--output {out}: exists and is not an empty directory; choose a new one")
-    atomic.check_writable(out, "--output", directory=True)
+    atomic.check_new_directory(out, "--output")
     trained = family.load_trained(version_dir, meta)
     written = trained.save_pretrained(version_dir, meta, out, args.tf_weights)
     tf_side = (f"TFBertForSequenceClassification.from_pretrained('{written}', use_safetensors=False)" if args.tf_weights

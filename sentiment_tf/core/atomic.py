@@ -64,6 +64,14 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
                         "location") from None
 
 
+def check_new_directory(path: str | Path, option: str) -> None:
+    """``path`` is a directory to create whole: new, or empty, and writable (checked before any work)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UserError(f"{option} {path}: exists and is not an empty directory; choose a new one")
+    check_writable(path, option, directory=True)
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

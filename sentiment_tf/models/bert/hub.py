@@ -60,8 +60,7 @@ def save_pretrained(trained, version_dir: Path, metadata: dict, out: Path, tf_we
     from sentiment_tf.models.bert import checkpoints
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--output {out}: exists and is not an empty directory; choose a new one")
+    atomic.check_new_directory(out, "--output")
     labels = list(metadata["labels"])
     config = trained.model.config
     config.id2label = dict(enumerate(labels))
