@@ -174,11 +174,7 @@ class Predictor(ExportInputs):
             sums = np.zeros((len(parts), probs.shape[1]), np.float64)
             np.add.at(sums, owner, probs)
             return self.predictions(sums / np.array([len(p) for p in parts])[:, None], texts)
-        result = self._predict(texts, batch_size, prepared)
-        if not prepared:
-            marked = self.predictions(result.probabilities, texts)
-            result.labels, result.nothing = marked.labels, marked.nothing
-        return result
+        return self._predict(texts, batch_size, prepared)
 
     def tokens(self, texts: list[str], prepared: bool = False) -> "Tokens":
         """The model's own tokens of raw texts (or, with ``prepared``, of segmented ones) — jieba tokens or
@@ -229,7 +225,7 @@ class Predictor(ExportInputs):
             probs[idx] = out["probabilities"].numpy()
             if counted:
                 lengths[idx], unknown[idx] = out["token_count"].numpy(), out["unknown_count"].numpy()
-        result = self.predictions(probs)
+        result = self.predictions(probs, None if prepared else texts)  # raw texts: the nothing-to-classify rule
         if counted:
             result.token_counts, result.unknown_counts = lengths, unknown
         return result
