@@ -33,16 +33,16 @@ import time
 from sentiment_tf.core import config as config_lib
 from sentiment_tf.core.config import parse_configs
 from sentiment_tf.core.errors import entry_point, setup_logging
-from sentiment_tf.serving.config import ServeConfig
+from sentiment_tf.serving.config import HttpConfig, ServeConfig
 
 log = logging.getLogger("sentiment_tf.serve")
 
 
 def main(argv: list[str] | None = None) -> int:
-    (cfg,), _ = parse_configs(build_parser(), argv, (ServeConfig,))
+    (cfg, http), _ = parse_configs(build_parser(), argv, (ServeConfig, HttpConfig))
     setup_logging(cfg.verbose)
-    api_key = cfg.resolved_api_key()
-    if cfg.api_key is not None:
+    api_key = http.resolved_api_key()
+    if http.api_key is not None:
         log.warning("--api-key on the command line is visible to every user of this machine (ps); prefer "
                     "--api-key-file or SENTIMENT_TF_API_KEY")
     from sentiment_tf.export.versions import resolve_version_dir
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     models = cfg.model_dirs()
     for base in models.values():
         resolve_version_dir(base)  # a missing or foreign directory: one line now, before the port or any load
-    sock = bind(cfg.host, cfg.port)  # a busy port fails now, not after the imports and models load
+    sock = bind(http.host, http.port)  # a busy port fails now, not after the imports and models load
     import uvicorn
 
     from sentiment_tf.serving.app import ModelSlot, create_app
@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                  slot.current.predictor.metadata.get("family"), time.perf_counter() - t0,
                  "; pinned: newer versions are not served" if slot.pinned is not None else "")
     metrics, drain = ServeMetrics(), Drain(cfg.shutdown_timeout)
-    app = HttpMetrics(DrainMiddleware(RequestLimits(create_app(cfg, slots, metrics), cfg.max_body_bytes,
-                                                    cfg.timeout_request, api_key), drain), metrics)
+    app = HttpMetrics(DrainMiddleware(RequestLimits(create_app(cfg, slots, metrics), http.max_body_bytes,
+                                                    http.timeout_request, api_key), drain), metrics)
     config = uvicorn.Config(app, log_level="debug" if cfg.verbose else "warning",
-                            http=protocol_with_timeout(cfg.timeout_request, connections_allowed(cfg.limit_connections)),
-                            timeout_keep_alive=cfg.timeout_keep_alive,
+                            http=protocol_with_timeout(http.timeout_request, connections_allowed(http.limit_connections)),
+                            timeout_keep_alive=http.timeout_keep_alive,
                             timeout_graceful_shutdown=cfg.shutdown_timeout + 1.0)  # a backstop: the drain answers first
-    print(f"serving {', '.join(slots)} on http://{cfg.host}:{sock.getsockname()[1]}  (POST /predict, "
+    print(f"serving {', '.join(slots)} on http://{http.host}:{sock.getsockname()[1]}  (POST /predict, "
           f"POST /v1/models/<name>:predict, GET /v1/models/<name>, /healthz, /metrics)", flush=True)
     DrainingServer(config, drain).run(sockets=[sock])
     # Every answer is sent. Exiting normally would wait for an abandoned model call still running in a
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return config_lib.build_parser("serve", __doc__, ServeConfig)
+    return config_lib.build_parser("serve", __doc__, ServeConfig, HttpConfig)
 
 
 cli = entry_point(main)

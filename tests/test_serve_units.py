@@ -23,7 +23,7 @@ from sentiment_tf.serving.app import (
     read_json,
     slot_for,
 )
-from sentiment_tf.serving.config import ServeConfig
+from sentiment_tf.serving.config import HttpConfig, ServeConfig
 from sentiment_tf.serving.limits import RequestLimits
 from sentiment_tf.serving.metrics import ServeMetrics
 from sentiment_tf.serving.predictor import Predictions
@@ -172,7 +172,7 @@ def test_either_key_header_is_enough():
 def test_api_key_file(tmp_path: Path):
     key = tmp_path / "key"
     key.write_text("s3cret\n", encoding="utf-8")
-    assert ServeConfig(model=["m"], api_key_file=str(key)).resolved_api_key() == "s3cret"
+    assert HttpConfig(api_key_file=str(key)).resolved_api_key() == "s3cret"
     key.write_text("\n", encoding="utf-8")
     with pytest.raises(UserError, match="first line is empty"):
         ServeConfig(model=["m"], api_key_file=str(key)).resolved_api_key()

@@ -44,20 +44,22 @@ class ClientDisconnected(Exception):
 class RequestLimits:
     """ASGI middleware: a body over ``max_body_bytes`` is a 413 — from ``Content-Length`` before any of
     it is read, else as soon as the streamed bytes pass the limit; a body not received within
-    ``read_timeout`` seconds is a 408; with ``api_key``, a request without it is a 401 (``/healthz``
-    excepted, for load balancers)."""
+    ``read_timeout`` seconds is a 408; with ``api_key``, a request without it is a 401 (``public_paths``
+    excepted: ``/healthz`` for load balancers; a page that holds no data and sends the key itself)."""
 
-    def __init__(self, app: Any, max_body_bytes: int, read_timeout: float, api_key: str | None = None):
+    def __init__(self, app: Any, max_body_bytes: int, read_timeout: float, api_key: str | None = None,
+                 public_paths: tuple[str, ...] = ("/healthz",)):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout
         self.api_key = api_key.encode("utf-8") if api_key else None
+        self.public_paths = public_paths
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.api_key is not None and scope.get("path") != "/healthz" and not self._authorised(headers):
+        if self.api_key is not None and scope.get("path") not in self.public_paths and not self._authorised(headers):
             return await send_error(send, 401, "missing or wrong API key; send it as 'Authorization: Bearer KEY' or "
                                                "'X-API-Key: KEY'", [(b"www-authenticate", b"Bearer")])
         declared = headers.get(b"content-length")
