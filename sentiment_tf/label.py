@@ -64,7 +64,7 @@ class LabelConfig:
     adapt_output: str = option("Where adapted models are exported (default: the model's directory + '-labelled').",
                                default="")
     run_dir: str = option("Each 'Adapt now' is a finetune run in a new directory under this one.", default="runs")
-    finetune_args: str = option("More finetune options for 'Adapt now', as one string (e.g. \"--epochs 5\").",
+    finetune_args: str = option("More finetune options for 'Adapt now', as one string: --finetune-args='--epochs 5'.",
                                 default="")
     lease_seconds: float = option("A page silent this long gives back the texts it holds.", above=0, default=600.0)
     verbose: bool = option("Debug logging.", default=False)
@@ -96,8 +96,13 @@ def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
     if owned:
         raise UserError(f"--finetune-args: {', '.join(sorted(owned))} is set by label itself; leave it out")
     command = ["--from", str(source), "--output", output, "--text-col", "text", "--label-col", "label", *extra]
-    parse_configs(finetune.build_parser(), [*command, "--data", cfg.output, "--run-dir", cfg.run_dir],
-                  (DataConfig, AdaptConfig, TrainConfig))
+    parser = finetune.build_parser()
+
+    def refuse(message: str) -> None:  # one line, not finetune's usage
+        raise UserError(f"--finetune-args: {message}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    parse_configs(parser, [*command, "--data", cfg.output, "--run-dir", cfg.run_dir], (DataConfig, AdaptConfig, TrainConfig))
     atomic.check_writable(output, "--adapt-output", directory=True)
     atomic.check_writable(cfg.run_dir, "--run-dir", directory=True)
     return command

@@ -76,7 +76,7 @@ def tiny_bert(tmp_path_factory, reviews: pd.DataFrame) -> Path:
 
 # The modules that take longest (trained fixtures, processes), longest first: with two xdist workers
 # taking whole files in collection order, they start first and both workers finish together.
-LONGEST_FIRST = ("test_multi_worker", "test_finetune", "test_serve_hardening", "test_train", "test_bert", "test_tune",
+LONGEST_FIRST = ("test_multi_worker", "test_label", "test_finetune", "test_serve_hardening", "test_train", "test_bert", "test_tune",
                  "test_export", "test_domain_loop", "test_calibration", "test_segmentation_graph", "test_distill",
                  "test_lstm_lm", "test_serve", "test_pretrain")
 
