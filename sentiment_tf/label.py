@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
-    """``finetune``'s options for 'Adapt now' (all but ``--data``), checked now, before any work."""
+    """The finetune command line of 'Adapt now' (all but its ``--run-dir``), checked now, before any work."""
     from sentiment_tf import finetune
     from sentiment_tf.core.config import AdaptConfig, DataConfig, TrainConfig
 
@@ -95,17 +95,18 @@ def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
     owned = {"--from", "--data", "--output", "--run-dir", "--text-col", "--label-col"} & {a.split("=")[0] for a in extra}
     if owned:
         raise UserError(f"--finetune-args: {', '.join(sorted(owned))} is set by label itself; leave it out")
-    command = ["--from", str(source), "--output", output, "--text-col", "text", "--label-col", "label", *extra]
+    command = ["--from", str(source), "--data", cfg.output, "--output", output, "--text-col", "text", "--label-col",
+               "label", *extra]
     parser = finetune.build_parser()
 
     def refuse(message: str) -> None:  # one line, not finetune's usage
         raise UserError(f"--finetune-args: {message}")
 
     parser.error = refuse  # type: ignore[method-assign]
-    parse_configs(parser, [*command, "--data", cfg.output, "--run-dir", cfg.run_dir], (DataConfig, AdaptConfig, TrainConfig))
+    parse_configs(parser, [*command, "--run-dir", cfg.run_dir], (DataConfig, AdaptConfig, TrainConfig))
     atomic.check_writable(output, "--adapt-output", directory=True)
     atomic.check_writable(cfg.run_dir, "--run-dir", directory=True)
-    return command
+    return [sys.executable, "-m", "sentiment_tf.finetune", *command]
 
 
 def adapted_version(output: str, labels: str) -> Path | None:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     session = LabelSession(texts, store, score_pool(ranking, texts, cfg.strategy), cfg.strategy, cfg.uncertainty,
                            cfg.seed, cfg.overlap, cfg.lease_seconds)
     if command:
-        session.adaptation = AdaptJob(command, Path(cfg.output), Path(cfg.run_dir),
+        session.adaptation = AdaptJob(command, Path(cfg.run_dir),
                                       lambda v: session.use_model(score_pool(v, texts, cfg.strategy)))
 
     # 3. Serve the page, with serve's limits.

@@ -1,6 +1,6 @@
-""""Adapt now": ``python -m sentiment_tf.finetune`` on the labels so far, in a process of its own (the
-page stays responsive while it trains), its progress read from its output, and the adapted model
-then put in charge of ranking and suggestions."""
+""""Adapt now": the finetune command on the labels so far, in a process of its own (the page stays
+responsive while it trains), its progress read from its output, and the adapted model then put in
+charge of ranking and suggestions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,15 +24,14 @@ class AdaptJob:
     """At most one finetune at a time.
 
     Args:
-        command: ``finetune``'s arguments but ``--data`` and ``--run-dir`` (``--from``, ``--output``, extras).
-        labels: the labels CSV it reads.
+        command: the finetune command line (``python -m sentiment_tf.finetune --from … --data LABELS``) but
+            ``--run-dir``.
         runs: each adaptation's run directory is made under it (``adapt-<time>``).
         on_exported: called with the new version directory once the run exported (loads it; may take a while).
     """
 
-    def __init__(self, command: list[str], labels: Path, runs: Path, on_exported: Callable[[Path], None]):
+    def __init__(self, command: list[str], runs: Path, on_exported: Callable[[Path], None]):
         self.command = command
-        self.labels = labels
         self.runs = runs
         self.on_exported = on_exported
         self.lock = threading.Lock()
@@ -59,8 +57,7 @@ class AdaptJob:
         n = 1
         while run_dir.exists():  # two within a second
             run_dir, n = self.runs / f"{time.strftime('adapt-%Y%m%d-%H%M%S')}-{n}", n + 1
-        args = [sys.executable, "-m", "sentiment_tf.finetune", *self.command, "--data", str(self.labels),
-                "--run-dir", str(run_dir)]
+        args = [*self.command, "--run-dir", str(run_dir)]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         encoding="utf-8", errors="replace", env=env)
         threading.Thread(target=self._follow, args=(self.process, labels_count), daemon=True,

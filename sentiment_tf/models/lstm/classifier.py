@@ -427,9 +427,11 @@ class TrainedLSTM:
         raw = predict_proba(self.model, self.preprocessor, self.preprocessor.segment(texts))
         return calibration.scale(raw, self.temperature).astype(np.float32)
 
-    def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
-        """Integrated gradients per jieba token (see :mod:`sentiment_tf.evaluation.attributions`) for
-        cleaned texts, of the predicted label or ``targets``."""
+    def _target_logit(self) -> Any:
+        """One graph for every text (lengths vary: traced for any shape), not layer by layer in eager
+        mode; built once per model (a page explains one text at a time)."""
+        if getattr(self, "_target_logit_fn", None) is not None:
+            return self._target_logit_fn
         import inspect
 
         embedding, head = self.model.get_layer("embedding"), self.model.get_layer("probabilities")
@@ -444,11 +446,18 @@ class TrainedLSTM:
                 mask = mask if len(x.shape) == 3 else None
             return tf.matmul(x, head.kernel) + head.bias
 
-        # One graph for every text (lengths vary: traced for any shape), not layer by layer in eager mode.
         @tf.function(reduce_retracing=True)
         def target_logit(path: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
             return tf.gather(logits(path, tf.ones(tf.shape(path)[:2], tf.bool)), target, axis=1)
 
+        self._target_logit_fn = target_logit
+        return target_logit
+
+    def explain(self, texts: list[str], steps: int = 50, targets: list[int] | None = None) -> list:
+        """Integrated gradients per jieba token (see :mod:`sentiment_tf.evaluation.attributions`) for
+        cleaned texts, of the predicted label or ``targets``."""
+        embedding = self.model.get_layer("embedding")
+        target_logit = self._target_logit()
         out = []
         probabilities = self.predict_proba(texts)
         for i, (text, segmented) in enumerate(zip(texts, self.preprocessor.segment(texts))):
