@@ -1,7 +1,7 @@
 """Labels chosen live on the label page vs ``select``'s one-shot choice vs random, and the time to the
 next text.
 
-    python bench/bench_label.py                                   # targets 书籍 蒙牛, seed 42
+    python bench/bench_label.py                                   # targets 书籍 蒙牛 计算机 酒店, seed 42
     python bench/bench_label.py --targets 酒店 --work-dir /tmp/bd  # reuse bench_domain.py's source models
 
 For each target domain of online_shopping_10_cats (bench_domain.py's leave-one-domain-out splits: the
@@ -180,7 +180,7 @@ def timing_on_a_large_pool(work: Path, corpus: pd.DataFrame, source_model: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(bench_domain.DEFAULT_DATA), help="online_shopping_10_cats CSV.")
-    parser.add_argument("--targets", nargs="+", default=["书籍", "蒙牛"])
+    parser.add_argument("--targets", nargs="+", default=["书籍", "蒙牛", "计算机", "酒店"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--source-size", type=int, default=18000)
     parser.add_argument("--large-pool", type=int, default=20000, help="Pool size of the time-to-next-text run.")

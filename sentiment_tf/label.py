@@ -95,7 +95,7 @@ def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
     owned = {"--from", "--data", "--output", "--run-dir", "--text-col", "--label-col"} & {a.split("=")[0] for a in extra}
     if owned:
         raise UserError(f"--finetune-args: {', '.join(sorted(owned))} is set by label itself; leave it out")
-    command = ["--from", str(source), "--data", cfg.output, "--output", output, "--text-col", "text", "--label-col",
+    command = ["--from", str(source), "--data", str(Path(cfg.output).resolve()), "--output", output, "--text-col", "text", "--label-col",
                "label", *extra]
     parser = finetune.build_parser()
 
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if command:
         session.adaptation = AdaptJob(command, Path(cfg.run_dir),
                                       lambda v: session.use_model(score_pool(v, texts, cfg.strategy)))
+        session.adaptation.restore(Path(cfg.output))
 
     # 3. Serve the page, with serve's limits.
     app = RequestLimits(create_app(session, cfg.budget), http.max_body_bytes, http.timeout_request, api_key,

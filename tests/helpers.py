@@ -105,19 +105,19 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m sentiment_tf.serve` in a subprocess on 127.0.0.1."""
+    """`python -m sentiment_tf.serve` (or another serving ``module``, e.g. label) in a subprocess on 127.0.0.1."""
 
-    def __init__(self, *args: str, cwd: Path):
-        self.port = free_port()
+    def __init__(self, *args: str, cwd: Path, module: str = "serve", port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
         self.log_path = cwd / f"server-{self.port}.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sentiment_tf.serve", "--port", str(self.port), *args],
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", f"sentiment_tf.{module}", "--port", str(self.port), *args],
                                      cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
-            assert self.proc.poll() is None, (cwd / f"server-{self.port}.log").read_text()
+            assert self.proc.poll() is None, self.log_path.read_text()
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
@@ -131,6 +131,12 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: nothing the process could still write."""
+        self.proc.kill()
         self.proc.wait(timeout=20)
         self.log.close()
 

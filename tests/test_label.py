@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY_MODEL_ARGS, assert_user_error, cli
+from tests.helpers import TINY_MODEL_ARGS, Server, assert_user_error, cli
 
 pytestmark = pytest.mark.slow  # trains a model
 
@@ -233,40 +233,11 @@ def test_the_command_refuses_bad_input_before_any_work(tiny, tmp_path: Path):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-class LabelServer:
-    """`python -m sentiment_tf.label` in its own process on 127.0.0.1 (killed for real in the test)."""
-
-    def __init__(self, tiny, cwd: Path, port: int):
-        import os
-        import subprocess
-        import sys
-        import time
-
-        import httpx
-
-        from tests.helpers import REPO
-
-        self.url = f"http://127.0.0.1:{port}/"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        self.log = open(cwd / f"label-{port}.log", "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentiment_tf.label", "--model", str(tiny.model), "--unlabelled", str(tiny.pool),
-             "--text-col", "review", "--output", "labels.csv", "--budget", "20", "--port", str(port),
-             "--adapt-output", "adapted", "--finetune-args=--epochs 1 --errors 0"], cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, (cwd / f"label-{port}.log").read_text()
-            try:
-                if httpx.get(self.url + "healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise AssertionError("the label server did not start")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=20)
-        self.log.close()
+def label_server(tiny, cwd: Path, port: int) -> Server:
+    """`python -m sentiment_tf.label` in its own process (killed for real in the test)."""
+    return Server("--model", str(tiny.model), "--unlabelled", str(tiny.pool), "--text-col", "review", "--output",
+                  "labels.csv", "--budget", "20", "--adapt-output", "adapted", "--finetune-args=--epochs 1 --errors 0",
+                  cwd=cwd, module="label", port=port)
 
 
 def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny, tmp_path: Path):
@@ -281,7 +252,7 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
-    server = LabelServer(tiny, tmp_path, port)
+    server = label_server(tiny, tmp_path, port)
     labelled: list[str] = []
 
     def label_with_keys(page, n: int) -> None:
@@ -300,7 +271,7 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
             "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.goto(server.url)
+            page.goto(server.url + "/")
             expect(page.locator("#position")).to_contain_text("text #")
             expect(page.locator("#why span.tok").first).to_be_visible(timeout=30000)  # the attributions arrive
             annotator = page.locator("#annotator").input_value()
@@ -313,14 +284,14 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
 
             server.kill()  # mid-way, for real; labels.csv is all there is
             assert pd.read_csv(tmp_path / "labels.csv")["text"].tolist() == labelled
-            server = LabelServer(tiny, tmp_path, port)
+            server = label_server(tiny, tmp_path, port)
             page.reload()
             expect(page.locator("#progresstext")).to_contain_text("11 / 20 labelled")
             label_with_keys(page, 9)
 
             # a second browser (its own session) never gets the text the first one shows
             other = browser.new_context().new_page()
-            other.goto(server.url)
+            other.goto(server.url + "/")
             expect(other.locator("#position")).to_contain_text("text #")
             assert other.locator("#text").inner_text() != page.locator("#text").inner_text()
             assert other.locator("#text").inner_text() not in labelled
@@ -344,6 +315,12 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
     assert labels["text"].tolist() == labelled and len(labels) == 20
     assert (labels["annotator"] == annotator).all() and (labels["label"] == labels["text"].map(tiny.gold)).all()
     assert (tmp_path / "adapted" / "1").is_dir()
+    # a restarted page still knows what the adaptation gained
+    from sentiment_tf.labeling.adapt_job import AdaptJob
+
+    job = AdaptJob([], tmp_path / "runs", lambda version: None)
+    job.restore(tmp_path / "labels.csv")
+    assert [(h["labels"], h["version"]) for h in job.history] == [(20, "1")]
 
 
 def _has_playwright() -> bool:

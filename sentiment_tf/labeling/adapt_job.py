@@ -43,6 +43,22 @@ class AdaptJob:
         self.history: list[dict] = []  # every finished adaptation: labels used, before/after accuracy
         self.process: subprocess.Popen | None = None
 
+    def restore(self, labels: Path) -> None:
+        """The adaptations earlier runs of the page made from ``labels`` (their run directories), so a
+        restarted page still shows what they gained."""
+        for run in sorted(self.runs.glob("adapt-*")):
+            try:
+                config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+                rows = json.loads((run / "data_stats.json").read_text(encoding="utf-8"))["train_file"]["rows_read"]
+                report = json.loads((run / "finetune_report.json").read_text(encoding="utf-8"))
+                domain, export = report["results"]["domain"], report["export"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # an interrupted or foreign run
+            if Path(config.get("DataConfig", {}).get("data", "")).resolve() == labels.resolve():
+                self.history.append({"labels": rows, "before": domain["before"]["accuracy"],
+                                     "after": domain["after"]["accuracy"], "test_texts": domain["after"]["support"],
+                                     "version": Path(export).name})
+
     def start(self, labels_count: int) -> None:
         from sentiment_tf.labeling.session import Refused
 

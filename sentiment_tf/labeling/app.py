@@ -105,21 +105,23 @@ def create_app(session: LabelSession, budget: int) -> FastAPI:
     async def explain(index: int) -> JSONResponse:
         return JSONResponse({"id": index, "explanation": session.explanation(index)})
 
-    @app.post("/api/adapt")
-    async def adapt() -> JSONResponse:
+    def adaptation() -> Any:
         if session.adaptation is None:
             raise Refused(404, "adaptation is off for this page (--no-adapt)")
+        return session.adaptation
+
+    @app.post("/api/adapt")
+    async def adapt() -> JSONResponse:
+        job = adaptation()
         with session.lock:
             labelled = len(session.store.rows)
         if labelled == 0:
             raise Refused(409, "no labels yet: label some texts first")
-        await run_in_threadpool(session.adaptation.start, labelled)
-        return JSONResponse(session.adaptation.status(), status_code=202)
+        await run_in_threadpool(job.start, labelled)
+        return JSONResponse(job.status(), status_code=202)
 
     @app.get("/api/adapt")
     async def adapt_status() -> JSONResponse:
-        if session.adaptation is None:
-            raise Refused(404, "adaptation is off for this page (--no-adapt)")
-        return JSONResponse(session.adaptation.status())
+        return JSONResponse(adaptation().status())
 
     return app
