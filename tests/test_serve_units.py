@@ -175,9 +175,9 @@ def test_api_key_file(tmp_path: Path):
     assert HttpConfig(api_key_file=str(key)).resolved_api_key() == "s3cret"
     key.write_text("\n", encoding="utf-8")
     with pytest.raises(UserError, match="first line is empty"):
-        ServeConfig(model=["m"], api_key_file=str(key)).resolved_api_key()
+        HttpConfig(api_key_file=str(key)).resolved_api_key()
     with pytest.raises(UserError, match="give one of them"):
-        ServeConfig(model=["m"], api_key="a", api_key_file=str(key))
+        HttpConfig(api_key="a", api_key_file=str(key))
 
 
 def test_the_port_is_bound_before_loading_and_answers_without_nagle_delay():
