@@ -81,25 +81,19 @@ def create_app(session: LabelSession, budget: int) -> FastAPI:
                              "progress": await run_in_threadpool(session.progress),
                              "adaptation": session.adaptation.status() if session.adaptation else None})
 
-    @app.post("/api/next")
-    async def next_text(request: Request) -> JSONResponse:
-        b = await read_body(request, "session", "annotator")
-        return JSONResponse(await run_in_threadpool(session.current, b["session"], b["annotator"]))
+    # What a page does to its text: each route reads the fields the session's method takes, in order.
+    actions = {"next": (session.current, ("session", "annotator")),
+               "label": (session.label, ("session", "annotator", "id", "label")),
+               "skip": (session.skip, ("session", "annotator", "id")),
+               "undo": (session.undo, ("session", "annotator"))}
+    for name, (method, fields) in actions.items():
+        def route(method=method, fields=fields) -> Any:
+            async def act(request: Request) -> JSONResponse:
+                body = await read_body(request, *fields)
+                return JSONResponse(await run_in_threadpool(method, *(body[f] for f in fields)))
+            return act
 
-    @app.post("/api/label")
-    async def label(request: Request) -> JSONResponse:
-        b = await read_body(request, "session", "annotator", "id", "label")
-        return JSONResponse(await run_in_threadpool(session.label, b["session"], b["annotator"], b["id"], b["label"]))
-
-    @app.post("/api/skip")
-    async def skip(request: Request) -> JSONResponse:
-        b = await read_body(request, "session", "annotator", "id")
-        return JSONResponse(await run_in_threadpool(session.skip, b["session"], b["annotator"], b["id"]))
-
-    @app.post("/api/undo")
-    async def undo(request: Request) -> JSONResponse:
-        b = await read_body(request, "session", "annotator")
-        return JSONResponse(await run_in_threadpool(session.undo, b["session"], b["annotator"]))
+        app.add_api_route(f"/api/{name}", route(), methods=["POST"])
 
     @app.get("/api/explain/{index}")
     async def explain(index: int) -> JSONResponse:
