@@ -305,6 +305,7 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
             page.keyboard.press("a")  # adapt now, then the before/after report and the adapted model in charge
             expect(page.locator("#adaptstate")).to_contain_text("done", timeout=180000)
             expect(page.locator("#adaptlog")).to_contain_text("before (source model)")
+            assert "/" + tmp_path.name not in page.locator("#adaptlog").inner_text()  # no server paths on the page
             expect(page.locator("#model")).to_contain_text("adapted/1")
             expect(page.locator("#gain")).to_contain_text("after 20 labels")
             page.screenshot(path=str(tmp_path / "label.png"), full_page=True)

@@ -125,10 +125,16 @@ class AdaptJob:
             self.state, self.error, self.finished = state, error, time.time()
 
     def status(self) -> dict:
+        """What the page shows: the state, finetune's last lines and report, earlier adaptations (paths cut
+        to their last part: the page may be open on another machine)."""
+        from sentiment_tf.serving.app import without_paths
+
         with self.lock:
             elapsed = None if self.started is None else (self.finished or time.time()) - self.started
-            return {"state": self.state, "elapsed": elapsed, "tail": list(self.tail)[-12:], "error": self.error,
-                    "report": self.report, "history": list(self.history)}
+            report = dict(self.report, text=without_paths(self.report["text"])) if self.report else None
+            return {"state": self.state, "elapsed": elapsed, "tail": [without_paths(t) for t in list(self.tail)[-12:]],
+                    "error": without_paths(self.error) if self.error else None, "report": report,
+                    "history": list(self.history)}
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

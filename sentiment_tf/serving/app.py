@@ -79,10 +79,14 @@ def version_identity(version_dir: Path) -> tuple[int, ...]:
     return (version_dir.stat().st_ino, graph.st_ino, graph.st_size, graph.st_mtime_ns, meta.st_ino, meta.st_mtime_ns)
 
 
+def without_paths(text: str) -> str:
+    """``text`` with every filesystem path cut to its last part (no server paths leak)."""
+    return re.sub(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"(),]+)+/?", lambda m: Path(m.group()).name or m.group(), text)
+
+
 def public_message(err: BaseException) -> str:
-    """An error's first line with every filesystem path cut to its last part (no server paths leak)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    text = re.sub(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"(),]+)+/?", lambda m: Path(m.group()).name or m.group(), text)
+    """An error's first line, without paths."""
+    text = without_paths(str(err).strip().splitlines()[0]) if str(err).strip() else ""
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
