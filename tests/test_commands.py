@@ -16,8 +16,8 @@ from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow  # starts a process
 
-COMMANDS = ["batch_predict", "client", "distill", "explain", "finetune", "monitor", "predict", "pretrain", "publish", "runs",
-            "select", "serve", "train", "tune"]
+COMMANDS = ["batch_predict", "client", "distill", "explain", "finetune", "label", "monitor", "predict", "pretrain",
+            "publish", "runs", "select", "serve", "train", "tune"]
 
 # What `python -m` does (runpy, run as __main__), for each command in one fresh interpreter.
 _HELP_OF_EACH = """

@@ -56,8 +56,16 @@ def _export(trained, base: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export for the tests that only read it."""
+    """One export for the tests that only read it (or damage a copy of it)."""
     return _export(trained, tmp_path_factory.mktemp("exported") / "lstm")
+
+
+def _copy_of(exported: Path, tmp_path: Path) -> Path:
+    """A copy of the shared export to damage (an export costs seconds; a copy, milliseconds)."""
+    import shutil
+
+    shutil.copytree(exported.parent, tmp_path / "lstm")
+    return tmp_path / "lstm" / exported.name
 
 
 def test_export_matches_keras_in_fresh_process(trained, exported: Path, tmp_path: Path) -> None:
@@ -152,11 +160,11 @@ def _edit_metadata(version: Path, edit) -> None:
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
 
 
-def test_tokenizer_mismatch_is_refused_where_python_segments(trained, tmp_path: Path) -> None:
+def test_tokenizer_mismatch_is_refused_where_python_segments(exported, tmp_path: Path) -> None:
     """A raw-text export serves without Python's jieba, so another jieba version does not stop it; what
     still segments in Python (tokens for `monitor`, `explain`, `finetune`) refuses, and so does loading an
     export that takes segmented text."""
-    version = _export(trained, tmp_path / "lstm")
+    version = _copy_of(exported, tmp_path)
     expected = Predictor.load(version).predict(TEXTS[:2]).probabilities
     _edit_metadata(version, lambda meta: meta["tokenizer"].update(jieba_version="0.39"))
     predictor = Predictor.load(version)
@@ -172,8 +180,8 @@ def test_tokenizer_mismatch_is_refused_where_python_segments(trained, tmp_path: 
         Predictor.load(old)
 
 
-def test_a_damaged_temperature_is_refused_on_load(trained, tmp_path: Path) -> None:
-    version = _export(trained, tmp_path / "lstm")
+def test_a_damaged_temperature_is_refused_on_load(exported, tmp_path: Path) -> None:
+    version = _copy_of(exported, tmp_path)
     meta_path = export_lib.metadata_path(version)
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     assert meta["temperature"] == 1.0  # exported without calibration
@@ -183,8 +191,8 @@ def test_a_damaged_temperature_is_refused_on_load(trained, tmp_path: Path) -> No
             Predictor.load(version)
 
 
-def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
-    version = _export(trained, tmp_path / "lstm")
+def test_edited_user_dict_in_export_is_refused(exported, tmp_path: Path) -> None:
+    version = _copy_of(exported, tmp_path)
     (version / "assets.extra" / "user_dict.txt").write_text("别的词 5 n\n", encoding="utf-8")
     with pytest.raises(UserError, match="user_dict_sha256"):
         Predictor.load(version).tokens(TEXTS[:1])
@@ -200,12 +208,12 @@ def test_edited_user_dict_in_export_is_refused(trained, tmp_path: Path) -> None:
     ("variables/variables.index", "variables"),
     ("assets.extra/keras_model.keras", "keras_model.keras"),
 ])
-def test_damaged_export_is_one_line_naming_the_file(trained, tmp_path: Path, damage: str, named: str) -> None:
+def test_damaged_export_is_one_line_naming_the_file(exported, tmp_path: Path, damage: str, named: str) -> None:
     """A truncated file (a copy cut short, a full disk) is refused by predict and finetune without a traceback."""
     from sentiment_tf.models.lstm import classifier as lstm
     from tests.helpers import assert_user_error, cli
 
-    version = _export(trained, tmp_path / "lstm")
+    version = _copy_of(exported, tmp_path)
     path = version / damage
     with open(path, "r+b") as f:
         f.truncate(max(8, path.stat().st_size // 3))
