@@ -67,6 +67,8 @@ class LabelConfig:
     finetune_args: str = option("More finetune options for 'Adapt now', as one string: --finetune-args='--epochs 5'.",
                                 default="")
     lease_seconds: float = option("A page silent this long gives back the texts it holds.", above=0, default=600.0)
+    explain: bool = option("Show each text's attributions (integrated gradients, computed while the text before is "
+                           "read; --no-explain spares the CPU, e.g. for a large BERT).", default=True)
     verbose: bool = option("Debug logging.", default=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ranking = (adapted_version(command[command.index("--output") + 1], cfg.output) if command else None) or version_dir
     log.info("%d texts to choose from; scoring them with %s", len(texts), ranking)
     session = LabelSession(texts, store, score_pool(ranking, texts, cfg.strategy), cfg.strategy, cfg.uncertainty,
-                           cfg.seed, cfg.overlap, cfg.lease_seconds)
+                           cfg.seed, cfg.overlap, cfg.lease_seconds, cfg.explain)
     if command:
         session.adaptation = AdaptJob(command, Path(cfg.run_dir),
                                       lambda v: session.use_model(score_pool(v, texts, cfg.strategy)))

@@ -41,6 +41,7 @@ def open_session(tiny, output: Path, **kw):
     texts = pd.read_csv(tiny.pool)["review"].tolist()
     store = LabelStore(output, ["正面", "负面"], lowercase=True)
     strategy = kw.pop("strategy", "hybrid")
+    kw.setdefault("explain", False)  # attributions: the browser test waits for them on the page
     return LabelSession(texts, store, score_pool(tiny.version, texts, strategy), strategy, **kw)
 
 

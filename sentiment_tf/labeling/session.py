@@ -88,16 +88,18 @@ class LabelSession:
         strategy, measure, seed: how texts are chosen (``select``'s options).
         overlap: the share of texts also given to a second annotator (for Cohen's kappa).
         lease_seconds: a browser silent this long gives its queued texts back.
+        explain: compute each queued text's attributions (off: the page shows none, and no CPU goes to them).
     """
 
     def __init__(self, texts: list[str], store: LabelStore, scored: Scored, strategy: str = "hybrid",
-                 measure: str = "margin", seed: int = 42, overlap: float = 0.0, lease_seconds: float = 600.0):
+                 measure: str = "margin", seed: int = 42, overlap: float = 0.0, lease_seconds: float = 600.0,
+                 explain: bool = True):
         self.texts = texts
         self.keys = [store.key(t) for t in texts]
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.store = store
         self.strategy, self.measure, self.seed = strategy, measure, seed
-        self.overlap, self.lease_seconds = overlap, lease_seconds
+        self.overlap, self.lease_seconds, self.explain = overlap, lease_seconds, explain
         self.lock = threading.RLock()
         self.browsers: dict[str, Browser] = {}
         self.available = np.ones(len(texts), dtype=bool)
@@ -290,7 +292,9 @@ class LabelSession:
 
     def _explain_later(self, index: int) -> None:
         scored = self.scored
-        if (scored.name, index) not in self.explanations:
+        if not self.explain:
+            self.explanations[(scored.name, index)] = {"tokens": [], "scores": [], "label": None, "off": True}
+        elif (scored.name, index) not in self.explanations:
             self.explainer.submit(self._explain, scored, index)
 
     def _explain(self, scored: Scored, index: int) -> None:
