@@ -78,6 +78,9 @@ class LabelConfig:
 @dataclasses.dataclass
 class LabelHttpConfig(HttpConfig):
     port: int = option("Port.", at_least=0, at_most=65535, default=8600)
+    api_key: str | None = option("Require this key on the page's API (the page itself and /healthz hold no data); "
+                                 "open the URL printed at start, which carries it after '#'. Prefer --api-key-file "
+                                 "or SENTIMENT_TF_API_KEY (a key on the command line is visible in ps).", default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     (cfg, http), _ = parse_configs(build_parser(), argv, (LabelConfig, LabelHttpConfig))
     setup_logging(cfg.verbose)
     api_key = http.resolved_api_key()
+    if http.api_key is not None:
+        log.warning("--api-key on the command line is visible to every user of this machine (ps); prefer "
+                    "--api-key-file or SENTIMENT_TF_API_KEY")
     from sentiment_tf import select
     from sentiment_tf.export.versions import cleaning_lowercase, read_metadata, resolve_version_dir
     from sentiment_tf.labeling.store import LabelStore
