@@ -52,6 +52,20 @@ def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) ->
 
 
 @pytest.fixture(scope="session")
+def tiny_lstm(tmp_path_factory, reviews: pd.DataFrame) -> Path:
+    """A tiny LSTM export (600 reviews; one per test worker) for modules that need any trained model:
+    copy it (``shutil.copytree``) before adding versions or damaging it."""
+    from sentiment_tf import train
+    from tests.helpers import TINY_MODEL_ARGS
+
+    work = tmp_path_factory.mktemp("tiny_lstm")
+    reviews.sample(600, random_state=2).to_csv(work / "train.csv", index=False)
+    assert train.main(["--data", str(work / "train.csv"), "--output", str(work / "model"), "--run-dir",
+                       str(work / "run"), *TINY_MODEL_ARGS]) == 0
+    return work / "model"
+
+
+@pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, reviews: pd.DataFrame) -> Path:
     """A tiny BERT checkpoint with TF weights and a vocabulary learned from 400 reviews."""
     import tensorflow as tf

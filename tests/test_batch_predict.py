@@ -10,22 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY_MODEL_ARGS
-
 pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 
 pytest.importorskip("apache_beam")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, reviews: pd.DataFrame) -> Path:
-    from sentiment_tf import train
-
-    work = tmp_path_factory.mktemp("beam_model")
-    reviews.sample(400, random_state=2).to_csv(work / "small.csv", index=False)
-    assert train.main(["--data", str(work / "small.csv"), "--output", str(work / "model"), "--run-dir",
-                       str(work / "run"), "--errors", "0", *TINY_MODEL_ARGS]) == 0
-    return work / "model"
+def model(tiny_lstm: Path) -> Path:
+    return tiny_lstm  # read only
 
 
 def _read(pattern: str, directory: Path) -> list[dict]:

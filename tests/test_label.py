@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY_MODEL_ARGS, Server, assert_user_error, cli
+from tests.helpers import Server, assert_user_error, cli
 
 pytestmark = pytest.mark.slow  # trains a model
 
@@ -19,17 +19,17 @@ tf = pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, reviews: pd.DataFrame) -> types.SimpleNamespace:
-    """A tiny LSTM trained on 600 reviews; 300 others as the pool to label (with their gold labels)."""
-    from sentiment_tf import train
+def tiny(tmp_path_factory, reviews: pd.DataFrame, tiny_lstm: Path) -> types.SimpleNamespace:
+    """The shared tiny LSTM (a copy: adaptations add versions beside it); 300 reviews it did not train on
+    as the pool to label, with their gold labels."""
+    import shutil
 
     work = tmp_path_factory.mktemp("label")
-    shuffled = reviews.drop_duplicates("text").sample(frac=1.0, random_state=5).reset_index(drop=True)
-    shuffled.head(600).to_csv(work / "train.csv", index=False)
-    pool = shuffled.iloc[600:900]
+    shutil.copytree(tiny_lstm, work / "model")
+    trained_on = set(pd.read_csv(tiny_lstm.parent / "train.csv")["text"])
+    shuffled = reviews.drop_duplicates("text").sample(frac=1.0, random_state=5)
+    pool = shuffled[~shuffled["text"].isin(trained_on)].head(300)
     pool[["text"]].rename(columns={"text": "review"}).to_csv(work / "pool.csv", index=False)
-    assert train.main(["--data", str(work / "train.csv"), "--output", str(work / "model"), "--run-dir",
-                       str(work / "run"), *TINY_MODEL_ARGS]) == 0
     return types.SimpleNamespace(work=work, model=work / "model", version=work / "model" / "1",
                                  pool=work / "pool.csv", gold=dict(zip(pool["text"], pool["label"])))
 

@@ -86,8 +86,9 @@ def peoples_daily() -> list[str]:
 
 
 @pytest.mark.slow
-def test_every_text_of_the_bundled_corpus_and_peoples_daily(corpus: list[str], peoples_daily: list[str]) -> None:
-    _assert_equal(Tokenizer("word"), corpus + peoples_daily + ADVERSARIAL + _random_texts(2000, seed=1))
+def test_a_third_of_the_bundled_corpus_and_peoples_daily(corpus: list[str], peoples_daily: list[str]) -> None:
+    # Every text of six corpora under six settings: bench/bench_jieba_graph_parity.py (100 %, bench/README.md).
+    _assert_equal(Tokenizer("word"), corpus[::3] + peoples_daily[1::3] + ADVERSARIAL + _random_texts(2000, seed=1))
 
 
 @pytest.mark.slow

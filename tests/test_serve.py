@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from tests.helpers import TINY_MODEL_ARGS, Server, cli, free_port
+from tests.helpers import Server, cli, free_port
 
 pytestmark = pytest.mark.slow  # trains models, serves them or starts processes
 
@@ -26,13 +25,12 @@ TEXTS = ["这家酒店很干净，服务也好", "太差了，再也不来了", 
 
 
 @pytest.fixture(scope="module")
-def lstm_export(tmp_path_factory, reviews: pd.DataFrame) -> Path:
-    work = tmp_path_factory.mktemp("serve")
-    reviews.head(300).to_csv(work / "small.csv", index=False)
-    from sentiment_tf import train  # in-process: the servers under test run in their own processes
+def lstm_export(tmp_path_factory, tiny_lstm: Path) -> Path:
+    """A copy of the shared tiny export (the tests add versions to it)."""
+    import shutil
 
-    assert train.main(["--data", str(work / "small.csv"), "--output", str(work / "models" / "lstm"),
-                       "--run-dir", str(work / "run"), *TINY_MODEL_ARGS]) == 0
+    work = tmp_path_factory.mktemp("serve")
+    shutil.copytree(tiny_lstm, work / "models" / "lstm")
     return work / "models" / "lstm"
 
 
