@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shlex
@@ -92,7 +91,7 @@ def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
     from sentiment_tf import finetune
     from sentiment_tf.core.config import AdaptConfig, DataConfig, TrainConfig
 
-    output = cfg.adapt_output or f"{source}-labelled"
+    output = str(Path(cfg.adapt_output or f"{source}-labelled").resolve())  # absolute: restore() reads it back
     try:
         extra = shlex.split(cfg.finetune_args)
     except ValueError as err:
@@ -114,30 +113,10 @@ def finetune_command(cfg: LabelConfig, source: Path) -> list[str]:
     return [sys.executable, "-m", "sentiment_tf.finetune", *command]
 
 
-def adapted_version(output: str, labels: str) -> Path | None:
-    """The newest version an earlier run of this page exported from these labels (it ranks again after a
-    restart), or None."""
-    from sentiment_tf.export.versions import META_DIR, metadata_path, versions
-
-    base = Path(output)
-    for v in reversed(versions(base)) if base.is_dir() else []:
-        try:
-            config = json.loads((base / str(v) / META_DIR / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        data = config.get("DataConfig", {}).get("data")
-        if metadata_path(base / str(v)).is_file() and data and Path(data).resolve() == Path(labels).resolve():
-            return base / str(v)
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     (cfg, http), _ = parse_configs(build_parser(), argv, (LabelConfig, LabelHttpConfig))
     setup_logging(cfg.verbose)
     api_key = http.resolved_api_key()
-    if http.api_key is not None:
-        log.warning("--api-key on the command line is visible to every user of this machine (ps); prefer "
-                    "--api-key-file or SENTIMENT_TF_API_KEY")
     from sentiment_tf import select
     from sentiment_tf.export.versions import cleaning_lowercase, read_metadata, resolve_version_dir
     from sentiment_tf.labeling.store import LabelStore
@@ -171,14 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_tf.serving.lifecycle import connections_allowed
     from sentiment_tf.serving.limits import RequestLimits, protocol_with_timeout
 
-    ranking = (adapted_version(command[command.index("--output") + 1], cfg.output) if command else None) or version_dir
+    job = AdaptJob(command, Path(cfg.run_dir), lambda v: session.use_model(score_pool(v, texts, cfg.strategy))) \
+        if command else None
+    ranking = (job.restore(Path(cfg.output)) if job else None) or version_dir
     log.info("%d texts to choose from; scoring them with %s", len(texts), ranking)
     session = LabelSession(texts, store, score_pool(ranking, texts, cfg.strategy), cfg.strategy, cfg.uncertainty,
                            cfg.seed, cfg.overlap, cfg.lease_seconds, cfg.explain)
-    if command:
-        session.adaptation = AdaptJob(command, Path(cfg.run_dir),
-                                      lambda v: session.use_model(score_pool(v, texts, cfg.strategy)))
-        session.adaptation.restore(Path(cfg.output))
+    session.adaptation = job
 
     # 3. Serve the page, with serve's limits.
     app = RequestLimits(create_app(session, cfg.budget), http.max_body_bytes, http.timeout_request, api_key,

@@ -42,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     (cfg, http), _ = parse_configs(build_parser(), argv, (ServeConfig, HttpConfig))
     setup_logging(cfg.verbose)
     api_key = http.resolved_api_key()
-    if http.api_key is not None:
-        log.warning("--api-key on the command line is visible to every user of this machine (ps); prefer "
-                    "--api-key-file or SENTIMENT_TF_API_KEY")
     from sentiment_tf.export.versions import resolve_version_dir
     from sentiment_tf.serving.lifecycle import bind
 

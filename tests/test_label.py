@@ -321,7 +321,7 @@ def test_the_page_in_chromium_keyboard_undo_restart_two_browsers_and_adapt(tiny,
     from sentiment_tf.labeling.adapt_job import AdaptJob
 
     job = AdaptJob([], tmp_path / "runs", lambda version: None)
-    job.restore(tmp_path / "labels.csv")
+    assert job.restore(tmp_path / "labels.csv") == tmp_path / "adapted" / "1"  # it ranks again after a restart
     assert [(h["labels"], h["version"]) for h in job.history] == [(20, "1")]
 
 

@@ -43,9 +43,13 @@ class AdaptJob:
         self.history: list[dict] = []  # every finished adaptation: labels used, before/after accuracy
         self.process: subprocess.Popen | None = None
 
-    def restore(self, labels: Path) -> None:
+    def restore(self, labels: Path) -> Path | None:
         """The adaptations earlier runs of the page made from ``labels`` (their run directories), so a
-        restarted page still shows what they gained."""
+        restarted page still shows what they gained; returns the newest one's export that still exists (it
+        ranks and suggests again), or None."""
+        from sentiment_tf.export.versions import metadata_path
+
+        newest = None
         for run in sorted(self.runs.glob("adapt-*")):
             try:
                 config = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -58,6 +62,8 @@ class AdaptJob:
                 self.history.append({"labels": rows, "before": domain["before"]["accuracy"],
                                      "after": domain["after"]["accuracy"], "test_texts": domain["after"]["support"],
                                      "version": Path(export).name})
+                newest = Path(export) if metadata_path(Path(export)).is_file() else newest
+        return newest
 
     def start(self, labels_count: int) -> None:
         from sentiment_tf.labeling.session import Refused

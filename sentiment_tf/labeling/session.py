@@ -124,7 +124,7 @@ class LabelSession:
         return [self.index[r.key] for r in self.store.rows if r.key in self.index]
 
     def _ranker(self, scored: Scored) -> Ranker:
-        taken = sorted(set(np.flatnonzero(~self.available).tolist()))
+        taken = np.flatnonzero(~self.available).tolist()  # sorted, each once
         return Ranker(self.strategy, scored.probabilities, scored.embeddings, taken, self.seed, self.measure)
 
     def use_model(self, scored: Scored) -> None:
@@ -214,10 +214,9 @@ class LabelSession:
         with self.lock:
             b = self._browser(session, annotator)
             self._check_shown(b, index)
-            probs = self.scored.probabilities[index]
+            suggestion, probability = self._suggestion(index)
             self.store.add(Label(self.texts[index], label, annotator, datetime.now(timezone.utc).isoformat(
-                timespec="seconds"), self.store.label_names[int(probs.argmax())], round(float(probs.max()), 6),
-                self.scored.name, key=self.keys[index]))
+                timespec="seconds"), suggestion, round(probability, 6), self.scored.name, key=self.keys[index]))
             b.queue.popleft()
             if index in self.shown_as_second:
                 self.shown_as_second.discard(index)
@@ -265,19 +264,27 @@ class LabelSession:
             raise Refused(409, f"text {index} is not the one this page shows now (another tab, or an old page?); "
                                "reload the page")
 
+    def _suggestion(self, index: int) -> tuple[str, float]:
+        """The model's label for a pool text, and its probability."""
+        probs = self.scored.probabilities[index]
+        return self.store.label_names[int(probs.argmax())], float(probs.max())
+
     def _item(self, b: Browser) -> dict:
         if not b.queue:
             return {"item": None, "progress": self.progress()}
         i = b.queue[0]
-        probs = self.scored.probabilities[i]
         names = self.store.label_names
-        return {"item": {"id": i, "text": self.texts[i], "suggestion": names[int(probs.argmax())],
-                         "probabilities": {n: round(float(p), 4) for n, p in zip(names, probs)},
+        return {"item": {"id": i, "text": self.texts[i], "suggestion": self._suggestion(i)[0],
+                         "probabilities": {n: round(float(p), 4) for n, p in zip(names, self.scored.probabilities[i])},
                          "second_look": i in self.shown_as_second,
                          "explanation": self.explanations.get((self.scored.name, i))},
                 "progress": self.progress()}
 
     def progress(self) -> dict:
+        with self.lock:  # the state route reads it beside the label routes' writes
+            return self._progress()
+
+    def _progress(self) -> dict:
         rows = self.store.rows
         agreed = [r.suggestion == r.label for r in rows if r.suggestion]
         annotators = collections.Counter(r.annotator for r in rows)

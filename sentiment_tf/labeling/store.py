@@ -43,6 +43,7 @@ class LabelStore:
         self.label_names = list(label_names)
         self.lowercase = lowercase
         self.rows: list[Label] = self._read() if self.path.exists() else []
+        self._agreement: tuple[dict | None] | None = None  # cleared by every write
 
     def key(self, text: str) -> str:
         return clean_text(text, self.lowercase)
@@ -68,6 +69,7 @@ class LabelStore:
         return [Label(**{c: r[c] for c in COLUMNS}, key=self.key(r["text"])) for r in frame[COLUMNS].to_dict("records")]
 
     def write(self) -> None:
+        self._agreement = None
         buffer = io.StringIO()
         pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in self.rows], columns=COLUMNS).to_csv(buffer, index=False)
         atomic.write_bytes(self.path, buffer.getvalue().encode("utf-8"))
@@ -102,7 +104,13 @@ class LabelStore:
         return out
 
     def agreement(self) -> dict | None:
-        """Cohen's kappa between the first two annotators of every text labelled twice (``--overlap``)."""
+        """Cohen's kappa between the first two annotators of every text labelled twice (``--overlap``);
+        computed once per change of the labels (the page asks for it with every text)."""
+        if self._agreement is None:
+            self._agreement = (self._compute_agreement(),)
+        return self._agreement[0]
+
+    def _compute_agreement(self) -> dict | None:
         from sklearn.metrics import cohen_kappa_score
 
         pairs = [(rows[0].label, rows[1].label) for rows in self.by_text().values()

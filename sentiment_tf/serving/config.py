@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -94,6 +95,12 @@ class HttpConfig:
             raise UserError("--api-key and --api-key-file: give one of them")
 
     def resolved_api_key(self) -> str | None:
+        """The key from --api-key-file, --api-key or SENTIMENT_TF_API_KEY (None: no key); a key on the command
+        line is warned about."""
+        if self.api_key is not None:
+            logging.getLogger("sentiment_tf.serving").warning(
+                "--api-key on the command line is visible to every user of this machine (ps); prefer "
+                "--api-key-file or SENTIMENT_TF_API_KEY")
         if self.api_key_file is not None:
             try:
                 lines = Path(self.api_key_file).read_text(encoding="utf-8").splitlines()
