@@ -310,6 +310,12 @@ def main() -> None:
     parser.add_argument("--source-size", type=int, default=18000,
                         help="Stratified sample of the other domains used as the source (0 = all of them).")
     parser.add_argument("--seeds", type=int, default=3, help="Repeat with this many seeds; mean ± s.d.")
+    parser.add_argument("--first-seed", type=int, default=42,
+                        help="Seeds are --first-seed, --first-seed + 1, …; a later run can add seeds to an earlier "
+                             "one's (--rows).")
+    parser.add_argument("--rows", nargs="+", default=[],
+                        help="rows.json files of earlier runs (in their work directories): their seeds join this "
+                             "run's in every mean ± s.d.")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES,
                         help="Target label counts to adapt with ('all' adds the ceilings); 500 is always run.")
     parser.add_argument("--work-dir", help="Keep data, models and runs here (default: a temporary directory); a "
@@ -342,6 +348,23 @@ def main() -> None:
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_domain_"))
     from sklearn.model_selection import train_test_split
 
+    from sentiment_tf.core import atomic
+
+    # Rows are only comparable between runs of the same protocol: every option but the seeds must match.
+    run_args = {k: (Path(v).name if k in ("teacher", "lm") and v else v) for k, v in sorted(vars(args).items())
+                if k not in ("seeds", "first_seed", "rows", "work_dir", "data")}
+    earlier: dict[str, dict[str, dict]] = {}
+    for path in args.rows:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        if saved["args"] != run_args:
+            diff = sorted(k for k in run_args if saved["args"].get(k) != run_args[k])
+            sys.exit(f"--rows {path}: an earlier run with other options ({', '.join(diff)}); its rows do not compare")
+        for target, by_seed in saved["rows"].items():
+            for seed, row in by_seed.items():
+                if args.first_seed <= int(seed) < args.first_seed + args.seeds:
+                    sys.exit(f"--rows {path}: seed {seed} is also run here; choose another --first-seed")
+                earlier.setdefault(target, {})[seed] = row
+    mine: dict[str, dict[str, dict]] = {}
     results: dict[str, list[dict]] = {}
     counts: dict[str, tuple[int, int, int]] = {}
     for target in targets:
@@ -359,11 +382,17 @@ def main() -> None:
         counts[target] = (len(source), len(pool), len(test))
         teacher = ({"checkpoint": str(Path(args.teacher).resolve()), "source_size": args.teacher_source_size,
                     "epochs": args.teacher_epochs} if args.teacher else None)
-        results[target] = [run_seed(target, seed, work, source_file, test_file, pool[["text", "label"]],
-                                    sizes, args.finetune_args, lm, args.dapt_epochs, teacher)
-                           for seed in range(42, 42 + args.seeds)]
+        results[target] = [earlier[target][seed] for seed in sorted(earlier.get(target, {}))]
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            results[target].append(run_seed(target, seed, work, source_file, test_file, pool[["text", "label"]],
+                                            sizes, args.finetune_args, lm, args.dapt_epochs, teacher))
+            mine.setdefault(target, {})[str(seed)] = results[target][-1]
+            atomic.write_text(work / "rows.json", json.dumps({"args": run_args, "rows": mine}, ensure_ascii=False,
+                                                             indent=1))
         plot(target, results[target], sizes, len(pool), work / target / "learning_curve.png")
         print_target(target, results[target], sizes, counts[target])
+    seeds = sorted({int(s) for by_seed in (*earlier.values(), *mine.values()) for s in by_seed})
+    print(f"\nseeds: {', '.join(map(str, seeds))}" + (f" ({len(args.rows)} earlier run(s) via --rows)" if args.rows else ""))
     print_summary(results, targets, args)
     print(f"\nwork directory (logs, models, learning_curve.png per target): {work}")
 
