@@ -38,17 +38,21 @@ def neutral_texts() -> list[str]:
     return out
 
 
-@pytest.fixture
-def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) -> Path:
+def write_tiny_csv(directory: Path, reviews: pd.DataFrame, neutral_texts: list[str]) -> Path:
     """A 3-class CSV (正面/负面/中性), 120 texts each, with custom column names."""
     pos = reviews[reviews.label == "正面"].text.head(120).tolist()
     neg = reviews[reviews.label == "负面"].text.head(120).tolist()
     frame = pd.DataFrame({"review": pos + neg + neutral_texts[:120],
                           "sentiment": ["正面"] * 120 + ["负面"] * 120 + ["中性"] * 120,
                           "source": "test"})
-    path = tmp_path / "tiny.csv"
+    path = directory / "tiny.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path, reviews: pd.DataFrame, neutral_texts: list[str]) -> Path:
+    return write_tiny_csv(tmp_path, reviews, neutral_texts)
 
 
 @pytest.fixture(scope="session")

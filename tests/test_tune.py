@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -25,9 +27,25 @@ def trials_table(directory: Path) -> pd.DataFrame:
     return pd.read_csv(directory / "trials.csv").drop(columns=["minutes"])
 
 
-def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Path, tmp_path: Path, capsys):
-    study = tmp_path / "study"
-    assert tune.main(["--data", str(tiny_csv), "--trials", "2", "--output", str(study), *FIXED]) == 0
+@pytest.fixture(scope="module")
+def search_data(tmp_path_factory, reviews, neutral_texts) -> Path:
+    from tests.conftest import write_tiny_csv
+
+    return write_tiny_csv(tmp_path_factory.mktemp("tune_data"), reviews, neutral_texts)
+
+
+@pytest.fixture(scope="module")
+def whole(search_data: Path, tmp_path_factory) -> tuple[Path, str]:
+    """One uninterrupted 2-trial search (and what it printed), shared by the tests that read it."""
+    study = tmp_path_factory.mktemp("tune") / "study"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert tune.main(["--data", str(search_data), "--trials", "2", "--output", str(study), *FIXED]) == 0
+    return study, printed.getvalue()
+
+
+def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(whole: tuple[Path, str], tmp_path: Path):
+    study, out = whole
     table = pd.read_csv(study / "trials.csv")
     assert len(table) == 2 and list(table["rank"]) == [1, 2]
     complete = table[table["state"] == "complete"]
@@ -38,7 +56,6 @@ def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Pat
     first = table[table["trial"] == 0].iloc[0]
     assert (first["dropout"], first["learning_rate"], first["batch_size"], first["tokenizer"], first["pooling"]) == (
         0.4, 1.5e-3, 64, "word", "last")
-    out = capsys.readouterr().out
     assert "ranked by validation accuracy" in out and "best: trial" in out
 
     best = yaml.safe_load((study / "best.yaml").read_text(encoding="utf-8"))
@@ -57,9 +74,9 @@ def test_search_writes_ranked_trials_and_a_best_yaml_train_accepts(tiny_csv: Pat
     assert saved["ModelConfig"]["dropout"] == pytest.approx(top["dropout"])
 
 
-def test_an_interrupted_search_resumes_to_the_uninterrupted_result(tiny_csv: Path, tmp_path: Path):
-    args = ["--data", str(tiny_csv), "--trials", "2", *FIXED]
-    assert tune.main([*args, "--output", str(tmp_path / "whole")]) == 0
+def test_an_interrupted_search_resumes_to_the_uninterrupted_result(search_data: Path, whole: tuple[Path, str],
+                                                                  tmp_path: Path):
+    args = ["--data", str(search_data), "--trials", "2", *FIXED]
 
     calls = []
 
@@ -73,7 +90,7 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_result(tiny_csv: Pat
     assert len(pd.read_csv(tmp_path / "cut" / "trials.csv")) == 1
     assert tune.main(["--resume", str(tmp_path / "cut")]) == 0
 
-    whole, cut = trials_table(tmp_path / "whole"), trials_table(tmp_path / "cut")
+    whole, cut = trials_table(whole[0]), trials_table(tmp_path / "cut")
     # The interrupted trial ran again under a new number; otherwise the same trials, scores and ranks.
     for frame in (whole, cut):
         frame.drop(columns=["trial"], inplace=True)
