@@ -28,7 +28,9 @@ two places. Then, for each target domain:
 
 ``--seeds N`` (default 3) repeats 2–4 with seeds 42, 43, … (the source model, the label samples, the
 initialisation change; the target test set stays) and shows mean ± s.d. for every row. A learning-curve PNG per
-target is written to the work directory.
+target is written to the work directory, and every seed's rows to ``rows.json`` there as it finishes: a run
+too long for one sitting goes seed by seed (``--seeds 1 --first-seed 43 --rows <first run>/rows.json``), and the
+last one prints the mean ± s.d. over all of them (refused unless every other option is the same).
 
 Targets (the issue's; mean over the targets at 500 labels): adapted ≥ the better TF-IDF row + 1 pt;
 gain over source-only ≥ +8 pt on 书籍 and 蒙牛; source-test forgetting ≤ 1 pt on every target.
