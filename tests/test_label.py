@@ -66,6 +66,10 @@ def test_two_pages_never_share_a_text_and_a_restart_never_shows_a_labelled_one(t
     shown: dict[str, list[int]] = {"ann": [], "bob": []}
     items = {"ann": api.post("/api/next", json=A).json()["item"], "bob": api.post("/api/next", json=B).json()["item"]}
     assert api.post("/api/next", json=A).json()["item"]["id"] == items["ann"]["id"]  # the same until answered
+    # --no-explain: every text answers "attributions off", none is queued for integrated gradients
+    assert items["ann"]["explanation"]["off"]
+    assert api.get(f"/api/explain/{items['bob']['id']}").json()["explanation"]["off"]
+    assert not session.explanations
     for _ in range(8):
         for who, body in (("ann", A), ("bob", B)):
             item = items[who]

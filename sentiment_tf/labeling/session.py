@@ -27,6 +27,7 @@ from sentiment_tf.labeling.store import Label, LabelStore
 log = logging.getLogger(__name__)
 
 EXPLAIN_STEPS = 32  # integrated-gradients steps: enough for a highlight, a few times cheaper than explain's 50
+EXPLAIN_OFF = {"tokens": [], "scores": [], "label": None, "off": True}  # what the page gets with --no-explain
 PREPARED = 2  # texts queued per browser: the one shown and the next, explained while the person reads
 
 
@@ -277,7 +278,7 @@ class LabelSession:
         return {"item": {"id": i, "text": self.texts[i], "suggestion": self._suggestion(i)[0],
                          "probabilities": {n: round(float(p), 4) for n, p in zip(names, self.scored.probabilities[i])},
                          "second_look": i in self.shown_as_second,
-                         "explanation": self.explanations.get((self.scored.name, i))},
+                         "explanation": self._explanation(i)},
                 "progress": self.progress()}
 
     def progress(self) -> dict:
@@ -299,9 +300,7 @@ class LabelSession:
 
     def _explain_later(self, index: int) -> None:
         scored = self.scored
-        if not self.explain:
-            self.explanations[(scored.name, index)] = {"tokens": [], "scores": [], "label": None, "off": True}
-        elif (scored.name, index) not in self.explanations:
+        if self.explain and (scored.name, index) not in self.explanations:
             self.explainer.submit(self._explain, scored, index)
 
     def _explain(self, scored: Scored, index: int) -> None:
@@ -325,4 +324,9 @@ class LabelSession:
     def explanation(self, index: int) -> dict | None:
         if not 0 <= index < len(self.texts):
             raise Refused(404, f"no text {index} in the pool (0–{len(self.texts) - 1})")
+        return self._explanation(index)
+
+    def _explanation(self, index: int) -> dict | None:
+        if not self.explain:  # one answer for every text: nothing is stored per text
+            return EXPLAIN_OFF
         return self.explanations.get((self.scored.name, index))

@@ -14,6 +14,7 @@ from sentiment_tf.core.errors import UserError
 from sentiment_tf.data.cleaning import clean_text
 
 COLUMNS = ["text", "label", "annotator", "time", "suggestion", "suggestion_probability", "model_version"]
+_STALE = object()  # LabelStore.agreement not computed since the last write
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class LabelStore:
         self.label_names = list(label_names)
         self.lowercase = lowercase
         self.rows: list[Label] = self._read() if self.path.exists() else []
-        self._agreement: tuple[dict | None] | None = None  # cleared by every write
+        self._agreement: dict | None | object = _STALE  # computed on demand, made stale by every write
 
     def key(self, text: str) -> str:
         return clean_text(text, self.lowercase)
@@ -69,7 +70,7 @@ class LabelStore:
         return [Label(**{c: r[c] for c in COLUMNS}, key=self.key(r["text"])) for r in frame[COLUMNS].to_dict("records")]
 
     def write(self) -> None:
-        self._agreement = None
+        self._agreement = _STALE
         buffer = io.StringIO()
         pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in self.rows], columns=COLUMNS).to_csv(buffer, index=False)
         atomic.write_bytes(self.path, buffer.getvalue().encode("utf-8"))
@@ -106,9 +107,9 @@ class LabelStore:
     def agreement(self) -> dict | None:
         """Cohen's kappa between the first two annotators of every text labelled twice (``--overlap``);
         computed once per change of the labels (the page asks for it with every text)."""
-        if self._agreement is None:
-            self._agreement = (self._compute_agreement(),)
-        return self._agreement[0]
+        if self._agreement is _STALE:
+            self._agreement = self._compute_agreement()
+        return self._agreement
 
     def _compute_agreement(self) -> dict | None:
         from sklearn.metrics import cohen_kappa_score
