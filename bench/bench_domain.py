@@ -353,8 +353,11 @@ def main() -> None:
     from sentiment_tf.core import atomic
 
     # Rows are only comparable between runs of the same protocol: every option but the seeds must match.
+    # The corpus by its content and the checkpoints by name: paths differ between machines.
     run_args = {k: (Path(v).name if k in ("teacher", "lm") and v else v) for k, v in sorted(vars(args).items())
                 if k not in ("seeds", "first_seed", "rows", "work_dir", "data")}
+    run_args["data_sha256"] = hashlib.sha256(Path(args.data).read_bytes()).hexdigest() if args.dataset != "bundled" \
+        else None
     earlier: dict[str, dict[str, dict]] = {}
     for path in args.rows:
         saved = json.loads(Path(path).read_text(encoding="utf-8"))
